@@ -1,0 +1,3 @@
+from cocalc_k8s.cli import main
+
+main()

@@ -1,0 +1,98 @@
+"""create_app(settings): the one place that wires every part of the hub together."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+from aiohttp import web
+
+from cocalc_k8s.core.errors import NotFound
+from cocalc_k8s.core.settings import Settings
+from cocalc_k8s.db.engine import create_hub_engine
+from cocalc_k8s.keys import (
+    ACCOUNTS,
+    API_KEYS,
+    ENGINE,
+    METRICS,
+    SECRET_KEY,
+    SESSIONS,
+    SETTINGS,
+    TEMPLATES,
+)
+from cocalc_k8s.services.accounts import AccountPolicy, AccountService
+from cocalc_k8s.services.api_keys import ApiKeyService
+from cocalc_k8s.services.metrics import HubMetrics
+from cocalc_k8s.services.sessions import SessionService
+from cocalc_k8s.web.auth import identify
+from cocalc_k8s.web.csrf import csrf_protect
+from cocalc_k8s.web.errors import handle_errors
+from cocalc_k8s.web.headers import security_headers
+from cocalc_k8s.web.metrics import loop_lag_probe, measure
+from cocalc_k8s.web.routes import setup_routes
+from cocalc_k8s.web.templating import STATIC_DIR, create_environment
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BODY = 1024**2  # streamed uploads (a later issue) bypass this
+
+
+def load_secret_key(data_dir: Path) -> bytes:
+    """The hub's HMAC key, generated once and kept (mode 0600) in the data directory."""
+    path = data_dir / "secret_key"
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex())
+    return key
+
+
+def create_app(settings: Settings, *, database_url: str) -> web.Application:
+    """The hub application. The database must already be migrated (see cli.serve)."""
+    app = web.Application(
+        middlewares=[handle_errors, security_headers, measure, identify, csrf_protect],
+        client_max_size=MAX_REQUEST_BODY,
+    )
+    app[SETTINGS] = settings
+    app[SECRET_KEY] = load_secret_key(settings.data_dir)
+    app[TEMPLATES] = create_environment()
+    app[METRICS] = HubMetrics()
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        engine = create_hub_engine(database_url, pool_size=settings.db_pool_size)
+        app[ENGINE] = engine
+        app[METRICS].watch_pool(engine)
+        app[ACCOUNTS] = AccountService(
+            engine,
+            AccountPolicy(
+                admin_email=settings.admin_email.lower() if settings.admin_email else None,
+                first_account_admin=settings.first_account_admin,
+                allow_sign_up=settings.allow_sign_up,
+                login_attempts=settings.login_attempts,
+                login_window=settings.login_window,
+            ),
+        )
+        app[SESSIONS] = SessionService(engine, lifetime=timedelta(days=settings.session_days))
+        app[API_KEYS] = ApiKeyService(engine)
+        if settings.admin_email:
+            try:
+                await app[ACCOUNTS].make_admin(settings.admin_email)
+            except NotFound:  # no such account yet: sign-up makes it admin then
+                log.info("admin email %s has no account yet", settings.admin_email)
+        yield
+        await engine.dispose()
+
+    app.cleanup_ctx.append(database)
+    app.cleanup_ctx.append(loop_lag_probe)
+    setup_routes(app)
+    app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
+    return app

@@ -1,0 +1,246 @@
+"""The `cocalc-k8s` command: serve | migrate | make-admin | check.
+
+Start-up is an ordered list of named steps, each logged with its duration. Errors a user
+can fix (a bad setting, a database at an unknown revision, a port in use) are printed as
+one clear line with a non-zero exit code, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.exc import OperationalError
+
+from cocalc_k8s import __version__
+from cocalc_k8s.core.errors import DomainError
+from cocalc_k8s.core.settings import Settings, SettingsError, load_settings, setting_fields
+from cocalc_k8s.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from cocalc_k8s.db.migrate import RevisionError, upgrade
+from cocalc_k8s.logs import configure_logging
+
+log = logging.getLogger("cocalc_k8s")
+
+EXIT_USAGE = 2
+EXIT_DATABASE = 3
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@contextlib.contextmanager
+def step(name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    log.info("%s done in %.0f ms", name, (time.perf_counter() - start) * 1000)
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The database URL: the configured one, or an embedded server run for the duration."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    server = EmbeddedPostgres(settings.data_dir / "postgres")
+    with step("init_embedded_postgres"):
+        try:
+            server.start()
+        except EmbeddedPostgresError as exc:
+            raise CliError(f"cannot start the embedded PostgreSQL: {exc}", EXIT_DATABASE) from None
+    try:
+        yield server.url
+    finally:
+        with step("stop_embedded_postgres"):
+            server.stop()
+
+
+def migrate_database(url: str) -> None:
+    with step("init_migrations"):
+        try:
+            before, after = upgrade(url)
+        except RevisionError as exc:
+            raise CliError(f"refusing to start: {exc}", EXIT_DATABASE) from None
+        except OperationalError as exc:
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            raise CliError(f"cannot connect to the database: {reason}", EXIT_DATABASE) from None
+    if before != after:
+        log.info("database migrated from %s to %s", before or "empty", after)
+
+
+async def run_hub(settings: Settings, url: str) -> None:
+    from cocalc_k8s.app import create_app
+    from cocalc_k8s.keys import METRICS
+    from cocalc_k8s.tls import server_ssl_context
+    from cocalc_k8s.web.access_log import AccessLogger
+    from cocalc_k8s.web.metrics import start_metrics_site
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    with step("init_tls"):
+        ssl_context = server_ssl_context(settings)
+    with step("init_web"):
+        app = create_app(settings, database_url=url)
+        runner = web.AppRunner(
+            app,
+            access_log_class=AccessLogger,
+            access_log=logging.getLogger("cocalc_k8s.access"),
+            handle_signals=False,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise CliError(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+            ) from None
+    metrics_runner = None
+    if settings.metrics_port:
+        with step("init_metrics"):
+            metrics_runner = await start_metrics_site(
+                app[METRICS], settings.metrics_host, settings.metrics_port
+            )
+    print(f"cocalc-k8s is running: open {settings.public_url}/", flush=True)
+    await stop.wait()
+    log.info("stopping")
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
+    await runner.cleanup()
+
+
+def cmd_serve(settings: Settings) -> None:
+    with database(settings) as url:
+        migrate_database(url)
+        asyncio.run(run_hub(settings, url))
+
+
+def cmd_migrate(settings: Settings) -> None:
+    with database(settings) as url:
+        migrate_database(url)
+    print("database is at the newest revision")
+
+
+def cmd_make_admin(settings: Settings, email: str) -> None:
+    from cocalc_k8s.db.engine import create_hub_engine
+    from cocalc_k8s.services.accounts import AccountPolicy, AccountService
+
+    async def promote(url: str) -> None:
+        engine = create_hub_engine(url, pool_size=1)
+        try:
+            await AccountService(engine, AccountPolicy()).make_admin(email)
+        finally:
+            await engine.dispose()
+
+    with database(settings) as url:
+        migrate_database(url)
+        try:
+            asyncio.run(promote(url))
+        except DomainError as exc:
+            raise CliError(exc.message) from None
+    print(f"{email} is now an admin")
+
+
+def cmd_check(settings: Settings) -> None:
+    for f in setting_fields():
+        value = getattr(settings, f.name)
+        shown = "(set, hidden)" if f.metadata["secret"] and value else value
+        print(f"{f.name:20} {shown}")
+    from cocalc_k8s.db.engine import create_sync_engine
+    from cocalc_k8s.db.migrate import check_known_revision, head_revision
+
+    with database(settings) as url:
+        engine = create_sync_engine(url)
+        try:
+            current = check_known_revision(engine)
+        except RevisionError as exc:
+            raise CliError(str(exc), EXIT_DATABASE) from None
+        finally:
+            engine.dispose()
+    print(f"{'database revision':20} {current or 'empty'} (newest: {head_revision()})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cocalc-k8s",
+        description="A self-hosted, collaborative computing platform.",
+    )
+    parser.add_argument("--version", action="version", version=f"cocalc-k8s {__version__}")
+    settings_flags = argparse.ArgumentParser(add_help=False)
+    group = settings_flags.add_argument_group("settings (each also read from COCALC_*)")
+    for f in setting_fields():
+        kwargs: dict[str, Any] = {
+            "dest": f.name,
+            "default": None,
+            "help": f"{f.metadata['help']} [env: {f.metadata['env']}]",
+        }
+        if str(f.type) == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _flag_parser(f)
+            kwargs["metavar"] = f.name.upper()
+        group.add_argument(f.metadata["flag"], **kwargs)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("serve", parents=[settings_flags], help="run the hub")
+    commands.add_parser("migrate", parents=[settings_flags], help="migrate the database only")
+    admin = commands.add_parser(
+        "make-admin", parents=[settings_flags], help="make an existing account an admin"
+    )
+    admin.add_argument("email")
+    commands.add_parser("check", parents=[settings_flags], help="show settings, check database")
+    return parser
+
+
+def _flag_parser(f: dataclasses.Field[Any]) -> Any:
+    from cocalc_k8s.core.settings import parse_value
+
+    def parse(raw: str) -> Any:
+        try:
+            return parse_value(f, raw)
+        except SettingsError as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+
+    return parse
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    overrides = {f.name: getattr(args, f.name) for f in setting_fields()}
+    try:
+        settings = load_settings(overrides=overrides)
+    except SettingsError as exc:
+        print(f"cocalc-k8s: error: {exc.message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        if args.command == "serve":
+            cmd_serve(settings)
+        elif args.command == "migrate":
+            cmd_migrate(settings)
+        elif args.command == "make-admin":
+            cmd_make_admin(settings, args.email)
+        elif args.command == "check":
+            cmd_check(settings)
+    except CliError as exc:
+        print(f"cocalc-k8s: error: {exc}", file=sys.stderr)
+        sys.exit(exc.code)
+    except SettingsError as exc:
+        print(f"cocalc-k8s: error: {exc.message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        sys.exit(130)

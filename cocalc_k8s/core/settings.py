@@ -1,0 +1,274 @@
+"""The hub's settings: one frozen dataclass, read once from the environment and the CLI.
+
+Every field carries its help text, its `COCALC_*` environment variable and its CLI flag in
+the field metadata; `docs/settings.md` documents each one and a test keeps the two in step.
+Precedence: CLI flag, then environment variable, then the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cocalc_k8s.core.errors import BadRequest
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+TLS_MODES = ("off", "files", "self-signed")
+
+
+def _setting(default: Any, help: str, *, env: str, flag: str, secret: bool = False) -> Any:
+    return field(
+        default=default,
+        repr=not secret,
+        metadata={"help": help, "env": env, "flag": flag, "secret": secret},
+    )
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "cocalc-k8s"
+
+
+class SettingsError(BadRequest):
+    """A setting has an invalid value; the message names the setting."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    host: str = _setting(
+        "127.0.0.1",
+        "Address the hub listens on. Use 0.0.0.0 to accept connections from other machines.",
+        env="COCALC_HOST",
+        flag="--host",
+    )
+    port: int = _setting(
+        8080,
+        "TCP port of the hub's web server (HTTP, or HTTPS when TLS is on).",
+        env="COCALC_PORT",
+        flag="--port",
+    )
+    data_dir: Path = _setting(
+        None,
+        "Directory for everything the hub keeps on disk: the embedded PostgreSQL, the secret "
+        "key, the self-signed certificate. Default: $XDG_DATA_HOME/cocalc-k8s "
+        "(~/.local/share/cocalc-k8s).",
+        env="COCALC_DATA_DIR",
+        flag="--data-dir",
+    )
+    database_url: str | None = _setting(
+        None,
+        "PostgreSQL URL (postgresql://user:password@host:5432/dbname). When unset, the hub "
+        "starts an embedded PostgreSQL server inside the data directory. DATABASE_URL is "
+        "read too.",
+        env="COCALC_DATABASE_URL",
+        flag="--database-url",
+        secret=True,
+    )
+    db_pool_size: int = _setting(
+        10,
+        "Number of pooled database connections the hub keeps open.",
+        env="COCALC_DB_POOL_SIZE",
+        flag="--db-pool-size",
+    )
+    base_url: str | None = _setting(
+        None,
+        "Public URL (scheme://host[:port]) users open, e.g. https://cocalc.example.org when "
+        "the hub sits behind a load balancer. Used for the printed URL and for checking the "
+        "Origin of state-changing requests. Default: derived from host, port and TLS.",
+        env="COCALC_BASE_URL",
+        flag="--base-url",
+    )
+    tls: str = _setting(
+        "off",
+        "TLS mode: 'off' (plain HTTP), 'files' (use --tls-cert and --tls-key) or "
+        "'self-signed' (generate a certificate on first start and keep it in the data "
+        "directory). Setting --tls-cert and --tls-key implies 'files'.",
+        env="COCALC_TLS",
+        flag="--tls",
+    )
+    tls_cert: Path | None = _setting(
+        None,
+        "PEM certificate chain for HTTPS.",
+        env="COCALC_TLS_CERT",
+        flag="--tls-cert",
+    )
+    tls_key: Path | None = _setting(
+        None,
+        "PEM private key for HTTPS.",
+        env="COCALC_TLS_KEY",
+        flag="--tls-key",
+    )
+    log_level: str = _setting(
+        "info",
+        "Log level: debug, info, warning or error.",
+        env="COCALC_LOG_LEVEL",
+        flag="--log-level",
+    )
+    log_format: str = _setting(
+        "text",
+        "Log format: 'text' (one readable line per event) or 'json' (one JSON object per "
+        "line, for log collectors).",
+        env="COCALC_LOG_FORMAT",
+        flag="--log-format",
+    )
+    admin_email: str | None = _setting(
+        None,
+        "The account with this email is an admin: at sign-up, or at start-up if it exists.",
+        env="COCALC_ADMIN_EMAIL",
+        flag="--admin-email",
+    )
+    first_account_admin: bool = _setting(
+        False,
+        "Make the first account that signs up an admin (handy for a fresh private install).",
+        env="COCALC_FIRST_ACCOUNT_ADMIN",
+        flag="--first-account-admin",
+    )
+    allow_sign_up: bool = _setting(
+        True,
+        "Let anyone who reaches the hub create an account. Turn off for closed installs.",
+        env="COCALC_ALLOW_SIGN_UP",
+        flag="--allow-sign-up",
+    )
+    session_days: int = _setting(
+        30,
+        "Lifetime of a sign-in session, in days.",
+        env="COCALC_SESSION_DAYS",
+        flag="--session-days",
+    )
+    login_attempts: int = _setting(
+        10,
+        "Failed sign-in attempts allowed per account within the rate-limit window; five "
+        "times as many per client address. Further attempts get 429.",
+        env="COCALC_LOGIN_ATTEMPTS",
+        flag="--login-attempts",
+    )
+    login_window: int = _setting(
+        900,
+        "Length of the sign-in rate-limit window, in seconds.",
+        env="COCALC_LOGIN_WINDOW",
+        flag="--login-window",
+    )
+    metrics_port: int = _setting(
+        0,
+        "When non-zero, serve Prometheus metrics without authentication on this port (bound "
+        "to --metrics-host). /metrics on the hub's own port is always available to admins.",
+        env="COCALC_METRICS_PORT",
+        flag="--metrics-port",
+    )
+    metrics_host: str = _setting(
+        "127.0.0.1",
+        "Address of the separate metrics listener.",
+        env="COCALC_METRICS_HOST",
+        flag="--metrics-host",
+    )
+
+    def __post_init__(self) -> None:
+        if self.data_dir is None:
+            object.__setattr__(self, "data_dir", default_data_dir())
+        if self.tls == "off" and self.tls_cert and self.tls_key:
+            object.__setattr__(self, "tls", "files")
+        _validate(self)
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.tls == "off" else "https"
+
+    @property
+    def public_url(self) -> str:
+        """The URL printed for users and used as the trusted Origin."""
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - describing, not binding
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+
+def _validate(s: Settings) -> None:
+    if not 0 < s.port < 65536:
+        raise SettingsError(f"--port must be between 1 and 65535, not {s.port}")
+    if not 0 <= s.metrics_port < 65536:
+        raise SettingsError(f"--metrics-port must be between 0 and 65535, not {s.metrics_port}")
+    if s.log_level not in LOG_LEVELS:
+        raise SettingsError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+    if s.log_format not in LOG_FORMATS:
+        raise SettingsError(f"--log-format must be one of {', '.join(LOG_FORMATS)}")
+    if s.tls not in TLS_MODES:
+        raise SettingsError(f"--tls must be one of {', '.join(TLS_MODES)}")
+    if s.tls == "files" and not (s.tls_cert and s.tls_key):
+        raise SettingsError("--tls files needs both --tls-cert and --tls-key")
+    if s.database_url is not None and urlsplit(s.database_url).scheme not in (
+        "postgresql",
+        "postgres",
+        "postgresql+psycopg",
+    ):
+        raise SettingsError("--database-url must be a postgresql:// URL")
+    if s.base_url is not None:
+        parts = urlsplit(s.base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise SettingsError("--base-url must look like https://host[:port]")
+        if parts.path not in ("", "/"):
+            raise SettingsError(
+                "--base-url must not have a path: serving under a prefix is not supported"
+            )
+    for name in ("session_days", "login_attempts", "login_window", "db_pool_size"):
+        if getattr(s, name) < 1:
+            raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
+
+
+def setting_fields() -> list[dataclasses.Field[Any]]:
+    return list(dataclasses.fields(Settings))
+
+
+def _field_type(f: dataclasses.Field[Any]) -> str:
+    return str(f.type).replace(" ", "")
+
+
+def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
+    """Turn the text of an environment variable or flag into the field's type."""
+    kind = _field_type(f)
+    if kind == "bool":
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{f.metadata['flag']} must be true or false, not {raw!r}")
+    if kind == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{f.metadata['flag']} must be a number, not {raw!r}") from None
+    if "Path" in kind:
+        return Path(raw).expanduser() if raw else None
+    return raw or None if "None" in kind else raw
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Settings from the environment, then `overrides` (the parsed CLI flags) on top."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    if environ.get("DATABASE_URL"):
+        values["database_url"] = environ["DATABASE_URL"]
+    for f in setting_fields():
+        env = f.metadata["env"]
+        if env in environ:
+            values[f.name] = parse_value(f, environ[env])
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = value
+    return Settings(**values)

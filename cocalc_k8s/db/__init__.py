@@ -1,0 +1,1 @@
+"""PostgreSQL: models, engine, the embedded server and the migration runner."""

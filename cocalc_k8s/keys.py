@@ -1,0 +1,22 @@
+"""Every shared resource of the hub application, as a typed aiohttp AppKey."""
+
+from __future__ import annotations
+
+import jinja2
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cocalc_k8s.core.settings import Settings
+from cocalc_k8s.services.accounts import AccountService
+from cocalc_k8s.services.api_keys import ApiKeyService
+from cocalc_k8s.services.metrics import HubMetrics
+from cocalc_k8s.services.sessions import SessionService
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+SECRET_KEY = web.AppKey("secret_key", bytes)
+ACCOUNTS = web.AppKey("accounts", AccountService)
+SESSIONS = web.AppKey("sessions", SessionService)
+API_KEYS = web.AppKey("api_keys", ApiKeyService)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+METRICS = web.AppKey("metrics", HubMetrics)

@@ -1,0 +1,58 @@
+"""The hub's Prometheus metrics, in a registry of its own (one per hub application)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class PoolCollector(Collector):
+    """Connections in the database pool, read at scrape time."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        pool = self.engine.pool
+        size = GaugeMetricFamily("cocalc_db_pool_size", "Pooled database connections")
+        size.add_metric([], float(getattr(pool, "size", lambda: 0)()))
+        yield size
+        used = GaugeMetricFamily("cocalc_db_pool_checked_out", "Connections in use")
+        used.add_metric([], float(getattr(pool, "checkedout", lambda: 0)()))
+        yield used
+        overflow = GaugeMetricFamily("cocalc_db_pool_overflow", "Connections beyond the pool")
+        overflow.add_metric([], float(max(0, getattr(pool, "overflow", lambda: 0)())))
+        yield overflow
+
+
+class HubMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "cocalc_http_requests",
+            "HTTP requests answered, by method, route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "cocalc_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method and route",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.loop_lag = Histogram(
+            "cocalc_event_loop_lag_seconds",
+            "How late a periodic event-loop callback ran (time the loop was blocked)",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def watch_pool(self, engine: AsyncEngine) -> None:
+        self.registry.register(PoolCollector(engine))

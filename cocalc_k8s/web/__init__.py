@@ -1,0 +1,1 @@
+"""The web hub: routes, pages, the JSON API, authentication and middlewares."""

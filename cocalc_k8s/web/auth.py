@@ -1,0 +1,80 @@
+"""Who is asking. One middleware identifies the principal; handlers state what they need.
+
+A request is authenticated by `Authorization: Bearer <api key>` or by the session cookie.
+A present but invalid bearer key is an error (401), never a silent fall-back to the cookie.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from cocalc_k8s.core.errors import Forbidden, Unauthorized
+from cocalc_k8s.core.identity import Principal
+from cocalc_k8s.keys import API_KEYS, SESSIONS, SETTINGS
+
+SESSION_COOKIE = "cocalc_session"
+PRINCIPAL = "principal"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization header must be 'Bearer <API key>'")
+    return token.strip()
+
+
+@web.middleware
+async def identify(request: web.Request, handler: Handler) -> web.StreamResponse:
+    principal: Principal | None = None
+    key = bearer_token(request)
+    if key is not None:
+        principal = await request.app[API_KEYS].principal(key)
+        if principal is None:
+            raise Unauthorized("invalid API key")
+    else:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            principal = await request.app[SESSIONS].principal(cookie)
+    request[PRINCIPAL] = principal
+    return await handler(request)
+
+
+def principal_of(request: web.Request) -> Principal | None:
+    return request.get(PRINCIPAL)
+
+
+def require_account(request: web.Request) -> Principal:
+    principal = principal_of(request)
+    if principal is None:
+        raise Unauthorized("sign in or use an API key")
+    return principal
+
+
+def require_admin(request: web.Request) -> Principal:
+    principal = require_account(request)
+    if not principal.is_admin:
+        raise Forbidden("admins only")
+    return principal
+
+
+def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:
+    settings = request.app[SETTINGS]
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=settings.session_days * 86400,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=settings.public_url.startswith("https:"),
+    )
+
+
+def clear_session_cookie(response: web.StreamResponse) -> None:
+    response.del_cookie(SESSION_COOKIE, path="/")

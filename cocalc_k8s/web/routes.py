@@ -1,0 +1,26 @@
+"""The one route table of the hub."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cocalc_k8s.web import api_account, api_auth, health, metrics, pages
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_routes(
+        [
+            web.get("/healthz", health.healthz),
+            web.get("/readyz", health.readyz),
+            web.get("/metrics", metrics.admin_metrics),
+            web.post("/api/v2/auth/sign-up", api_auth.sign_up),
+            web.post("/api/v2/auth/sign-in", api_auth.sign_in),
+            web.post("/api/v2/auth/sign-out", api_auth.sign_out),
+            web.get("/api/v2/account", api_account.get_account),
+            web.patch("/api/v2/account", api_account.patch_account),
+            web.post("/api/v2/api-keys", api_account.create_api_key),
+            web.get("/api/v2/api-keys", api_account.list_api_keys),
+            web.delete("/api/v2/api-keys/{key_id}", api_account.delete_api_key),
+            *pages.routes(),
+        ]
+    )

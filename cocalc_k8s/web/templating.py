@@ -1,0 +1,40 @@
+"""Jinja2 templates for the hub's pages (autoescaped), rendered with the request context."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from cocalc_k8s import __version__
+from cocalc_k8s.keys import TEMPLATES
+from cocalc_k8s.web.auth import principal_of
+from cocalc_k8s.web.csrf import token_for
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = PACKAGE_DIR / "templates"
+STATIC_DIR = PACKAGE_DIR / "static"
+
+
+def create_environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render(
+    request: web.Request, template: str, *, status: int = 200, **context: Any
+) -> web.Response:
+    context.setdefault("principal", principal_of(request))
+    context.setdefault("csrf_token", token_for(request))
+    context.setdefault("version", __version__)
+    html = request.app[TEMPLATES].get_template(template).render(**context)
+    response = web.Response(status=status, text=html, content_type="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
