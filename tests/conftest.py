@@ -1,0 +1,106 @@
+"""Shared fixtures: one embedded PostgreSQL per test session, a fresh migrated database
+per test module (cloned from a migrated template in milliseconds), real hubs on 127.0.0.1."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from cocalc_k8s.app import create_app
+from cocalc_k8s.core.settings import Settings
+from cocalc_k8s.db.embedded import EmbeddedPostgres
+from cocalc_k8s.db.migrate import upgrade
+
+TEMPLATE_DB = "cocalc_template"
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    server.start()
+    with psycopg.connect(server.admin_url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    upgrade(server.admin_url(TEMPLATE_DB))
+    yield server
+    server.stop()
+
+
+def _create_database(server: EmbeddedPostgres, *, template: str = TEMPLATE_DB) -> str:
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.admin_url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return name
+
+
+def _drop_database(server: EmbeddedPostgres, name: str) -> None:
+    with psycopg.connect(server.admin_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def database_url(postgres: EmbeddedPostgres) -> Iterator[str]:
+    """A migrated database of this module's own."""
+    name = _create_database(postgres)
+    yield postgres.admin_url(name)
+    _drop_database(postgres, name)
+
+
+@pytest.fixture
+def empty_database_url(postgres: EmbeddedPostgres) -> Iterator[str]:
+    """A database with no schema at all, for migration tests."""
+    name = _create_database(postgres, template="template0")
+    yield postgres.admin_url(name)
+    _drop_database(postgres, name)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Any:
+    def make(**overrides: Any) -> Settings:
+        return Settings(data_dir=tmp_path / "data", **overrides)
+
+    return make
+
+
+@pytest.fixture
+async def make_client(make_settings: Any, database_url: str) -> AsyncIterator[Any]:
+    """Start a hub on 127.0.0.1 with the given settings; returns an aiohttp TestClient."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def make(**overrides: Any) -> TestClient[Any, Any]:
+        app = create_app(make_settings(**overrides), database_url=database_url)
+        client = TestClient(TestServer(app, host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def client(make_client: Any) -> TestClient[Any, Any]:
+    return await make_client()
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}@example.org"
+
+
+async def sign_up(
+    client: TestClient[Any, Any], *, email: str | None = None, password: str = "correct horse"
+) -> dict[str, Any]:
+    """Sign up through the API; the client's cookie jar keeps the session."""
+    email = email or unique_email()
+    resp = await client.post(
+        "/api/v2/auth/sign-up", json={"email": email, "password": password, "name": "Test User"}
+    )
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    return {"email": email, "password": password, **body}
