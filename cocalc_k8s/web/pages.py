@@ -30,6 +30,12 @@ def safe_next(value: Any) -> str:
     return "/"
 
 
+def see_other(location: str) -> web.Response:
+    """A 303 redirect as a plain response, so it can carry cookies (aiohttp deprecates
+    returning an HTTPException)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
 async def _form(request: web.Request) -> dict[str, str]:
     form = await request.post()
     return {k: v for k, v in form.items() if isinstance(v, str)}
@@ -110,7 +116,7 @@ async def _signed_in_redirect(request: web.Request, account_id: Any, target: str
     token = await request.app[SESSIONS].create(
         account_id, ip=client_address(request), user_agent=request.headers.get("User-Agent")
     )
-    response = web.HTTPSeeOther(target)
+    response = see_other(target)
     set_session_cookie(request, response, token)
     return response
 
@@ -119,7 +125,7 @@ async def sign_out_submit(request: web.Request) -> web.Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         await request.app[SESSIONS].revoke(token)
-    response = web.HTTPSeeOther("/")
+    response = see_other("/")
     clear_session_cookie(response)
     return response
 

@@ -19,13 +19,16 @@ STATIC_DIR = PACKAGE_DIR / "static"
 
 
 def create_environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # Globals, so that pages rendered outside `render` (the error page) have them too.
+    env.globals["version"] = __version__
+    return env
 
 
 def render(
@@ -33,7 +36,6 @@ def render(
 ) -> web.Response:
     context.setdefault("principal", principal_of(request))
     context.setdefault("csrf_token", token_for(request))
-    context.setdefault("version", __version__)
     html = request.app[TEMPLATES].get_template(template).render(**context)
     response = web.Response(status=status, text=html, content_type="text/html")
     response.headers["Cache-Control"] = "no-store"
