@@ -59,7 +59,7 @@ def load_secret_key(data_dir: Path) -> bytes:
 def create_app(settings: Settings, *, database_url: str) -> web.Application:
     """The hub application. The database must already be migrated (see cli.serve)."""
     app = web.Application(
-        middlewares=[handle_errors, security_headers, measure, identify, csrf_protect],
+        middlewares=[security_headers, handle_errors, measure, identify, csrf_protect],
         client_max_size=MAX_REQUEST_BODY,
     )
     app[SETTINGS] = settings

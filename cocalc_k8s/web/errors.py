@@ -11,6 +11,7 @@ from aiohttp import web
 from cocalc_k8s.core.errors import DomainError, RateLimited
 from cocalc_k8s.keys import TEMPLATES
 from cocalc_k8s.web.auth import Handler
+from cocalc_k8s.web.templating import render
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,14 @@ def error_response(request: web.Request, status: int, message: str) -> web.Respo
             text=json.dumps({"error": message}),
             content_type="application/json",
         )
-    templates = request.app.get(TEMPLATES)
-    if templates is None:
-        return web.Response(status=status, text=message)
-    html = templates.get_template("error.html").render(
-        status=status, message=message, principal=None, csrf_token="", page="error"
-    )
-    return web.Response(status=status, text=html, content_type="text/html")
+    if TEMPLATES in request.app:
+        try:
+            return render(
+                request, "error.html", status=status, page="error", code=status, message=message
+            )
+        except Exception:
+            log.exception("cannot render the error page")
+    return web.Response(status=status, text=message)
 
 
 @web.middleware

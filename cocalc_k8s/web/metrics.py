@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from cocalc_k8s.core.errors import DomainError
 from cocalc_k8s.keys import METRICS
 from cocalc_k8s.services.metrics import HubMetrics
 from cocalc_k8s.web.auth import Handler, require_admin
@@ -33,7 +34,7 @@ async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
         status = response.status
         return response
-    except web.HTTPException as exc:
+    except (web.HTTPException, DomainError) as exc:
         status = exc.status
         raise
     finally:
