@@ -21,15 +21,14 @@ from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import Any
 
-from aiohttp import web
-from sqlalchemy.exc import OperationalError
-
 from cocalc_k8s import __version__
 from cocalc_k8s.core.errors import DomainError
 from cocalc_k8s.core.settings import Settings, SettingsError, load_settings, setting_fields
 from cocalc_k8s.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
-from cocalc_k8s.db.migrate import RevisionError, upgrade
 from cocalc_k8s.logs import configure_logging
+
+# aiohttp, SQLAlchemy and alembic are imported where they are used: `--help` and a bad
+# setting answer at once, and serve imports them while nothing else waits.
 
 log = logging.getLogger("cocalc_k8s")
 
@@ -79,6 +78,10 @@ def database(settings: Settings) -> Iterator[str]:
 
 
 def migrate_database(url: str) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from cocalc_k8s.db.migrate import RevisionError, upgrade
+
     with step("init_migrations"):
         try:
             before, after = upgrade(url)
@@ -119,6 +122,8 @@ def bind_sockets(host: str, port: int) -> list[socket.socket]:
 async def run_hub(
     settings: Settings, url: str, sockets: list[socket.socket], ssl_context: ssl.SSLContext | None
 ) -> None:
+    from aiohttp import web
+
     from cocalc_k8s.app import create_app
     from cocalc_k8s.keys import METRICS
     from cocalc_k8s.web.access_log import AccessLogger
@@ -209,7 +214,7 @@ def cmd_check(settings: Settings) -> None:
         shown = "(set, hidden)" if f.metadata["secret"] and value else value
         print(f"{f.name:20} {shown}")
     from cocalc_k8s.db.engine import create_sync_engine
-    from cocalc_k8s.db.migrate import check_known_revision, head_revision
+    from cocalc_k8s.db.migrate import RevisionError, check_known_revision, head_revision
 
     with database(settings) as url:
         engine = create_sync_engine(url)

@@ -37,5 +37,5 @@ def configure_logging(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.captureWarnings(True)  # warnings as log records: no stray non-JSON lines
-    for noisy in ("aiohttp.access", "alembic.runtime.migration", "sqlalchemy.engine"):
+    for noisy in ("aiohttp.access", "alembic", "sqlalchemy.engine"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
