@@ -14,6 +14,7 @@ from aiohttp import web
 from cocalc_k8s.core.errors import NotFound
 from cocalc_k8s.core.settings import Settings
 from cocalc_k8s.db.engine import create_hub_engine
+from cocalc_k8s.db.notify import CREDENTIALS, Listener
 from cocalc_k8s.keys import (
     ACCOUNTS,
     API_KEYS,
@@ -27,6 +28,7 @@ from cocalc_k8s.keys import (
 from cocalc_k8s.services.accounts import AccountPolicy, AccountService
 from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.metrics import HubMetrics
+from cocalc_k8s.services.principal_cache import PrincipalCache
 from cocalc_k8s.services.sessions import SessionService
 from cocalc_k8s.web.auth import identify
 from cocalc_k8s.web.csrf import csrf_protect
@@ -71,6 +73,7 @@ def create_app(settings: Settings, *, database_url: str) -> web.Application:
         engine = create_hub_engine(database_url, pool_size=settings.db_pool_size)
         app[ENGINE] = engine
         app[METRICS].watch_pool(engine)
+        cache = PrincipalCache()
         app[ACCOUNTS] = AccountService(
             engine,
             AccountPolicy(
@@ -80,15 +83,24 @@ def create_app(settings: Settings, *, database_url: str) -> web.Application:
                 login_attempts=settings.login_attempts,
                 login_window=settings.login_window,
             ),
+            cache=cache,
         )
-        app[SESSIONS] = SessionService(engine, lifetime=timedelta(days=settings.session_days))
-        app[API_KEYS] = ApiKeyService(engine)
+        app[SESSIONS] = SessionService(
+            engine, lifetime=timedelta(days=settings.session_days), cache=cache
+        )
+        app[API_KEYS] = ApiKeyService(engine, cache=cache)
+        listener = Listener(database_url)
+        listener.subscribe(CREDENTIALS, cache.drop_account_id)
+        listener.on_reset(cache.disable)
+        listener.on_connected(cache.enable)
+        await listener.start()
         if settings.admin_email:
             try:
                 await app[ACCOUNTS].make_admin(settings.admin_email)
             except NotFound:  # no such account yet: sign-up makes it admin then
                 log.info("admin email %s has no account yet", settings.admin_email)
         yield
+        await listener.stop()
         await engine.dispose()
 
     app.cleanup_ctx.append(database)

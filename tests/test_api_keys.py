@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import psycopg
@@ -20,15 +21,14 @@ async def create_key(client: Client, csrf: str, name: str = "laptop") -> dict[st
     return await resp.json()
 
 
-async def test_create_use_list_and_revoke(client: Client, make_client: Any) -> None:
+async def test_create_use_list_and_revoke(client: Client) -> None:
     user = await sign_up(client)
     created = await create_key(client, user["csrf_token"])
     assert created["key"].startswith("ck_")
     assert created["key"].startswith(created["prefix"])
 
-    api = await make_client()  # a fresh client with no cookies
-    auth = {"Authorization": f"Bearer {created['key']}"}
-    resp = await api.get("/api/v2/account", headers=auth)
+    auth = {"Authorization": f"Bearer {created['key']}"}  # the header wins over the cookie
+    resp = await client.get("/api/v2/account", headers=auth)
     assert resp.status == 200
     assert (await resp.json())["account_id"] == user["account_id"]
 
@@ -41,8 +41,26 @@ async def test_create_use_list_and_revoke(client: Client, make_client: Any) -> N
         f"/api/v2/api-keys/{created['id']}", headers={"X-CSRF-Token": user["csrf_token"]}
     )
     assert resp.status == 204
-    resp = await api.get("/api/v2/account", headers=auth)
-    assert resp.status == 401
+    resp = await client.get("/api/v2/account", headers=auth)
+    assert resp.status == 401  # at once, in the process that revoked it
+
+
+async def test_revocation_reaches_another_hub_process(make_client: Any) -> None:
+    """Two hubs on one database: the second drops its cached key on the NOTIFY."""
+    first, second = await make_client(), await make_client()
+    user = await sign_up(first)
+    created = await create_key(first, user["csrf_token"])
+    auth = {"Authorization": f"Bearer {created['key']}"}
+    assert (await second.get("/api/v2/account", headers=auth)).status == 200  # now cached
+    resp = await first.delete(
+        f"/api/v2/api-keys/{created['id']}", headers={"X-CSRF-Token": user["csrf_token"]}
+    )
+    assert resp.status == 204
+    deadline = asyncio.get_running_loop().time() + 2.0  # well under the 5 s cache lifetime
+    while (status := (await second.get("/api/v2/account", headers=auth)).status) != 401:
+        assert status == 200
+        assert asyncio.get_running_loop().time() < deadline, "revocation not seen in 2 s"
+        await asyncio.sleep(0.01)
 
 
 async def test_key_can_act_without_csrf_token(client: Client, make_client: Any) -> None:

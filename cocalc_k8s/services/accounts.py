@@ -14,8 +14,10 @@ from cocalc_k8s.core import validation
 from cocalc_k8s.core.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized
 from cocalc_k8s.core.ratelimit import FailureWindow
 from cocalc_k8s.db.models import Account, Session
+from cocalc_k8s.db.notify import CREDENTIALS, notify
 from cocalc_k8s.services import events
 from cocalc_k8s.services.passwords import hash_password, needs_rehash, verify_password
+from cocalc_k8s.services.principal_cache import PrincipalCache
 
 BAD_CREDENTIALS = "wrong email or password"
 
@@ -30,9 +32,12 @@ class AccountPolicy:
 
 
 class AccountService:
-    def __init__(self, engine: AsyncEngine, policy: AccountPolicy) -> None:
+    def __init__(
+        self, engine: AsyncEngine, policy: AccountPolicy, *, cache: PrincipalCache | None = None
+    ) -> None:
         self.engine = engine
         self.policy = policy
+        self.cache = cache or PrincipalCache()
         self._per_account = FailureWindow(limit=policy.login_attempts, window=policy.login_window)
         self._per_address = FailureWindow(
             limit=policy.login_attempts * 5, window=policy.login_window
@@ -126,6 +131,8 @@ class AccountService:
             await conn.execute(
                 update(Account).where(Account.account_id == account_id).values(name=name)
             )
+            await notify(conn, CREDENTIALS, str(account_id))
+        self.cache.drop_account(account_id)
         return name
 
     async def change_password(
@@ -152,6 +159,7 @@ class AccountService:
                 .where(Account.account_id == account_id)
                 .values(password_hash=password_hash)
             )
+            await notify(conn, CREDENTIALS, str(account_id))
             if keep_session is not None:
                 await conn.execute(
                     Session.__table__.delete().where(
@@ -159,6 +167,7 @@ class AccountService:
                     )
                 )
                 await events.record(conn, "account.password_changed", account_id=account_id)
+        self.cache.drop_account(account_id)
 
     async def make_admin(self, email: Any) -> uuid.UUID:
         email = validation.email(email)
@@ -174,4 +183,6 @@ class AccountService:
             if account_id is None:
                 raise NotFound(f"no account with email {email}")
             await events.record(conn, "account.made_admin", account_id=account_id)
+            await notify(conn, CREDENTIALS, str(account_id))
+        self.cache.drop_account(account_id)
         return account_id

@@ -15,15 +15,18 @@ from cocalc_k8s.core.errors import BadRequest, NotFound
 from cocalc_k8s.core.identity import Principal
 from cocalc_k8s.core.tokens import API_KEY_PREFIX, new_api_key, token_hash
 from cocalc_k8s.db.models import Account, ApiKey
+from cocalc_k8s.db.notify import CREDENTIALS, notify
 from cocalc_k8s.services import events
+from cocalc_k8s.services.principal_cache import PrincipalCache
 
 MAX_KEYS_PER_ACCOUNT = 100
 _LAST_USED_EVERY = 60.0  # seconds between writes of a key's last_used time
 
 
 class ApiKeyService:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, cache: PrincipalCache) -> None:
         self.engine = engine
+        self.cache = cache
         self._last_used_written: dict[uuid.UUID, float] = {}
 
     async def create(self, account_id: uuid.UUID, name: Any) -> dict[str, Any]:
@@ -70,11 +73,18 @@ class ApiKeyService:
             )
             if result.rowcount == 0:
                 raise NotFound("no such API key")
+            await notify(conn, CREDENTIALS, str(account_id))
+            # The key's hash is not at hand: drop every cached credential of the account.
+            self.cache.drop_account(account_id)
             await events.record(conn, "api_key.revoked", account_id=account_id, key_id=key_id)
 
     async def principal(self, key: str) -> Principal | None:
         if not key.startswith(API_KEY_PREFIX) or len(key) > 100:
             return None
+        cache_key = b"k:" + token_hash(key)
+        cached = self.cache.get(cache_key)
+        if cached is not None:
+            return cached
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -93,7 +103,7 @@ class ApiKeyService:
                     update(ApiKey).where(ApiKey.id == row.id).values(last_used=datetime.now(UTC))
                 )
                 await conn.commit()
-        return Principal(
+        principal = Principal(
             account_id=row.account_id,
             email=row.email,
             name=row.name,
@@ -101,3 +111,5 @@ class ApiKeyService:
             via="api_key",
             credential=str(row.id),
         )
+        self.cache.put(cache_key, principal)
+        return principal

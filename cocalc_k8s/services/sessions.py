@@ -11,12 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cocalc_k8s.core.identity import Principal
 from cocalc_k8s.core.tokens import new_token, token_hash
 from cocalc_k8s.db.models import Account, Session
+from cocalc_k8s.db.notify import CREDENTIALS, notify
+from cocalc_k8s.services.principal_cache import PrincipalCache
 
 
 class SessionService:
-    def __init__(self, engine: AsyncEngine, *, lifetime: timedelta) -> None:
+    def __init__(self, engine: AsyncEngine, *, lifetime: timedelta, cache: PrincipalCache) -> None:
         self.engine = engine
         self.lifetime = lifetime
+        self.cache = cache
 
     async def create(self, account_id: uuid.UUID, *, ip: str | None, user_agent: str | None) -> str:
         """Open a session; returns the token to put in the cookie (shown nowhere else)."""
@@ -37,6 +40,10 @@ class SessionService:
         """The account behind a session token, or None when unknown, revoked or expired."""
         if not token or len(token) > 100:
             return None
+        key = b"s:" + token_hash(token)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -48,7 +55,7 @@ class SessionService:
             ).first()
         if row is None:
             return None
-        return Principal(
+        principal = Principal(
             account_id=row.account_id,
             email=row.email,
             name=row.name,
@@ -56,10 +63,21 @@ class SessionService:
             via="session",
             credential=token,
         )
+        self.cache.put(key, principal)
+        return principal
 
     async def revoke(self, token: str) -> None:
+        self.cache.drop(b"s:" + token_hash(token))
         async with self.engine.begin() as conn:
-            await conn.execute(delete(Session).where(Session.token_hash == token_hash(token)))
+            account_id = (
+                await conn.execute(
+                    delete(Session)
+                    .where(Session.token_hash == token_hash(token))
+                    .returning(Session.account_id)
+                )
+            ).scalar_one_or_none()
+            if account_id is not None:
+                await notify(conn, CREDENTIALS, str(account_id))
 
     async def purge_expired(self) -> int:
         async with self.engine.begin() as conn:

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install the test dependencies (Python packages into .venv, Debian's chromium for the
+# browser tests) and run the whole suite: ruff, the import-layer contract, then pytest.
+# Extra arguments go to pytest. Exits non-zero on any failure, including "no tests ran".
+set -euo pipefail
+source "$(dirname "$0")/_venv.sh"
+"$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
+if [ ! -x /usr/bin/chromium ]; then
+    echo "installing Debian's chromium for the browser tests"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+cd "$ROOT"
+export PATH="$VENV/bin:$PATH"
+echo "== ruff"
+ruff check .
+ruff format --check .
+echo "== import layers"
+lint-imports
+echo "== pytest"
+status=0
+python -m pytest "$@" || status=$?
+if [ "$status" = 5 ]; then
+    echo "error: pytest collected no tests" >&2
+    exit 1
+fi
+exit "$status"
