@@ -153,8 +153,9 @@ class Api:
             try:
                 if self.request("GET", "/readyz")[0] == 200:
                     return
-            except OSError:
-                pass
+            except urllib.error.URLError as exc:  # only "not listening yet" is expected
+                if not isinstance(exc.reason, ConnectionError):
+                    raise
             time.sleep(0.05)
         raise AssertionError(f"{self.base}/readyz not 200 within {timeout}s")
 
@@ -187,10 +188,12 @@ def _json(raw: bytes) -> Any:
         return raw.decode(errors="replace")
 
 
-def start(*args: str, env: dict[str, str] | None = None) -> tuple[Hub, Api]:
+def start(
+    *args: str, env: dict[str, str] | None = None, context: ssl.SSLContext | None = None
+) -> tuple[Hub, Api]:
     hub = Hub(*args, env=env)
     try:
-        api = Api(hub.wait_url())
+        api = Api(hub.wait_url(), context)
         api.wait_ready()
     except BaseException:
         hub.kill()
