@@ -17,6 +17,8 @@ ruff check .
 ruff format --check .
 echo "== import layers"
 lint-imports
+echo "== mypy"
+mypy
 echo "== pytest"
 status=0
 python -m pytest "$@" || status=$?

@@ -18,10 +18,10 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]+$")
 def email(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadRequest("email is required")
-    value = value.strip().lower()
-    if len(value) > MAX_EMAIL or not _EMAIL.match(value):
+    clean = value.strip().lower()
+    if len(clean) > MAX_EMAIL or not _EMAIL.match(clean):
         raise BadRequest("email is not a valid email address")
-    return value
+    return clean
 
 
 def password(value: Any, *, field: str = "password") -> str:
@@ -37,9 +37,9 @@ def password(value: Any, *, field: str = "password") -> str:
 def name(value: Any, *, field: str = "name") -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"{field} is required")
-    value = " ".join(value.split())
-    if len(value) > MAX_NAME:
-        raise BadRequest(f"{field} must have at most {MAX_NAME} characters")
     if any(ord(c) < 32 for c in value):
         raise BadRequest(f"{field} must not contain control characters")
-    return value
+    clean = " ".join(value.split())
+    if len(clean) > MAX_NAME:
+        raise BadRequest(f"{field} must have at most {MAX_NAME} characters")
+    return clean

@@ -72,8 +72,8 @@ class Listener:
             for channel in self._callbacks:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             self._reset()  # anything cached before LISTEN took effect may be stale
-            for callback in self._on_connected:
-                callback()
+            for connected in self._on_connected:
+                connected()
             self.connected.set()
             async for message in conn.notifies():
                 for callback in self._callbacks.get(message.channel, ()):

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -106,7 +106,8 @@ class AccountService:
         self._per_account.reset(account_key)
         if needs_rehash(row.password_hash):
             await self._store_password(row.account_id, await hash_password(password))
-        return row.account_id
+        account_id: uuid.UUID = row.account_id
+        return account_id
 
     async def get(self, account_id: uuid.UUID) -> dict[str, Any]:
         async with self.engine.connect() as conn:
@@ -125,8 +126,8 @@ class AccountService:
             raise NotFound("no such account")
         return dict(row._mapping)
 
-    async def set_name(self, account_id: uuid.UUID, name: Any) -> str:
-        name = validation.name(name)
+    async def set_name(self, account_id: uuid.UUID, raw_name: Any) -> str:
+        name = validation.name(raw_name)
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(Account).where(Account.account_id == account_id).values(name=name)
@@ -162,7 +163,7 @@ class AccountService:
             await notify(conn, CREDENTIALS, str(account_id))
             if keep_session is not None:
                 await conn.execute(
-                    Session.__table__.delete().where(
+                    delete(Session).where(
                         Session.account_id == account_id, Session.token_hash != keep_session
                     )
                 )
