@@ -3,6 +3,8 @@ per test module (cloned from a migrated template in milliseconds), real hubs on 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,14 +23,18 @@ TEMPLATE_DB = "cocalc_template"
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+def postgres() -> Iterator[EmbeddedPostgres]:
+    # Not under pytest's tmp_path: a concurrent pytest run prunes old basetemp
+    # directories, which would delete a running server's data.
+    root = Path(tempfile.mkdtemp(prefix="cocalc-test-pg-"))
+    server = EmbeddedPostgres(root)
     server.start()
     with psycopg.connect(server.admin_url(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
     upgrade(server.admin_url(TEMPLATE_DB))
     yield server
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _create_database(server: EmbeddedPostgres, *, template: str = TEMPLATE_DB) -> str:
