@@ -84,6 +84,11 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@/{database}?host={self.socket_dir}&port={self.port}"
 
     @property
+    def pid(self) -> int | None:
+        """The postmaster's process id while it runs."""
+        return self._process.pid if self.running and self._process else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
