@@ -253,7 +253,7 @@ async def test_api_key_is_shown_once_and_listed(client: Client) -> None:
     resp = await client.post("/account/api-keys", data={"name": "laptop", "csrf_token": token})
     assert resp.status == 200
     html = await resp.text()
-    key = re.search(r'value="([^"]+)" data-testid="new-api-key"', html)
+    key = re.search(r'data-testid="new-api-key">([^<]+)</code>', html)
     assert key
     assert await api_key_names(client) == ["laptop"]
 
