@@ -20,6 +20,7 @@ from cocalc_k8s.keys import (
     API_KEYS,
     ENGINE,
     METRICS,
+    PROJECTS,
     SECRET_KEY,
     SESSIONS,
     SETTINGS,
@@ -29,6 +30,7 @@ from cocalc_k8s.services.accounts import AccountPolicy, AccountService
 from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.metrics import HubMetrics
 from cocalc_k8s.services.principal_cache import PrincipalCache
+from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
 from cocalc_k8s.web.auth import identify
 from cocalc_k8s.web.csrf import csrf_protect
@@ -89,6 +91,7 @@ def create_app(settings: Settings, *, database_url: str) -> web.Application:
             engine, lifetime=timedelta(days=settings.session_days), cache=cache
         )
         app[API_KEYS] = ApiKeyService(engine, cache=cache)
+        app[PROJECTS] = ProjectService(engine)
         listener = Listener(database_url)
         listener.subscribe(CREDENTIALS, cache.drop_account_id)
         listener.on_reset(cache.disable)

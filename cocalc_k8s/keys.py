@@ -10,6 +10,7 @@ from cocalc_k8s.core.settings import Settings
 from cocalc_k8s.services.accounts import AccountService
 from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.metrics import HubMetrics
+from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -20,3 +21,4 @@ SESSIONS = web.AppKey("sessions", SessionService)
 API_KEYS = web.AppKey("api_keys", ApiKeyService)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 METRICS = web.AppKey("metrics", HubMetrics)
+PROJECTS = web.AppKey("projects", ProjectService)

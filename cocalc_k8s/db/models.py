@@ -95,3 +95,54 @@ class Event(Base):
     )
     kind: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+
+
+class Project(Base):
+    """A project: a home directory plus a running environment.
+
+    `state` is one of stopped, starting, running, stopping, failed (see the lifecycle
+    manager); `resolved` keeps names fixed once chosen (pod name, volume paths) so that a
+    later change of naming scheme never hides a user's files.
+    """
+
+    __tablename__ = "projects"
+
+    project_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    state: Mapped[str] = mapped_column(String(16), server_default="stopped")
+    state_error: Mapped[str | None] = mapped_column(Text)
+    state_changed: Mapped[datetime] = _now()
+    quota: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    resolved: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    created: Mapped[datetime] = _now()
+    last_edited: Mapped[datetime] = _now()
+    last_started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_active: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ProjectUser(Base):
+    """Who may use a project: its owner and collaborators. `hidden` is per user."""
+
+    __tablename__ = "project_users"
+
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.project_id", ondelete="CASCADE"), primary_key=True
+    )
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.account_id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))  # owner | collaborator
+    hidden: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    added: Mapped[datetime] = _now()
+
+
+class SiteSetting(Base):
+    """Site-wide settings an admin changes at run time (e.g. default_quotas)."""
+
+    __tablename__ = "site_settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSONB)
+    changed: Mapped[datetime] = _now()
