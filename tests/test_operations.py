@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import Any
 
@@ -134,3 +135,14 @@ async def test_errors_never_leak_tracebacks(client: Client) -> None:
     text = await resp.text()
     assert resp.status in (404, 405)
     assert "Traceback" not in text
+
+
+async def test_static_files_are_versioned_and_cached(client: Client) -> None:
+    html = await (await client.get("/")).text()
+    match = re.search(r'href="(/static/style\.css\?v=[^"]+)"', html)
+    assert match, "the stylesheet link carries a content version"
+    resp = await client.get(match.group(1))
+    assert resp.status == 200
+    assert "immutable" in resp.headers["Cache-Control"]
+    resp = await client.get("/static/style.css")
+    assert resp.headers["Cache-Control"] == "no-cache"

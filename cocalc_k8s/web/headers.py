@@ -24,6 +24,12 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     headers.setdefault("X-Frame-Options", "DENY")
     if request.path.startswith("/api/"):
         headers.setdefault("Cache-Control", "no-store")
+    elif request.path.startswith("/static/") and response.status == 200:
+        # Versioned URLs (static_url) change with the content: cache them for good.
+        versioned = "v" in request.query
+        headers.setdefault(
+            "Cache-Control", "public, max-age=31536000, immutable" if versioned else "no-cache"
+        )
     if request.app[SETTINGS].scheme == "https":
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response

@@ -34,9 +34,15 @@ def create_environment() -> jinja2.Environment:
 def render(
     request: web.Request, template: str, *, status: int = 200, **context: Any
 ) -> web.Response:
+    context.setdefault("static_url", lambda name: static_url(request.app, name))
     context.setdefault("principal", principal_of(request))
     context.setdefault("csrf_token", token_for(request))
     html = request.app[TEMPLATES].get_template(template).render(**context)
     response = web.Response(status=status, text=html, content_type="text/html")
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def static_url(app: web.Application, name: str) -> str:
+    """A URL with the file's content hash (`?v=`), so browsers may cache it for good."""
+    return str(app.router["static"].url_for(filename=name))
