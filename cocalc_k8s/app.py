@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from cocalc_k8s.backends.local import LocalBackend
 from cocalc_k8s.core.errors import NotFound
 from cocalc_k8s.core.settings import Settings
 from cocalc_k8s.db.engine import create_hub_engine
@@ -19,6 +20,7 @@ from cocalc_k8s.keys import (
     ACCOUNTS,
     API_KEYS,
     ENGINE,
+    LIFECYCLE,
     METRICS,
     PROJECTS,
     SECRET_KEY,
@@ -28,6 +30,7 @@ from cocalc_k8s.keys import (
 )
 from cocalc_k8s.services.accounts import AccountPolicy, AccountService
 from cocalc_k8s.services.api_keys import ApiKeyService
+from cocalc_k8s.services.lifecycle import REQUESTS_CHANNEL, LifecycleManager
 from cocalc_k8s.services.metrics import HubMetrics
 from cocalc_k8s.services.principal_cache import PrincipalCache
 from cocalc_k8s.services.projects import ProjectService
@@ -92,10 +95,15 @@ def create_app(settings: Settings, *, database_url: str) -> web.Application:
         )
         app[API_KEYS] = ApiKeyService(engine, cache=cache)
         app[PROJECTS] = ProjectService(engine)
+        backend = LocalBackend(log_dir=settings.data_dir / "logs" / "projects")
+        manager = LifecycleManager(engine, backend, projects_root=settings.data_dir / "projects")
+        app[LIFECYCLE] = manager
         listener = Listener(database_url)
         listener.subscribe(CREDENTIALS, cache.drop_account_id)
+        listener.subscribe(REQUESTS_CHANNEL, manager.on_request_notification)
         listener.on_reset(cache.disable)
         listener.on_connected(cache.enable)
+        listener.on_connected(manager.on_listening)
         await listener.start()
         if settings.admin_email:
             try:
@@ -104,6 +112,7 @@ def create_app(settings: Settings, *, database_url: str) -> web.Application:
                 log.info("admin email %s has no account yet", settings.admin_email)
         yield
         await listener.stop()
+        await manager.close()
         await engine.dispose()
 
     app.cleanup_ctx.append(database)

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cocalc_k8s.core.settings import Settings
 from cocalc_k8s.services.accounts import AccountService
 from cocalc_k8s.services.api_keys import ApiKeyService
+from cocalc_k8s.services.lifecycle import LifecycleManager
 from cocalc_k8s.services.metrics import HubMetrics
 from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
@@ -22,3 +23,4 @@ API_KEYS = web.AppKey("api_keys", ApiKeyService)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 METRICS = web.AppKey("metrics", HubMetrics)
 PROJECTS = web.AppKey("projects", ProjectService)
+LIFECYCLE = web.AppKey("lifecycle", LifecycleManager)

@@ -13,10 +13,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, func, select
 
 from cocalc_k8s.db.engine import create_sync_engine
 
+MIGRATION_LOCK = 7_002  # pg_advisory_lock key held while migrating
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -24,10 +25,11 @@ class RevisionError(RuntimeError):
     """The database is at a revision this version cannot run on."""
 
 
-def alembic_config(engine: Engine | None = None) -> Config:
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration; `connection` is what env.py migrates through."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["engine"] = engine
+    config.attributes["connection"] = connection
     return config
 
 
@@ -37,14 +39,16 @@ def head_revision() -> str:
     return head
 
 
-def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+def current_revision(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
 
 
-def check_known_revision(engine: Engine) -> str | None:
+def check_known_revision(engine_or_conn: Engine | Connection) -> str | None:
     """Raise RevisionError when the database's revision is not one of ours."""
-    current = current_revision(engine)
+    if isinstance(engine_or_conn, Engine):
+        with engine_or_conn.connect() as conn:
+            return check_known_revision(conn)
+    current = current_revision(engine_or_conn)
     if current is None:
         return None
     scripts = ScriptDirectory.from_config(alembic_config())
@@ -62,8 +66,18 @@ def upgrade(url: str) -> tuple[str | None, str]:
     """Migrate to head; returns (revision before, revision after)."""
     engine = create_sync_engine(url)
     try:
-        before = check_known_revision(engine)
-        command.upgrade(alembic_config(engine), "head")
+        with engine.connect() as conn:
+            # Two hubs starting at once must not migrate at the same time.
+            conn.execute(select(func.pg_advisory_lock(MIGRATION_LOCK)))
+            conn.commit()
+            try:
+                before = check_known_revision(conn)
+                conn.commit()
+                command.upgrade(alembic_config(conn), "head")
+                conn.commit()
+            finally:
+                conn.execute(select(func.pg_advisory_unlock(MIGRATION_LOCK)))
+                conn.commit()
         return before, head_revision()
     finally:
         engine.dispose()

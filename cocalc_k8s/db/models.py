@@ -120,6 +120,25 @@ class Project(Base):
     last_started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_active: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deleted: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A pending start/stop/restart request. Writing it (from any process, even psql)
+    # fires a NOTIFY on cocalc_project_requests through a trigger (migration 0003).
+    requested: Mapped[str | None] = mapped_column(String(16))
+    requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ProjectTransition(Base):
+    """Every state change of every project, with its time and reason."""
+
+    __tablename__ = "project_transitions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.project_id", ondelete="CASCADE"), index=True
+    )
+    time: Mapped[datetime] = _now()
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
 
 
 class ProjectUser(Base):

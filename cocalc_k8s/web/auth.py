@@ -72,7 +72,9 @@ def set_session_cookie(request: web.Request, response: web.StreamResponse, token
         path="/",
         httponly=True,
         samesite="Lax",
-        secure=settings.public_url.startswith("https:"),
+        # Secure whenever the browser can reach us over HTTPS: our own TLS, or a
+        # TLS-terminating proxy named by base_url.
+        secure=settings.scheme == "https" or settings.public_url.startswith("https:"),
     )
 
 

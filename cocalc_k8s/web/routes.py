@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from cocalc_k8s.web import api_account, api_auth, api_projects, health, metrics, pages
+from cocalc_k8s.web import (
+    api_account,
+    api_auth,
+    api_lifecycle,
+    api_projects,
+    health,
+    metrics,
+    pages,
+)
 
 
 def setup_routes(app: web.Application) -> None:
@@ -22,6 +30,7 @@ def setup_routes(app: web.Application) -> None:
             web.get("/api/v2/api-keys", api_account.list_api_keys),
             web.delete("/api/v2/api-keys/{key_id}", api_account.delete_api_key),
             *api_projects.routes(),
+            *api_lifecycle.routes(),
             *pages.routes(),
         ]
     )

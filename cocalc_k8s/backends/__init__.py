@@ -1,0 +1,1 @@
+"""Where projects run: the backend interface and its local and Kubernetes implementations."""

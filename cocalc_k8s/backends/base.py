@@ -1,0 +1,77 @@
+"""The project backend interface. Everything above it (the lifecycle manager, the API) is
+shared by the local backend (child processes) and the Kubernetes backend (pods)."""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cocalc_k8s.core.quotas import Quota
+
+# (message, percent): a step of a start, shown to the user as it happens.
+Progress = Callable[[str, int], None]
+# (project_id, reason): a project stopped without being asked to (crash, OOM, node loss).
+ExitCallback = Callable[[uuid.UUID, str], None]
+
+
+class BackendError(Exception):
+    """A project could not be started or stopped; the message is shown to its users."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectSpec:
+    project_id: uuid.UUID
+    home: Path
+    quota: Quota
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAddress:
+    """Where the project's agent listens, and the secret token it demands."""
+
+    host: str
+    port: int
+    token: str = ""
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def __repr__(self) -> str:  # the token never reaches a log
+        return f"AgentAddress({self.host}:{self.port})"
+
+
+class ProjectBackend(ABC):
+    def __init__(self) -> None:
+        self._exit_callbacks: list[ExitCallback] = []
+
+    def on_exit(self, callback: ExitCallback) -> None:
+        self._exit_callbacks.append(callback)
+
+    def _exited(self, project_id: uuid.UUID, reason: str) -> None:
+        for callback in self._exit_callbacks:
+            callback(project_id, reason)
+
+    @abstractmethod
+    async def start(self, spec: ProjectSpec, progress: Progress) -> AgentAddress:
+        """Start the project and return once its agent answers. Raises BackendError."""
+
+    @abstractmethod
+    async def stop(self, project_id: uuid.UUID) -> None:
+        """Stop the project; stopping a stopped project does nothing."""
+
+    @abstractmethod
+    def address(self, project_id: uuid.UUID) -> AgentAddress | None:
+        """The running agent's address, or None."""
+
+    @abstractmethod
+    async def running(self) -> set[uuid.UUID]:
+        """Projects that run now (to adopt after a hub restart)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """The hub is stopping."""

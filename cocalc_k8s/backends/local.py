@@ -1,0 +1,218 @@
+"""The local backend: each project is a child process of the hub (the project agent).
+
+For one machine and trusted users, like cocalc-docker. Each agent runs in its own session
+and process group with HOME set to the project's directory, a whitelisted environment (no
+hub secret, no database URL), a fresh secret token handed over on stdin (never in argv or
+the environment), and coarse resource limits. Agents are asked to die with the hub
+(PR_SET_PDEATHSIG): local projects never outlive it, so after a restart every project the
+database calls running is known to be stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import resource
+import secrets
+import signal
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from cocalc_k8s.backends.base import (
+    AgentAddress,
+    BackendError,
+    Progress,
+    ProjectBackend,
+    ProjectSpec,
+)
+from cocalc_k8s.core.quotas import Quota
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 20.0
+STOP_GRACE = 5.0
+_PR_SET_PDEATHSIG = 1
+_ENV_WHITELIST = ("PATH", "LANG", "LC_ALL", "TZ")
+
+
+@dataclass
+class _Agent:
+    process: asyncio.subprocess.Process
+    address: AgentAddress | None = None
+    stopping: bool = False
+    watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+    drainer: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def agent_environment(home: Path) -> dict[str, str]:
+    env = {k: os.environ[k] for k in _ENV_WHITELIST if k in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.setdefault("LANG", "C.UTF-8")
+    env.update(HOME=str(home), SHELL="/bin/bash", TERM="xterm-256color")
+    return env
+
+
+def _limits(quota: Quota) -> None:  # pragma: no cover - runs in the child
+    """In the child: die with the hub, own session, coarse limits, lower priority."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    # Address space is a coarse stand-in for memory (cgroups are for Kubernetes): generous,
+    # since runtimes reserve far more virtual memory than they use.
+    limit = max(quota.memory_mb * 4, 2048) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.nice(5)
+
+
+class LocalBackend(ProjectBackend):
+    def __init__(self, *, log_dir: Path, python: str = sys.executable) -> None:
+        super().__init__()
+        self.log_dir = log_dir
+        self.python = python
+        self._agents: dict[uuid.UUID, _Agent] = {}
+        self._http: aiohttp.ClientSession | None = None
+
+    def address(self, project_id: uuid.UUID) -> AgentAddress | None:
+        agent = self._agents.get(project_id)
+        return agent.address if agent and not agent.stopping else None
+
+    async def running(self) -> set[uuid.UUID]:
+        return {pid for pid, agent in self._agents.items() if agent.address is not None}
+
+    async def start(self, spec: ProjectSpec, progress: Progress) -> AgentAddress:
+        existing = self.address(spec.project_id)
+        if existing is not None:
+            return existing
+        progress("Preparing the home directory", 10)
+        await asyncio.to_thread(spec.home.mkdir, mode=0o700, parents=True, exist_ok=True)
+        progress("Starting the project's environment", 30)
+        token = secrets.token_urlsafe(32)
+        agent = await self._spawn(spec, token)
+        self._agents[spec.project_id] = agent
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                port = await self._read_port(agent)
+                agent.address = AgentAddress("127.0.0.1", port, token)
+                progress("Waiting for the project to answer", 70)
+                await self._wait_healthy(agent.address)
+        except (TimeoutError, BackendError, OSError) as exc:
+            await self.stop(spec.project_id)
+            if isinstance(exc, TimeoutError):
+                raise BackendError(
+                    f"the project did not start within {START_TIMEOUT:.0f} s"
+                ) from None
+            raise BackendError(str(exc) or "the project did not start") from None
+        agent.watcher = asyncio.create_task(self._watch(spec.project_id, agent))
+        progress("Running", 100)
+        return agent.address
+
+    async def _spawn(self, spec: ProjectSpec, token: str) -> _Agent:
+        await asyncio.to_thread(self.log_dir.mkdir, parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{spec.project_id}.log"
+        log_file = await asyncio.to_thread(open, log_path, "ab")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self.python, "-m", "cocalc_k8s.agent",
+                "--home", str(spec.home), "--host", "127.0.0.1", "--port", "0",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log_file,
+                cwd=spec.home,
+                env=agent_environment(spec.home),
+                start_new_session=True,
+                preexec_fn=lambda: _limits(spec.quota),
+            )  # fmt: skip
+        finally:
+            log_file.close()
+        assert process.stdin is not None
+        process.stdin.write(token.encode() + b"\n")
+        await process.stdin.drain()
+        process.stdin.close()
+        return _Agent(process=process)
+
+    async def _read_port(self, agent: _Agent) -> int:
+        assert agent.process.stdout is not None
+        line = await agent.process.stdout.readline()
+        if not line:
+            code = await agent.process.wait()
+            raise BackendError(f"the project's agent exited at start (code {code})")
+        try:
+            port = int(json.loads(line)["port"])
+        except (ValueError, KeyError, TypeError):
+            raise BackendError("the project's agent did not report its port") from None
+        # Keep draining stdout so that a chatty agent never blocks on a full pipe.
+        agent.drainer = asyncio.create_task(_drain(agent.process.stdout))
+        return port
+
+    async def _wait_healthy(self, address: AgentAddress) -> None:
+        session = self._session()
+        headers = {"Authorization": f"Bearer {address.token}"}
+        delay = 0.005
+        while True:
+            try:
+                async with session.get(address.url + "/health", headers=headers) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    async def _watch(self, project_id: uuid.UUID, agent: _Agent) -> None:
+        code = await agent.process.wait()
+        if self._agents.get(project_id) is agent:
+            del self._agents[project_id]
+        if not agent.stopping:
+            reason = f"the project's agent exited unexpectedly (code {code})"
+            if code == -signal.SIGKILL:
+                reason = "the project was killed (out of memory?)"
+            log.warning("project %s: %s", project_id, reason)
+            self._exited(project_id, reason)
+
+    async def stop(self, project_id: uuid.UUID) -> None:
+        agent = self._agents.get(project_id)
+        if agent is None:
+            return
+        agent.stopping = True
+        await _terminate_group(agent.process)
+        if self._agents.get(project_id) is agent:
+            del self._agents[project_id]
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self.stop(pid) for pid in list(self._agents)))
+        if self._http is not None:
+            await self._http.close()
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        return self._http
+
+
+async def _terminate_group(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM to the whole process group, SIGKILL after a grace period."""
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), STOP_GRACE)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+    # Anything the agent left behind in its group (background jobs) goes too.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass

@@ -1,0 +1,325 @@
+"""The project lifecycle manager: turns start/stop requests into backend calls and keeps the
+database's `state` true.
+
+Requests are rows, not calls: `request()` writes `projects.requested`, a trigger sends a
+NOTIFY, and the manager (in whichever hub runs the backend) acts on it. So a request from
+another process, or an UPDATE typed in psql, is acted on at once. Operations on one
+project are serialised by a per-project lock; every state change is stored in
+`project_transitions` with its reason. Subscribers receive progress events while a
+project starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cocalc_k8s.backends.base import AgentAddress, BackendError, ProjectBackend, ProjectSpec
+from cocalc_k8s.core.errors import BadRequest, Unavailable
+from cocalc_k8s.core.project_state import ACTIONS, ProjectState, can_move
+from cocalc_k8s.core.quotas import effective_quota
+from cocalc_k8s.db.models import Project, ProjectTransition, SiteSetting
+
+log = logging.getLogger(__name__)
+
+REQUESTS_CHANNEL = "cocalc_project_requests"
+Event = dict[str, Any]
+
+
+class LifecycleManager:
+    def __init__(
+        self, engine: AsyncEngine, backend: ProjectBackend, *, projects_root: Path
+    ) -> None:
+        self.engine = engine
+        self.backend = backend
+        self.projects_root = projects_root
+        self._locks: defaultdict[uuid.UUID, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._subscribers: defaultdict[uuid.UUID, set[asyncio.Queue[Event]]] = defaultdict(set)
+        self._last_progress: dict[uuid.UUID, Event] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        backend.on_exit(self._on_backend_exit)
+
+    def home(self, project_id: uuid.UUID) -> Path:
+        return self.projects_root / str(project_id)
+
+    # -- requests ---------------------------------------------------------------------
+
+    async def request(self, project_id: uuid.UUID, action: str) -> None:
+        """Record a start/stop/restart request; the NOTIFY trigger wakes the manager."""
+        if action not in ACTIONS:
+            raise BadRequest(f"action must be one of {', '.join(ACTIONS)}")
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(Project)
+                .where(Project.project_id == project_id)
+                .values(requested=action, requested_at=datetime.now(UTC))
+            )
+
+    def on_request_notification(self, payload: str) -> None:
+        """Listener callback for `cocalc_project_requests`."""
+        try:
+            project_id = uuid.UUID(payload)
+        except ValueError:
+            return
+        self._spawn(self.handle_request(project_id))
+
+    def on_listening(self) -> None:
+        """Listener (re)connected: make the database agree with the backend, then act on
+        requests written while nobody listened."""
+
+        async def catch_up() -> None:
+            await self.reconcile()
+            await self.handle_pending()
+
+        self._spawn(catch_up())
+
+    async def handle_pending(self) -> None:
+        """Act on requests written while no manager listened (e.g. during a restart)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(Project.project_id).where(
+                    Project.requested.is_not(None), Project.deleted.is_(None)
+                )
+            )
+            pending = [row.project_id for row in rows]
+        for project_id in pending:
+            self._spawn(self.handle_request(project_id))
+
+    async def handle_request(self, project_id: uuid.UUID) -> None:
+        async with self._locks[project_id]:
+            async with self.engine.begin() as conn:
+                action = (
+                    await conn.execute(
+                        select(Project.requested)
+                        .where(Project.project_id == project_id)
+                        .with_for_update()
+                    )
+                ).scalar_one_or_none()
+                if action is None:
+                    return
+                await conn.execute(
+                    update(Project).where(Project.project_id == project_id).values(requested=None)
+                )
+            await self._perform(project_id, action)
+
+    async def _perform(self, project_id: uuid.UUID, action: str | None) -> None:
+        if action in ("stop", "restart"):
+            await self._stop(project_id, reason=f"{action} requested")
+        if action in ("start", "restart"):
+            await self._start(project_id)
+
+    # -- transitions ------------------------------------------------------------------
+
+    async def state(self, project_id: uuid.UUID) -> ProjectState:
+        async with self.engine.connect() as conn:
+            value = (
+                await conn.execute(select(Project.state).where(Project.project_id == project_id))
+            ).scalar_one()
+        return ProjectState(value)
+
+    async def _set_state(
+        self, project_id: uuid.UUID, target: ProjectState, *, reason: str | None = None
+    ) -> bool:
+        """Move to `target` if the state machine allows it; store the transition."""
+        async with self.engine.begin() as conn:
+            current = ProjectState(
+                (
+                    await conn.execute(
+                        select(Project.state)
+                        .where(Project.project_id == project_id)
+                        .with_for_update()
+                    )
+                ).scalar_one()
+            )
+            if current == target or not can_move(current, target):
+                return False
+            now = datetime.now(UTC)
+            values: dict[str, Any] = {"state": target.value, "state_changed": now}
+            values["state_error"] = reason if target == ProjectState.FAILED else None
+            if target == ProjectState.RUNNING:
+                values["last_started"] = now
+                values["last_active"] = now
+            await conn.execute(
+                update(Project).where(Project.project_id == project_id).values(**values)
+            )
+            await conn.execute(
+                insert(ProjectTransition).values(
+                    project_id=project_id,
+                    from_state=current.value,
+                    to_state=target.value,
+                    reason=reason,
+                )
+            )
+        self._publish(project_id, {"state": target.value, "error": values["state_error"]})
+        return True
+
+    async def _start(self, project_id: uuid.UUID) -> None:
+        if not await self._set_state(project_id, ProjectState.STARTING, reason="start"):
+            return  # already starting or running
+        self._last_progress.pop(project_id, None)
+        try:
+            spec = await self._spec(project_id)
+            await self.backend.start(spec, lambda m, p: self._progress(project_id, m, p))
+        except BackendError as exc:
+            await self._set_state(project_id, ProjectState.FAILED, reason=str(exc))
+            return
+        except Exception as exc:
+            log.exception("starting project %s failed", project_id)
+            await self._set_state(
+                project_id, ProjectState.FAILED, reason=f"internal error: {type(exc).__name__}"
+            )
+            return
+        await self._set_state(project_id, ProjectState.RUNNING, reason="started")
+
+    async def _stop(self, project_id: uuid.UUID, *, reason: str) -> None:
+        state = await self.state(project_id)
+        if state == ProjectState.STOPPED:
+            return
+        if state == ProjectState.FAILED:
+            await self.backend.stop(project_id)
+            await self._set_state(project_id, ProjectState.STOPPED, reason=reason)
+            return
+        await self._set_state(project_id, ProjectState.STOPPING, reason=reason)
+        try:
+            await self.backend.stop(project_id)
+        except BackendError as exc:
+            await self._set_state(project_id, ProjectState.FAILED, reason=str(exc))
+            return
+        await self._set_state(project_id, ProjectState.STOPPED, reason=reason)
+
+    async def _spec(self, project_id: uuid.UUID) -> ProjectSpec:
+        async with self.engine.connect() as conn:
+            own = (
+                await conn.execute(select(Project.quota).where(Project.project_id == project_id))
+            ).scalar_one()
+            defaults = (
+                await conn.execute(
+                    select(SiteSetting.value).where(SiteSetting.name == "default_quotas")
+                )
+            ).scalar_one_or_none()
+        quota = effective_quota(defaults if isinstance(defaults, dict) else {}, own)
+        return ProjectSpec(project_id=project_id, home=self.home(project_id), quota=quota)
+
+    def _on_backend_exit(self, project_id: uuid.UUID, reason: str) -> None:
+        async def mark_failed() -> None:
+            async with self._locks[project_id]:
+                await self._set_state(project_id, ProjectState.FAILED, reason=reason)
+
+        self._spawn(mark_failed())
+
+    # -- start-up and shutdown --------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """After a (re)start of the hub: the database must agree with the backend.
+
+        Projects the backend runs are adopted as running; projects the database calls
+        active that do not run are marked stopped (with the reason); no project is left
+        alive and "stopped"."""
+        alive = await self.backend.running()
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(Project.project_id, Project.state).where(
+                        Project.state != ProjectState.STOPPED.value
+                    )
+                )
+            ).all()
+        for row in rows:
+            state = ProjectState(row.state)
+            if row.project_id in alive:
+                continue
+            if state in (ProjectState.STARTING, ProjectState.RUNNING, ProjectState.STOPPING):
+                await self._force_state(row.project_id, state, "the hub restarted")
+
+    async def _force_state(self, project_id: uuid.UUID, current: ProjectState, reason: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(Project)
+                .where(Project.project_id == project_id)
+                .values(state=ProjectState.STOPPED.value, state_changed=datetime.now(UTC))
+            )
+            await conn.execute(
+                insert(ProjectTransition).values(
+                    project_id=project_id,
+                    from_state=current.value,
+                    to_state=ProjectState.STOPPED.value,
+                    reason=reason,
+                )
+            )
+
+    async def close(self) -> None:
+        """Stop background work, then every project this backend runs (local)."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        running = await self.backend.running()
+        await self.backend.close()
+        for project_id in running:
+            await self._force_state(project_id, ProjectState.RUNNING, "the hub stopped")
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- agent access and progress ----------------------------------------------------
+
+    async def agent(
+        self, project_id: uuid.UUID, *, start: bool = True, wait: float = 30
+    ) -> AgentAddress:
+        """The running agent's address; starts the project first when asked."""
+        address = self.backend.address(project_id)
+        if address is not None:
+            return address
+        if not start:
+            raise Unavailable("the project is not running")
+        async with self.subscribe(project_id) as events:
+            await self.request(project_id, "start")
+            try:
+                async with asyncio.timeout(wait):
+                    while (address := self.backend.address(project_id)) is None:
+                        event = await events.get()
+                        if event.get("state") == ProjectState.FAILED.value:
+                            raise Unavailable(f"the project failed to start: {event['error']}")
+            except TimeoutError:
+                raise Unavailable("the project did not start in time") from None
+        return address
+
+    def _progress(self, project_id: uuid.UUID, message: str, percent: int) -> None:
+        event: Event = {
+            "state": ProjectState.STARTING.value,
+            "message": message,
+            "percent": percent,
+        }
+        self._last_progress[project_id] = event
+        self._publish(project_id, event)
+
+    def last_progress(self, project_id: uuid.UUID) -> Event | None:
+        return self._last_progress.get(project_id)
+
+    def _publish(self, project_id: uuid.UUID, event: Event) -> None:
+        for queue in self._subscribers.get(project_id, ()):
+            queue.put_nowait(event)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, project_id: uuid.UUID) -> AsyncIterator[asyncio.Queue[Event]]:
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._subscribers[project_id].add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers[project_id].discard(queue)
+            if not self._subscribers[project_id]:
+                del self._subscribers[project_id]

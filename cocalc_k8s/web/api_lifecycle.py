@@ -1,0 +1,89 @@
+"""Start, stop, restart a project, and follow its progress (Server-Sent Events)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from cocalc_k8s.core.project_state import ProjectState
+from cocalc_k8s.keys import LIFECYCLE
+from cocalc_k8s.web.access import project_access
+from cocalc_k8s.web.jsonio import json_response
+
+SETTLED = {ProjectState.RUNNING.value, ProjectState.STOPPED.value, ProjectState.FAILED.value}
+KEEPALIVE = 15.0
+
+
+async def _request(request: web.Request, action: str) -> web.Response:
+    access = await project_access(request)
+    manager = request.app[LIFECYCLE]
+    await manager.request(access.project_id, action)
+    return json_response({"state": (await manager.state(access.project_id)).value}, status=202)
+
+
+async def start_project(request: web.Request) -> web.Response:
+    return await _request(request, "start")
+
+
+async def stop_project(request: web.Request) -> web.Response:
+    return await _request(request, "stop")
+
+
+async def restart_project(request: web.Request) -> web.Response:
+    return await _request(request, "restart")
+
+
+async def progress(request: web.Request) -> web.StreamResponse:
+    """Events `{"state", "message"?, "percent"?, "error"?}` until the project settles
+    (running, stopped or failed) or `?follow=1` keeps the stream open."""
+    access = await project_access(request)
+    manager = request.app[LIFECYCLE]
+    follow = request.query.get("follow") == "1"
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    async with manager.subscribe(access.project_id) as events:
+        state = (await manager.state(access.project_id)).value
+        first: dict[str, Any] = {"state": state}
+        last = manager.last_progress(access.project_id)
+        if state == ProjectState.STARTING.value and last:
+            first = last
+        await _send(response, first)
+        if state in SETTLED and not follow and not _pending(request):
+            return response
+        while True:
+            try:
+                event = await asyncio.wait_for(events.get(), KEEPALIVE)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            await _send(response, event)
+            if event.get("state") in SETTLED and not follow:
+                return response
+
+
+def _pending(request: web.Request) -> bool:
+    """`?wait=1`: the caller just asked for a change and wants to see it happen."""
+    return request.query.get("wait") == "1"
+
+
+async def _send(response: web.StreamResponse, event: dict[str, Any]) -> None:
+    await response.write(f"data: {json.dumps(event)}\n\n".encode())
+
+
+def routes() -> list[web.AbstractRouteDef]:
+    base = "/api/v2/projects/{project_id}"
+    return [
+        web.post(base + "/start", start_project),
+        web.post(base + "/stop", stop_project),
+        web.post(base + "/restart", restart_project),
+        web.get(base + "/progress", progress),
+    ]
