@@ -18,8 +18,10 @@ from cocalc_k8s.db.engine import create_hub_engine
 from cocalc_k8s.db.notify import CREDENTIALS, Listener
 from cocalc_k8s.keys import (
     ACCOUNTS,
+    ACTIVITY,
     API_KEYS,
     ENGINE,
+    FILES,
     LIFECYCLE,
     METRICS,
     PROJECTS,
@@ -29,7 +31,9 @@ from cocalc_k8s.keys import (
     TEMPLATES,
 )
 from cocalc_k8s.services.accounts import AccountPolicy, AccountService
+from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.api_keys import ApiKeyService
+from cocalc_k8s.services.files import ProjectFiles
 from cocalc_k8s.services.lifecycle import REQUESTS_CHANNEL, LifecycleManager
 from cocalc_k8s.services.metrics import HubMetrics
 from cocalc_k8s.services.principal_cache import PrincipalCache
@@ -95,8 +99,11 @@ def create_app(settings: Settings, *, database_url: str) -> web.Application:
         )
         app[API_KEYS] = ApiKeyService(engine, cache=cache)
         app[PROJECTS] = ProjectService(engine)
+        projects_root = settings.data_dir / "projects"
+        app[FILES] = ProjectFiles(projects_root, max_file_bytes=settings.max_file_mb * 1024**2)
+        app[ACTIVITY] = ActivityRecorder(engine)
         backend = LocalBackend(log_dir=settings.data_dir / "logs" / "projects")
-        manager = LifecycleManager(engine, backend, projects_root=settings.data_dir / "projects")
+        manager = LifecycleManager(engine, backend, projects_root=projects_root)
         app[LIFECYCLE] = manager
         listener = Listener(database_url)
         listener.subscribe(CREDENTIALS, cache.drop_account_id)
@@ -113,6 +120,7 @@ def create_app(settings: Settings, *, database_url: str) -> web.Application:
         yield
         await listener.stop()
         await manager.close()
+        await app[ACTIVITY].flush()
         await engine.dispose()
 
     app.cleanup_ctx.append(database)

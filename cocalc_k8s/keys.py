@@ -8,7 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cocalc_k8s.core.settings import Settings
 from cocalc_k8s.services.accounts import AccountService
+from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.api_keys import ApiKeyService
+from cocalc_k8s.services.files import ProjectFiles
 from cocalc_k8s.services.lifecycle import LifecycleManager
 from cocalc_k8s.services.metrics import HubMetrics
 from cocalc_k8s.services.projects import ProjectService
@@ -24,3 +26,5 @@ TEMPLATES = web.AppKey("templates", jinja2.Environment)
 METRICS = web.AppKey("metrics", HubMetrics)
 PROJECTS = web.AppKey("projects", ProjectService)
 LIFECYCLE = web.AppKey("lifecycle", LifecycleManager)
+FILES = web.AppKey("files", ProjectFiles)
+ACTIVITY = web.AppKey("activity", ActivityRecorder)

@@ -166,6 +166,13 @@ class Settings:
         env="COCALC_METRICS_HOST",
         flag="--metrics-host",
     )
+    max_file_mb: int = _setting(
+        1024,
+        "Largest file, in MB, that can be uploaded or saved into a project through the hub. "
+        "Larger uploads get 413 and leave the old file intact.",
+        env="COCALC_MAX_FILE_MB",
+        flag="--max-file-mb",
+    )
 
     def __post_init__(self) -> None:
         # Absolute, because the embedded PostgreSQL resolves relative paths from its pgdata.
@@ -233,7 +240,7 @@ def _validate(s: Settings) -> None:
             raise SettingsError(
                 "--base-url must not have a path: serving under a prefix is not supported"
             )
-    for name in ("session_days", "login_attempts", "login_window", "db_pool_size"):
+    for name in ("session_days", "login_attempts", "login_window", "db_pool_size", "max_file_mb"):
         if getattr(s, name) < 1:
             raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
 

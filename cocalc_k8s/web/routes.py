@@ -7,6 +7,7 @@ from aiohttp import web
 from cocalc_k8s.web import (
     api_account,
     api_auth,
+    api_files,
     api_lifecycle,
     api_projects,
     health,
@@ -31,6 +32,7 @@ def setup_routes(app: web.Application) -> None:
             web.delete("/api/v2/api-keys/{key_id}", api_account.delete_api_key),
             *api_projects.routes(),
             *api_lifecycle.routes(),
+            *api_files.routes(),
             *pages.routes(),
         ]
     )

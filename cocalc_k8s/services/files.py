@@ -1,0 +1,70 @@
+"""A project's files, read and written by the hub directly on the projects' storage.
+
+Works whether the project runs or not. Every path goes through `ProjectFS`, which keeps it
+inside the project's home (symlinks included); every blocking call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from cocalc_k8s.core.errors import BadRequest
+from cocalc_k8s.core.projectfs import AtomicWrite, Entry, ProjectFS
+
+FILE_OPS = ("move", "copy", "mkdir")
+
+
+class ProjectFiles:
+    def __init__(self, projects_root: Path, *, max_file_bytes: int) -> None:
+        self.projects_root = projects_root
+        self.max_file_bytes = max_file_bytes
+
+    async def fs(self, project_id: uuid.UUID) -> ProjectFS:
+        home = self.projects_root / str(project_id)
+        await asyncio.to_thread(_ensure_home, home)
+        return ProjectFS(home)
+
+    async def listing(self, project_id: uuid.UUID, path: str) -> list[Entry]:
+        fs = await self.fs(project_id)
+        return await asyncio.to_thread(fs.listing, path)
+
+    async def open_read(self, project_id: uuid.UUID, path: str) -> tuple[BinaryIO, os.stat_result]:
+        fs = await self.fs(project_id)
+        handle = await asyncio.to_thread(fs.open_read, path)
+        return handle, os.fstat(handle.fileno())
+
+    async def begin_write(self, project_id: uuid.UUID, path: str) -> AtomicWrite:
+        fs = await self.fs(project_id)
+        return await asyncio.to_thread(fs.begin_write, path, max_bytes=self.max_file_bytes)
+
+    async def delete(self, project_id: uuid.UUID, path: str) -> None:
+        fs = await self.fs(project_id)
+        await asyncio.to_thread(fs.delete, path)
+
+    async def operate(self, project_id: uuid.UUID, body: dict[str, Any]) -> None:
+        """`{"op": "move"|"copy", "src", "dst"}` or `{"op": "mkdir", "path"}`."""
+        op = body.get("op")
+        if op not in FILE_OPS:
+            raise BadRequest(f"op must be one of {', '.join(FILE_OPS)}")
+        fs = await self.fs(project_id)
+        if op == "mkdir":
+            await asyncio.to_thread(fs.mkdir, _path(body, "path"))
+        elif op == "move":
+            await asyncio.to_thread(fs.move, _path(body, "src"), _path(body, "dst"))
+        else:
+            await asyncio.to_thread(fs.copy, _path(body, "src"), _path(body, "dst"))
+
+
+def _path(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str):
+        raise BadRequest(f"{key} must be a path inside the project")
+    return value
+
+
+def _ensure_home(home: Path) -> None:
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -1,0 +1,124 @@
+"""A project's files over HTTP: listing, download (Range, ETag), atomic upload, delete,
+move/copy/mkdir. Served from the hub's storage, so they work while the project is stopped.
+
+Downloads never run as pages of the hub's origin: every response carries
+`Content-Security-Policy: sandbox` and `nosniff`, and active types (HTML, SVG, XML) are
+sent as attachments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+from email.utils import formatdate
+
+from aiohttp import web
+
+from cocalc_k8s.core.errors import PayloadTooLarge
+from cocalc_k8s.core.http_range import RangeNotSatisfiable, parse_range
+from cocalc_k8s.keys import ACTIVITY, FILES
+from cocalc_k8s.web.access import project_access
+from cocalc_k8s.web.jsonio import json_response, read_json
+
+CHUNK = 256 * 1024
+ACTIVE_TYPES = {
+    "text/html",
+    "image/svg+xml",
+    "application/xhtml+xml",
+    "text/xml",
+    "application/xml",
+}
+
+
+async def listing(request: web.Request) -> web.Response:
+    access = await project_access(request)
+    entries = await request.app[FILES].listing(access.project_id, request.query.get("path", ""))
+    return json_response({"entries": entries})
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    access = await project_access(request)
+    path = request.match_info["path"]
+    handle, st = await request.app[FILES].open_read(access.project_id, path)
+    try:
+        etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+        headers = {
+            "ETag": etag,
+            "Last-Modified": formatdate(st.st_mtime, usegmt=True),
+            "Accept-Ranges": "bytes",
+            "Content-Security-Policy": "sandbox",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, no-cache",
+        }
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers=headers)
+        content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        if content_type in ACTIVE_TYPES:
+            name = path.rsplit("/", 1)[-1].replace('"', "")
+            headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        try:
+            byte_range = parse_range(request.headers.get("Range"), st.st_size)
+        except RangeNotSatisfiable:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{st.st_size}"})
+        start, end = byte_range or (0, st.st_size - 1)
+        response = web.StreamResponse(status=206 if byte_range else 200, headers=headers)
+        response.content_type = content_type
+        response.content_length = max(0, end - start + 1)
+        if byte_range:
+            response.headers["Content-Range"] = f"bytes {start}-{end}/{st.st_size}"
+        await response.prepare(request)
+        if request.method != "HEAD":
+            await asyncio.to_thread(handle.seek, start)
+            remaining = end - start + 1
+            while remaining > 0:
+                chunk = await asyncio.to_thread(handle.read, min(CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        await asyncio.to_thread(handle.close)
+
+
+async def upload(request: web.Request) -> web.Response:
+    """The raw body replaces the file atomically; on any failure the old file stays."""
+    access = await project_access(request)
+    files = request.app[FILES]
+    if request.content_length is not None and request.content_length > files.max_file_bytes:
+        raise PayloadTooLarge(f"file larger than the limit of {files.max_file_bytes} bytes")
+    writer = await files.begin_write(access.project_id, request.match_info["path"])
+    try:
+        async for chunk in request.content.iter_chunked(CHUNK):
+            await asyncio.to_thread(writer.write, chunk)
+        await asyncio.to_thread(writer.commit)
+    finally:
+        await asyncio.to_thread(writer.abort)
+    request.app[ACTIVITY].touch(access.project_id)
+    return json_response({"size": writer.size}, status=201)
+
+
+async def delete(request: web.Request) -> web.Response:
+    access = await project_access(request)
+    await request.app[FILES].delete(access.project_id, request.match_info["path"])
+    request.app[ACTIVITY].touch(access.project_id)
+    return web.Response(status=204)
+
+
+async def operate(request: web.Request) -> web.Response:
+    access = await project_access(request)
+    await request.app[FILES].operate(access.project_id, await read_json(request))
+    request.app[ACTIVITY].touch(access.project_id)
+    return web.Response(status=204)
+
+
+def routes() -> list[web.AbstractRouteDef]:
+    base = "/api/v2/projects/{project_id}"
+    return [
+        web.get(base + "/listing", listing),
+        web.get(base + "/files/{path:.+}", download),
+        web.put(base + "/files/{path:.+}", upload),
+        web.delete(base + "/files/{path:.+}", delete),
+        web.post(base + "/files-ops", operate),
+    ]
