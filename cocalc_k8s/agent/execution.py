@@ -4,7 +4,7 @@ The command runs in its own session (so its own process group) with the whitelis
 environment. On timeout the whole group is killed, background children included. When the
 shell itself exits, output is still collected for `PIPE_GRACE` seconds from anything it left
 running; processes that outlive that keep running (``nohup server > log &`` is how users
-start servers) but their output is no longer captured.
+start servers) and their output is read and dropped.
 """
 
 from __future__ import annotations
@@ -35,18 +35,36 @@ class ExecResult(TypedDict):
 
 @dataclass
 class _Capture:
+    """One output pipe, read to EOF; the first `limit` bytes are kept until `seal()`."""
+
     limit: int
     data: bytearray = field(default_factory=bytearray)
     truncated: bool = False
+    sealed: bool = False
 
-    async def drain(self, stream: asyncio.StreamReader) -> None:
-        """Read to EOF, keeping the first `limit` bytes (the rest is read and dropped so
-        the command never blocks on a full pipe)."""
-        while chunk := await stream.read(1 << 16):
-            room = self.limit - len(self.data)
-            if len(chunk) > room:
-                self.truncated = True
-            self.data += chunk[: max(room, 0)]
+    async def drain(self, fd: int) -> None:
+        """Read to EOF (everything past the limit is read and dropped, so the command never
+        blocks on a full pipe), then close the pipe."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        pipe = os.fdopen(fd, "rb", buffering=0)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        try:
+            while chunk := await reader.read(1 << 16):
+                if self.sealed:
+                    continue
+                room = self.limit - len(self.data)
+                if len(chunk) > room:
+                    self.truncated = True
+                self.data += chunk[: max(room, 0)]
+        finally:
+            transport.close()
+
+    def seal(self) -> str:
+        self.sealed = True
+        return self.data.decode(errors="replace")
 
 
 class CommandRunner:
@@ -56,26 +74,34 @@ class CommandRunner:
         self.home = home
         self.output_bytes = output_bytes
         self._running: set[asyncio.subprocess.Process] = set()
+        self._leftover_readers: set[asyncio.Task[None]] = set()
 
     async def run(self, command: str, *, time_limit: float, cwd: Path) -> ExecResult:
-        proc = await asyncio.create_subprocess_exec(
-            "bash",
-            "-c",
-            command,
-            cwd=cwd,
-            env=child_environment(self.home, term="dumb"),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
+        # Our own pipes, not asyncio's: its Process.wait() also waits for the pipes to
+        # close, which a background job of the command can delay for ever.
+        (out_r, out_w), (err_r, err_w) = os.pipe2(os.O_CLOEXEC), os.pipe2(os.O_CLOEXEC)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "bash",
+                "-c",
+                command,
+                cwd=cwd,
+                env=child_environment(self.home, term="dumb"),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
         self._running.add(proc)
-        out, err = (
-            _Capture(self.output_bytes, bytearray()),
-            _Capture(self.output_bytes, bytearray()),
-        )
-        assert proc.stdout is not None and proc.stderr is not None
-        readers = asyncio.gather(out.drain(proc.stdout), err.drain(proc.stderr))
+        out, err = _Capture(self.output_bytes), _Capture(self.output_bytes)
+        readers = [asyncio.create_task(out.drain(out_r)), asyncio.create_task(err.drain(err_r))]
         timed_out = False
         try:
             await asyncio.wait_for(proc.wait(), time_limit)
@@ -85,15 +111,13 @@ class CommandRunner:
             await proc.wait()
         finally:
             self._running.discard(proc)
-        try:
-            await asyncio.wait_for(asyncio.shield(readers), PIPE_GRACE)
-        except TimeoutError:
-            readers.cancel()  # something the command left running still holds the pipes
-            with contextlib.suppress(asyncio.CancelledError):
-                await readers
+        _, still_open = await asyncio.wait(readers, timeout=PIPE_GRACE)
+        for task in still_open:  # something the command left running holds the pipe
+            self._leftover_readers.add(task)
+            task.add_done_callback(self._leftover_readers.discard)
         return {
-            "stdout": out.data.decode(errors="replace"),
-            "stderr": err.data.decode(errors="replace"),
+            "stdout": out.seal(),
+            "stderr": err.seal(),
             "exit_code": proc.returncode,
             "timed_out": timed_out,
             "truncated": out.truncated or err.truncated,
@@ -102,13 +126,14 @@ class CommandRunner:
     async def stop_all(self) -> None:
         """SIGTERM every running command's group, SIGKILL after `KILL_GRACE` seconds."""
         running = list(self._running)
-        if not running:
-            return
         for proc in running:
             _kill_group(proc.pid, signal.SIGTERM)
-        await asyncio.wait([asyncio.create_task(p.wait()) for p in running], timeout=KILL_GRACE)
+        if running:
+            await asyncio.wait([asyncio.create_task(p.wait()) for p in running], timeout=KILL_GRACE)
         for proc in running:
             _kill_group(proc.pid, signal.SIGKILL)
+        for task in list(self._leftover_readers):
+            task.cancel()
 
 
 def _kill_group(pgid: int, sig: signal.Signals) -> None:
