@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -11,6 +12,7 @@ from cocalc_k8s.agent.execution import DEFAULT_TIMEOUT, MAX_TIMEOUT
 from cocalc_k8s.agent.http import json_object
 from cocalc_k8s.agent.keys import COMMANDS, FS
 from cocalc_k8s.core.errors import BadRequest
+from cocalc_k8s.core.projectfs import ProjectFS
 
 MAX_COMMAND_CHARS = 100_000
 
@@ -23,6 +25,13 @@ def _timeout(value: Any) -> float:
     if value > MAX_TIMEOUT:
         raise BadRequest(f"'timeout' must be at most {MAX_TIMEOUT:.0f} seconds")
     return float(value)
+
+
+def _directory(fs: ProjectFS, rel_path: str) -> Path:
+    path = fs.resolve(rel_path)
+    if not path.is_dir():
+        raise BadRequest("'cwd' must be a directory")
+    return path
 
 
 async def execute(request: web.Request) -> web.Response:
@@ -38,8 +47,6 @@ async def execute(request: web.Request) -> web.Response:
     cwd_arg = body.get("cwd", "")
     if not isinstance(cwd_arg, str):
         raise BadRequest("'cwd' must be a string")
-    cwd = await asyncio.to_thread(request.app[FS].resolve, cwd_arg)
-    if not cwd.is_dir():
-        raise BadRequest("'cwd' must be a directory")
+    cwd = await asyncio.to_thread(_directory, request.app[FS], cwd_arg)
     result = await request.app[COMMANDS].run(command, time_limit=timeout, cwd=cwd)
     return web.json_response(result)

@@ -42,9 +42,9 @@ async def kill(request: web.Request) -> web.Response:
 
 async def join(request: web.Request) -> web.WebSocketResponse:
     name = check_name(request.match_info["name"])
+    terminal = request.app[TERMINALS].open(name)  # before the upgrade: failures are JSON
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_MESSAGE)
     await ws.prepare(request)
-    terminal = request.app[TERMINALS].open(name)
     client = terminal.join()
     sender = asyncio.create_task(_send(ws, client))
     try:
