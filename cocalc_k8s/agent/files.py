@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import os
-import re
 from email.utils import formatdate
 from typing import Any
 
@@ -14,10 +13,10 @@ from aiohttp import web
 from cocalc_k8s.agent.http import json_object
 from cocalc_k8s.agent.keys import FS, SETTINGS
 from cocalc_k8s.core.errors import BadRequest, PayloadTooLarge
+from cocalc_k8s.core.http_range import RangeNotSatisfiable, parse_range
 
 READ_CHUNK = 256 << 10
 UPLOAD_CHUNK = 1 << 20
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 async def listing(request: web.Request) -> web.Response:
@@ -26,37 +25,18 @@ async def listing(request: web.Request) -> web.Response:
     return web.json_response({"entries": entries})
 
 
-def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """The (start, end exclusive) of a single-range ``Range`` header, None to send it all.
-
-    Raises `web.HTTPRequestRangeNotSatisfiable` for a range that starts past the end.
-    Malformed and multi-range headers are ignored, as RFC 9110 allows.
-    """
-    match = _RANGE.fullmatch(header.strip()) if header else None
-    if match is None or match.group(1) == match.group(2) == "":
-        return None
-    first, last = match.groups()
-    if first == "":  # suffix: the last N bytes
-        start, end = max(size - int(last), 0), size
-        if int(last) == 0:
-            start = size
-    else:
-        start = int(first)
-        end = min(int(last) + 1, size) if last else size
-        if last and int(last) < start:
-            return None
-    if start >= size:
-        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
-    return start, end
-
-
 async def read(request: web.Request) -> web.StreamResponse:
     path = request.match_info["path"]
     f = await asyncio.to_thread(request.app[FS].open_read, path)
     try:
         st = os.fstat(f.fileno())
-        wanted = byte_range(request.headers.get("Range"), st.st_size)
-        start, end = wanted or (0, st.st_size)
+        try:
+            wanted = parse_range(request.headers.get("Range"), st.st_size)
+        except RangeNotSatisfiable:
+            raise web.HTTPRequestRangeNotSatisfiable(
+                headers={"Content-Range": f"bytes */{st.st_size}"}
+            ) from None
+        start, end = (wanted[0], wanted[1] + 1) if wanted else (0, st.st_size)
         response = web.StreamResponse(status=206 if wanted else 200)
         response.content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
         response.content_length = end - start
