@@ -11,14 +11,17 @@ from pathlib import Path
 
 from aiohttp import web
 
+from cocalc_k8s.backends.agent_client import AgentClient
 from cocalc_k8s.backends.local import LocalBackend
 from cocalc_k8s.core.errors import NotFound
 from cocalc_k8s.core.settings import Settings
 from cocalc_k8s.db.engine import create_hub_engine
+from cocalc_k8s.db.leader import LIFECYCLE_LEADER, LeaderLock
 from cocalc_k8s.db.notify import CREDENTIALS, Listener
 from cocalc_k8s.keys import (
     ACCOUNTS,
     ACTIVITY,
+    AGENTS,
     API_KEYS,
     ENGINE,
     FILES,
@@ -102,6 +105,7 @@ def create_app(settings: Settings, *, database_url: str) -> web.Application:
         projects_root = settings.data_dir / "projects"
         app[FILES] = ProjectFiles(projects_root, max_file_bytes=settings.max_file_mb * 1024**2)
         app[ACTIVITY] = ActivityRecorder(engine)
+        app[AGENTS] = AgentClient()
         backend = LocalBackend(log_dir=settings.data_dir / "logs" / "projects")
         manager = LifecycleManager(engine, backend, projects_root=projects_root)
         app[LIFECYCLE] = manager
@@ -111,7 +115,10 @@ def create_app(settings: Settings, *, database_url: str) -> web.Application:
         listener.on_reset(cache.disable)
         listener.on_connected(cache.enable)
         listener.on_connected(manager.on_listening)
+        leader = LeaderLock(database_url, key=LIFECYCLE_LEADER)
+        leader.on_change(manager.on_leadership)
         await listener.start()
+        await leader.start()
         if settings.admin_email:
             try:
                 await app[ACCOUNTS].make_admin(settings.admin_email)
@@ -120,7 +127,9 @@ def create_app(settings: Settings, *, database_url: str) -> web.Application:
         yield
         await listener.stop()
         await manager.close()
+        await leader.stop()
         await app[ACTIVITY].flush()
+        await app[AGENTS].close()
         await engine.dispose()
 
     app.cleanup_ctx.append(database)

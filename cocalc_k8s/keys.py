@@ -6,6 +6,7 @@ import jinja2
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cocalc_k8s.backends.agent_client import AgentClient
 from cocalc_k8s.core.settings import Settings
 from cocalc_k8s.services.accounts import AccountService
 from cocalc_k8s.services.activity import ActivityRecorder
@@ -28,3 +29,4 @@ PROJECTS = web.AppKey("projects", ProjectService)
 LIFECYCLE = web.AppKey("lifecycle", LifecycleManager)
 FILES = web.AppKey("files", ProjectFiles)
 ACTIVITY = web.AppKey("activity", ActivityRecorder)
+AGENTS = web.AppKey("agents", AgentClient)

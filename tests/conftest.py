@@ -78,7 +78,15 @@ async def make_client(make_settings: Any, database_url: str) -> AsyncIterator[An
     """Start a hub on 127.0.0.1 with the given settings; returns an aiohttp TestClient."""
     clients: list[TestClient[Any, Any]] = []
 
-    async def make(**overrides: Any) -> TestClient[Any, Any]:
+    async def make(
+        *, same_hub_as: TestClient[Any, Any] | None = None, **overrides: Any
+    ) -> TestClient[Any, Any]:
+        """A new hub, or with `same_hub_as` a second client (own cookies) of that hub."""
+        if same_hub_as is not None:
+            client = TestClient(same_hub_as.server)
+            await client.start_server()
+            clients.append(client)
+            return client
         app = create_app(make_settings(**overrides), database_url=database_url)
         client = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()

@@ -45,3 +45,13 @@ class RateLimited(DomainError):
 
 class Unavailable(DomainError):
     status = 503
+
+
+class BadGateway(DomainError):
+    """The project's side did not answer properly."""
+
+    status = 502
+
+
+class GatewayTimeout(DomainError):
+    status = 504

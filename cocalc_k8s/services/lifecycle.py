@@ -47,6 +47,7 @@ class LifecycleManager:
         self._subscribers: defaultdict[uuid.UUID, set[asyncio.Queue[Event]]] = defaultdict(set)
         self._last_progress: dict[uuid.UUID, Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.leading = False
         backend.on_exit(self._on_backend_exit)
 
     def home(self, project_id: uuid.UUID) -> Path:
@@ -71,17 +72,25 @@ class LifecycleManager:
             project_id = uuid.UUID(payload)
         except ValueError:
             return
-        self._spawn(self.handle_request(project_id))
+        if self.leading:
+            self._spawn(self.handle_request(project_id))
 
     def on_listening(self) -> None:
-        """Listener (re)connected: make the database agree with the backend, then act on
-        requests written while nobody listened."""
+        """Listener (re)connected: requests may have been written while it was away."""
+        if self.leading:
+            self._spawn(self.handle_pending())
 
-        async def catch_up() -> None:
-            await self.reconcile()
-            await self.handle_pending()
+    def on_leadership(self, leading: bool) -> None:
+        """Only the leader (one hub per database) acts on requests. A new leader first
+        makes the database agree with its backend, then acts on pending requests."""
+        self.leading = leading
+        if leading:
 
-        self._spawn(catch_up())
+            async def catch_up() -> None:
+                await self.reconcile()
+                await self.handle_pending()
+
+            self._spawn(catch_up())
 
     async def handle_pending(self) -> None:
         """Act on requests written while no manager listened (e.g. during a restart)."""

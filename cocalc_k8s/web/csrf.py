@@ -5,6 +5,7 @@ either come from the hub's own origin (scheme, host and port in the Origin heade
 carry the session's CSRF token (X-CSRF-Token header or a `csrf_token` form field).
 Requests authenticated with a bearer API key carry no ambient credential and are exempt.
 Without a session cookie, a browser's foreign Origin is still refused (login CSRF).
+A cookie-authenticated WebSocket handshake (a GET) must come from the hub's own origin.
 """
 
 from __future__ import annotations
@@ -43,9 +44,22 @@ async def _submitted_token(request: web.Request) -> str:
     return ""
 
 
+def _is_websocket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
 @web.middleware
 async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.method in SAFE_METHODS or "Authorization" in request.headers:
+    if "Authorization" in request.headers:
+        return await handler(request)
+    if _is_websocket(request) and SESSION_COOKIE in request.cookies:
+        # Cross-site WebSocket hijacking: browsers send the cookie with any page's
+        # WebSocket, but always send its Origin too.
+        ws_origin = request.headers.get("Origin", "")
+        if ws_origin.lower() not in trusted_origins(request):
+            raise Forbidden("cross-origin WebSocket refused")
+        return await handler(request)
+    if request.method in SAFE_METHODS:
         return await handler(request)
     origin = request.headers.get("Origin")
     if origin is not None and origin != "null":

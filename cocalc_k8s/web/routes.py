@@ -7,12 +7,14 @@ from aiohttp import web
 from cocalc_k8s.web import (
     api_account,
     api_auth,
+    api_exec,
     api_files,
     api_lifecycle,
     api_projects,
     health,
     metrics,
     pages,
+    terminals,
 )
 
 
@@ -33,6 +35,9 @@ def setup_routes(app: web.Application) -> None:
             *api_projects.routes(),
             *api_lifecycle.routes(),
             *api_files.routes(),
+            web.post("/api/v2/projects/{project_id}/exec", api_exec.execute),
+            web.get("/api/v2/projects/{project_id}/terminals", terminals.list_terminals),
+            web.get("/api/v2/projects/{project_id}/terminals/{name}", terminals.open_terminal),
             *pages.routes(),
         ]
     )
