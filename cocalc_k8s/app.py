@@ -23,6 +23,7 @@ from cocalc_k8s.keys import (
     ACTIVITY,
     AGENTS,
     API_KEYS,
+    CULLER,
     ENGINE,
     FILES,
     LIFECYCLE,
@@ -36,6 +37,7 @@ from cocalc_k8s.keys import (
 from cocalc_k8s.services.accounts import AccountPolicy, AccountService
 from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.api_keys import ApiKeyService
+from cocalc_k8s.services.culler import Culler
 from cocalc_k8s.services.files import ProjectFiles
 from cocalc_k8s.services.lifecycle import REQUESTS_CHANNEL, LifecycleManager
 from cocalc_k8s.services.metrics import HubMetrics
@@ -117,6 +119,9 @@ def create_app(settings: Settings, *, database_url: str) -> web.Application:
         listener.on_connected(manager.on_listening)
         leader = LeaderLock(database_url, key=LIFECYCLE_LEADER)
         leader.on_change(manager.on_leadership)
+        culler = Culler(engine, manager)
+        app[CULLER] = culler
+        leader.on_change(culler.on_leadership)
         await listener.start()
         await leader.start()
         if settings.admin_email:
@@ -126,6 +131,7 @@ def create_app(settings: Settings, *, database_url: str) -> web.Application:
                 log.info("admin email %s has no account yet", settings.admin_email)
         yield
         await listener.stop()
+        await culler.close()
         await manager.close()
         await leader.stop()
         await app[ACTIVITY].flush()

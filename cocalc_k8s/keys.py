@@ -11,6 +11,7 @@ from cocalc_k8s.core.settings import Settings
 from cocalc_k8s.services.accounts import AccountService
 from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.api_keys import ApiKeyService
+from cocalc_k8s.services.culler import Culler
 from cocalc_k8s.services.files import ProjectFiles
 from cocalc_k8s.services.lifecycle import LifecycleManager
 from cocalc_k8s.services.metrics import HubMetrics
@@ -30,3 +31,4 @@ LIFECYCLE = web.AppKey("lifecycle", LifecycleManager)
 FILES = web.AppKey("files", ProjectFiles)
 ACTIVITY = web.AppKey("activity", ActivityRecorder)
 AGENTS = web.AppKey("agents", AgentClient)
+CULLER = web.AppKey("culler", Culler)

@@ -219,6 +219,18 @@ class LifecycleManager:
         quota = effective_quota(defaults if isinstance(defaults, dict) else {}, own)
         return ProjectSpec(project_id=project_id, home=self.home(project_id), quota=quota)
 
+    async def stop_because(self, project_id: uuid.UUID, reason: str) -> None:
+        """Stop a project on the hub's own initiative (idle, deleted), with the reason."""
+        async with self._locks[project_id]:
+            await self._stop(project_id, reason=reason)
+
+    async def fail_stuck(self, project_id: uuid.UUID, reason: str) -> None:
+        """A start or stop that never finished: clean up and mark the project failed."""
+        async with self._locks[project_id]:
+            with contextlib.suppress(BackendError):
+                await self.backend.stop(project_id)
+            await self._set_state(project_id, ProjectState.FAILED, reason=reason)
+
     def _on_backend_exit(self, project_id: uuid.UUID, reason: str) -> None:
         async def mark_failed() -> None:
             async with self._locks[project_id]:

@@ -7,7 +7,7 @@ import uuid
 from aiohttp import web
 
 from cocalc_k8s.core.errors import BadRequest, NotFound
-from cocalc_k8s.keys import PROJECTS
+from cocalc_k8s.keys import LIFECYCLE, PROJECTS
 from cocalc_k8s.web.access import project_access
 from cocalc_k8s.web.auth import require_account
 from cocalc_k8s.web.jsonio import json_response, read_json
@@ -51,6 +51,7 @@ async def patch_project(request: web.Request) -> web.Response:
 async def delete_project(request: web.Request) -> web.Response:
     access = await project_access(request)
     await request.app[PROJECTS].delete(access.principal, access.project_id)
+    await request.app[LIFECYCLE].request(access.project_id, "stop")
     return web.Response(status=204)
 
 
