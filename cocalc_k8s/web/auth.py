@@ -15,7 +15,7 @@ from cocalc_k8s.core.identity import Principal
 from cocalc_k8s.keys import API_KEYS, SESSIONS, SETTINGS
 
 SESSION_COOKIE = "cocalc_session"
-PRINCIPAL = "principal"
+PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
