@@ -32,6 +32,7 @@ from cocalc_k8s.keys import (
     SECRET_KEY,
     SESSIONS,
     SETTINGS,
+    SITE_SETTINGS,
     TEMPLATES,
 )
 from cocalc_k8s.services.accounts import AccountPolicy, AccountService
@@ -44,6 +45,7 @@ from cocalc_k8s.services.metrics import HubMetrics
 from cocalc_k8s.services.principal_cache import PrincipalCache
 from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
+from cocalc_k8s.services.site_settings import SiteSettings
 from cocalc_k8s.web.auth import identify
 from cocalc_k8s.web.csrf import csrf_protect
 from cocalc_k8s.web.errors import handle_errors
@@ -108,6 +110,7 @@ def create_app(settings: Settings, *, database_url: str) -> web.Application:
         app[FILES] = ProjectFiles(projects_root, max_file_bytes=settings.max_file_mb * 1024**2)
         app[ACTIVITY] = ActivityRecorder(engine)
         app[AGENTS] = AgentClient()
+        app[SITE_SETTINGS] = SiteSettings(engine)
         backend = LocalBackend(log_dir=settings.data_dir / "logs" / "projects")
         manager = LifecycleManager(engine, backend, projects_root=projects_root)
         app[LIFECYCLE] = manager

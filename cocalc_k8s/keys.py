@@ -17,6 +17,7 @@ from cocalc_k8s.services.lifecycle import LifecycleManager
 from cocalc_k8s.services.metrics import HubMetrics
 from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
+from cocalc_k8s.services.site_settings import SiteSettings
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -32,3 +33,4 @@ FILES = web.AppKey("files", ProjectFiles)
 ACTIVITY = web.AppKey("activity", ActivityRecorder)
 AGENTS = web.AppKey("agents", AgentClient)
 CULLER = web.AppKey("culler", Culler)
+SITE_SETTINGS = web.AppKey("site_settings", SiteSettings)

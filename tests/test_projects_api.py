@@ -215,3 +215,28 @@ async def test_every_project_route_checks_access(make_user: Any, make_client: An
         assert status in (403, 404), (method, pattern, status)
     after = (await alice.call("GET", f"/api/v2/projects/{project_id}"))[1]
     assert after == before
+
+
+async def test_admin_changes_default_quotas(make_user: Any, make_client: Any) -> None:
+    alice = await make_user()
+    project_id = await new_project(alice)
+    admin_email = unique_email("admin")
+    admin_hub = await make_client(admin_email=admin_email)
+    admin = User(admin_hub, await sign_up(admin_hub, email=admin_email))
+    status, defaults = await admin.call("GET", "/api/v2/admin/default-quotas")
+    assert status == 200 and defaults["cpu_oc"] > 0 and defaults["idle_timeout"] > 0
+    assert (await alice.call("GET", "/api/v2/admin/default-quotas"))[0] == 403
+    assert (await alice.call("PATCH", "/api/v2/admin/default-quotas", {"cpu": 2}))[0] == 403
+    status, changed = await admin.call(
+        "PATCH", "/api/v2/admin/default-quotas", {"idle_timeout": 600, "mem_oc": 2}
+    )
+    assert status == 200 and changed["idle_timeout"] == 600 and changed["mem_oc"] == 2
+    _, project = await alice.call("GET", f"/api/v2/projects/{project_id}")
+    assert project["quota"]["idle_timeout"] == 600
+    status, body = await admin.call("PATCH", "/api/v2/admin/default-quotas", {"cpu_oc": 0})
+    assert status == 400 and "cpu_oc" in body["error"]
+    # A project's own quota wins over the defaults.
+    await admin.call("PATCH", f"/api/v2/projects/{project_id}", {"quota": {"idle_timeout": 7200}})
+    _, project = await alice.call("GET", f"/api/v2/projects/{project_id}")
+    assert project["quota"]["idle_timeout"] == 7200
+    await admin.call("PATCH", "/api/v2/admin/default-quotas", {"idle_timeout": 3600, "mem_oc": 5})

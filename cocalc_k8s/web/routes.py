@@ -6,6 +6,7 @@ from aiohttp import web
 
 from cocalc_k8s.web import (
     api_account,
+    api_admin,
     api_auth,
     api_exec,
     api_files,
@@ -32,6 +33,7 @@ def setup_routes(app: web.Application) -> None:
             web.post("/api/v2/api-keys", api_account.create_api_key),
             web.get("/api/v2/api-keys", api_account.list_api_keys),
             web.delete("/api/v2/api-keys/{key_id}", api_account.delete_api_key),
+            *api_admin.routes(),
             *api_projects.routes(),
             *api_lifecycle.routes(),
             *api_files.routes(),
