@@ -208,6 +208,33 @@ def cmd_make_admin(settings: Settings, email: str) -> None:
     print(f"{email} is now an admin")
 
 
+def cmd_purge_projects(settings: Settings, *, days: int, dry_run: bool) -> None:
+    from datetime import timedelta
+
+    from cocalc_k8s.db.engine import create_hub_engine
+    from cocalc_k8s.services.purge import purge_deleted_projects
+
+    async def purge(url: str) -> list[Any]:
+        engine = create_hub_engine(url, pool_size=1)
+        try:
+            return await purge_deleted_projects(
+                engine,
+                settings.data_dir / "projects",
+                older_than=timedelta(days=days),
+                dry_run=dry_run,
+            )
+        finally:
+            await engine.dispose()
+
+    with database(settings) as url:
+        migrate_database(url)
+        purged = asyncio.run(purge(url))
+    verb = "would purge" if dry_run else "purged"
+    for project_id in purged:
+        print(f"{verb} {project_id}")
+    print(f"{verb} {len(purged)} deleted project(s) older than {days} day(s)")
+
+
 def cmd_check(settings: Settings) -> None:
     for f in setting_fields():
         value = getattr(settings, f.name)
@@ -255,6 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     admin.add_argument("email")
     commands.add_parser("check", parents=[settings_flags], help="show settings, check database")
+    purge = commands.add_parser(
+        "purge-projects",
+        parents=[settings_flags],
+        help="remove the files and records of projects deleted long enough ago",
+    )
+    purge.add_argument(
+        "--older-than-days", type=int, default=30, metavar="DAYS",
+        help="only projects deleted at least this many days ago (default 30)",
+    )  # fmt: skip
+    purge.add_argument("--dry-run", action="store_true", help="list them, change nothing")
     return parser
 
 
@@ -288,6 +325,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             cmd_migrate(settings)
         elif args.command == "make-admin":
             cmd_make_admin(settings, args.email)
+        elif args.command == "purge-projects":
+            if args.older_than_days < 0:
+                raise CliError("--older-than-days must not be negative", EXIT_USAGE)
+            cmd_purge_projects(settings, days=args.older_than_days, dry_run=args.dry_run)
         elif args.command == "check":
             cmd_check(settings)
     except CliError as exc:

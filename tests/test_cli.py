@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -343,10 +344,14 @@ def test_make_admin(tmp_path: Path, fresh_database: str, hubs: list[Hub]) -> Non
     result = run_cli("make-admin", email.upper(), env=env)
     assert result.returncode == 0, result.stderr
     assert "is now an admin" in result.stdout
-    # A new session reads the account afresh (the running hub caches principals briefly).
     fresh = Api(api.base)
     assert fresh.sign_in(email) == 200
     assert fresh.account()["is_admin"] is True
+    # The running hub dropped its cached principal on the NOTIFY: the old session sees it.
+    deadline = time.monotonic() + 5
+    while not api.account()["is_admin"]:
+        assert time.monotonic() < deadline, "the running hub kept a stale principal"
+        time.sleep(0.05)
 
     unknown = run_cli("make-admin", unique_email(), env=env)
     assert_clean_error(unknown, 1, "no account with email")
@@ -411,3 +416,34 @@ def test_json_access_log(tmp_path: Path, fresh_database: str, hubs: list[Hub]) -
     assert isinstance(healthz["duration_ms"], float)
     assert "secret" not in json.dumps(access)  # query strings stay out of the log
     assert any(e["message"].startswith("init_web done") for e in entries)
+
+
+def test_purge_projects_removes_old_deleted_projects_only(
+    tmp_path: Path, fresh_database: str
+) -> None:
+    env = hub_env(DATABASE_URL=fresh_database, COCALC_DATA_DIR=str(tmp_path))
+    old, recent, live = (str(uuid.uuid4()) for _ in range(3))
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        for project_id, deleted in ((old, "40 days"), (recent, "1 day"), (live, None)):
+            conn.execute(
+                "INSERT INTO projects (project_id, title, deleted) VALUES (%s, 'p', "
+                "CASE WHEN %s::interval IS NULL THEN NULL ELSE now() - %s::interval END)",
+                (project_id, deleted, deleted),
+            )
+            (tmp_path / "projects" / project_id).mkdir(parents=True)
+            (tmp_path / "projects" / project_id / "file.txt").write_text("data")
+    dry = run_cli("purge-projects", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert f"would purge {old}" in dry.stdout and recent not in dry.stdout
+    assert (tmp_path / "projects" / old).exists()
+    result = run_cli("purge-projects", "--older-than-days", "30", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "purged 1 deleted project" in result.stdout
+    assert not (tmp_path / "projects" / old).exists()
+    assert (tmp_path / "projects" / recent / "file.txt").exists()
+    assert (tmp_path / "projects" / live / "file.txt").exists()
+    with psycopg.connect(fresh_database) as conn:
+        left = {str(r[0]) for r in conn.execute("SELECT project_id FROM projects")}
+    assert left == {recent, live}
+    bad = run_cli("purge-projects", "--older-than-days", "-1", env=env)
+    assert_clean_error(bad, 2, "must not be negative")
