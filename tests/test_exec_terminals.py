@@ -111,3 +111,16 @@ async def test_cross_origin_websocket_is_refused(owner: User, make_client: Any) 
     assert info.value.status == 400
     _, project = await owner.call("GET", f"/api/v2/projects/{project_id}")
     assert project["state"] == "stopped"  # refused requests started nothing
+
+
+async def test_usage_and_log(owner: User) -> None:
+    project_id = await new_project(owner)
+    _, body = await owner.call("GET", f"/api/v2/projects/{project_id}/usage")
+    assert body == {"usage": None}
+    await owner.call("POST", f"/api/v2/projects/{project_id}/exec", {"command": "true"})
+    status, body = await owner.call("GET", f"/api/v2/projects/{project_id}/usage")
+    assert status == 200
+    assert body["usage"]["memory_rss_bytes"] > 0 and body["usage"]["processes"] >= 1
+    resp = await owner.client.get(f"/api/v2/projects/{project_id}/log")
+    assert resp.status == 200 and resp.content_type == "text/plain"
+    await owner.call("POST", f"/api/v2/projects/{project_id}/stop")
