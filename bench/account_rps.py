@@ -18,71 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
-from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_hub(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "COCALC_LOG_LEVEL": "warning"}
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "cocalc_k8s", "serve", "--data-dir", str(data_dir),
-         "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return hub
-        except OSError:
-            time.sleep(0.05)
-    hub.kill()
-    raise SystemExit("the hub did not become ready in 60 s")
-
-
-def post_json(url: str, body: dict[str, str], headers: dict[str, str]) -> tuple[dict, str]:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", **headers},
-        method="POST",
-    )
-    with urllib.request.urlopen(request) as response:
-        cookie = response.headers.get("Set-Cookie", "").split(";")[0]
-        return json.loads(response.read()), cookie
-
-
-def credentials(base: str) -> tuple[str, str]:
-    """A session cookie and an API key of a new account."""
-    user, cookie = post_json(
-        f"{base}/api/v2/auth/sign-up",
-        {"email": "bench@example.org", "password": "benchmark password", "name": "Bench"},
-        {},
-    )
-    key, _ = post_json(
-        f"{base}/api/v2/api-keys",
-        {"name": "bench"},
-        {"Cookie": cookie, "X-CSRF-Token": user["csrf_token"]},
-    )
-    return cookie, key["key"]
+from _hub import running_hub, sign_up
 
 
 def run_wrk(url: str, headers: dict[str, str], seconds: int, connections: int) -> float:
@@ -129,28 +70,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory(prefix="cocalc-bench-") as tmp:
-        hub = start_hub(Path(tmp) / "data", port)
-        try:
-            cookie, key = credentials(base)
-            cases = [
-                ("/healthz (baseline)", "/healthz", {}),
-                ("/api/v2/account, session cookie", "/api/v2/account", {"Cookie": cookie}),
-                ("/api/v2/account, API key", "/api/v2/account", {"Authorization": f"Bearer {key}"}),
-            ]
-            load(base + "/healthz", {}, 1, args.connections)  # warm up
-            tool = "wrk" if shutil.which("wrk") else "aiohttp client"
-            print(f"load: {tool}, {args.connections} connections, {args.seconds} s each")
-            baseline = None
-            for label, path, headers in cases:
-                rps = load(base + path, headers, args.seconds, args.connections)
-                baseline = baseline or rps
-                print(f"{label:36} {rps:9.0f} req/s   ratio {rps / baseline:5.2f}")
-        finally:
-            hub.send_signal(signal.SIGTERM)
-            hub.wait(30)
+    with running_hub() as hub:
+        base = hub.base
+        account = sign_up(base)
+        cases = [
+            ("/healthz (baseline)", "/healthz", {}),
+            ("/api/v2/account, session cookie", "/api/v2/account", {"Cookie": account.cookie}),
+            ("/api/v2/account, API key", "/api/v2/account", account.key_headers),
+        ]
+        load(base + "/healthz", {}, 1, args.connections)  # warm up
+        tool = "wrk" if shutil.which("wrk") else "aiohttp client"
+        print(f"load: {tool}, {args.connections} connections, {args.seconds} s each")
+        baseline = None
+        for label, path, headers in cases:
+            rps = load(base + path, headers, args.seconds, args.connections)
+            baseline = baseline or rps
+            print(f"{label:36} {rps:9.0f} req/s   ratio {rps / baseline:5.2f}")
 
 
 if __name__ == "__main__":
