@@ -1,4 +1,5 @@
-"""Server-rendered pages: landing, sign up, sign in, account settings.
+"""Server-rendered pages: landing, sign up, sign in, account settings (and, from
+`pages_projects`, the project pages).
 
 Plain HTML forms that work without JavaScript; every POST is CSRF-checked by the
 middleware, and failures re-render the form with the message and the user's input.
@@ -13,6 +14,7 @@ from aiohttp import web
 from cocalc_k8s.core.errors import DomainError
 from cocalc_k8s.core.tokens import token_hash
 from cocalc_k8s.keys import ACCOUNTS, API_KEYS, SESSIONS, SETTINGS
+from cocalc_k8s.web import pages_projects
 from cocalc_k8s.web.api_auth import client_address
 from cocalc_k8s.web.auth import (
     SESSION_COOKIE,
@@ -215,4 +217,5 @@ def routes() -> list[web.AbstractRouteDef]:
         web.post("/account/password", account_password_submit),
         web.post("/account/api-keys", api_key_create_submit),
         web.post("/account/api-keys/{key_id}/revoke", api_key_revoke_submit),
+        *pages_projects.routes(),
     ]

@@ -1,0 +1,253 @@
+// The Files tab: listing with breadcrumbs, new file/folder, upload (button and
+// drag-and-drop, a progress bar per file), download, rename/move, copy, delete.
+import { api, csrfToken, h, humanSize, relativeTime } from "./api.js";
+import { ask } from "./dialog.js";
+
+const TEXT_EXTENSIONS = new Set(
+  ("txt md markdown py js mjs ts tsx jsx json ipynb css html htm yaml yml toml ini cfg conf " +
+    "sh bash zsh r tex bib c h cpp hpp cc java go rs rb pl php sql csv tsv xml svg log env " +
+    "gitignore dockerfile makefile rst org jl m lua scala kt swift").split(" "),
+);
+
+export const encodePath = (path) => path.split("/").map(encodeURIComponent).join("/");
+const join = (dir, name) => (dir ? `${dir}/${name}` : name);
+const parentOf = (path) => path.split("/").slice(0, -1).join("/");
+const baseName = (path) => path.split("/").pop();
+
+/** Whether a file opens in the editor (by extension; extensionless small files too). */
+export function isText(name, size = 0) {
+  const lower = name.toLowerCase();
+  const ext = lower.includes(".") ? lower.split(".").pop() : lower;
+  return TEXT_EXTENSIONS.has(ext) || (!lower.includes(".") && size < 1_000_000);
+}
+
+export function mount(panel, project) {
+  let dir = "";
+  let entries = [];
+  const fileUrl = (path) => `${project.api}/files/${encodePath(path)}`;
+
+  const crumbs = h("nav", { class: "breadcrumbs", "aria-label": "Folder" });
+  const fileInput = h("input", {
+    type: "file", multiple: true, class: "visually-hidden", id: "upload-input", tabindex: "-1",
+    "aria-hidden": "true",
+  });
+  const status = h("p", { class: "alert", hidden: true, "data-testid": "files-status" });
+  const body = h("tbody");
+  const table = h("table", { class: "table files-table", "data-testid": "file-list" },
+    h("thead", {}, h("tr", {},
+      h("th", { scope: "col" }, "Name"),
+      h("th", { scope: "col", class: "num" }, "Size"),
+      h("th", { scope: "col", class: "wide" }, "Modified"),
+      h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")),
+    )),
+    body,
+  );
+  const empty = h("p", { class: "muted empty", hidden: true }, "This folder is empty. Create a file or drop files here to upload them.");
+  const uploads = h("ul", { class: "uploads", "aria-label": "Uploads", "data-testid": "uploads" });
+  const dropHint = h("div", { class: "drop-hint", "aria-hidden": "true" }, "Drop files to upload them here");
+
+  const toolbar = h("div", { class: "files-toolbar" },
+    crumbs,
+    h("div", { class: "toolbar-actions" },
+      h("button", { type: "button", class: "small secondary", onclick: newFile }, "New file"),
+      h("button", { type: "button", class: "small secondary", onclick: newFolder }, "New folder"),
+      h("button", { type: "button", class: "small", onclick: () => fileInput.click() }, "Upload"),
+      fileInput,
+    ),
+  );
+  panel.replaceChildren(toolbar, status, uploads, h("div", { class: "table-wrap" }, table), empty, dropHint);
+
+  function showStatus(message, error = false) {
+    status.textContent = message;
+    status.hidden = !message;
+    status.className = `alert ${error ? "error" : "ok"}`;
+    status.setAttribute("role", error ? "alert" : "status");
+  }
+
+  async function attempt(what, fn) {
+    try {
+      await fn();
+      showStatus("");
+      return true;
+    } catch (err) {
+      showStatus(`Could not ${what}: ${err.message}`, true);
+      return false;
+    }
+  }
+
+  function renderCrumbs() {
+    const parts = dir ? dir.split("/") : [];
+    const items = [h("a", { href: `${project.base}/files/`, "data-path": "" }, "Home")];
+    parts.forEach((part, i) => {
+      const path = parts.slice(0, i + 1).join("/");
+      items.push(h("span", { class: "sep", "aria-hidden": "true" }, "/"));
+      items.push(i === parts.length - 1
+        ? h("span", { "aria-current": "location" }, part)
+        : h("a", { href: `${project.base}/files/${encodePath(path)}/`, "data-path": path }, part));
+    });
+    crumbs.replaceChildren(...items);
+  }
+
+  function row(entry) {
+    const path = join(dir, entry.name);
+    const link = entry.is_dir
+      ? h("a", { href: `${project.base}/files/${encodePath(path)}/`, class: "entry dir", "data-path": path }, `${entry.name}/`)
+      : isText(entry.name, entry.size)
+        ? h("a", { href: `${project.base}/edit/${encodePath(path)}`, class: "entry file", "data-edit": path }, entry.name)
+        : h("a", { href: fileUrl(path), class: "entry file", target: "_blank", rel: "noopener" }, entry.name);
+    const menu = h("details", { class: "menu" },
+      h("summary", { "aria-label": `Actions for ${entry.name}`, title: "Actions" }, "⋯"),
+      h("div", { class: "menu-items" },
+        entry.is_dir ? null : h("a", { href: fileUrl(path), download: entry.name }, "Download"),
+        h("button", { type: "button", onclick: () => rename(entry) }, "Rename or move"),
+        h("button", { type: "button", onclick: () => copy(entry) }, "Copy"),
+        h("button", { type: "button", class: "danger-text", onclick: () => remove(entry) }, "Delete"),
+      ),
+    );
+    return h("tr", { dataset: { name: entry.name } },
+      h("td", {}, link),
+      h("td", { class: "num", "data-testid": "size" }, entry.is_dir ? "—" : humanSize(entry.size)),
+      h("td", { class: "wide muted" }, h("time", { datetime: new Date(entry.mtime * 1000).toISOString() }, relativeTime(entry.mtime))),
+      h("td", { class: "actions-cell" }, menu),
+    );
+  }
+
+  async function load() {
+    renderCrumbs();
+    const data = await api("GET", `${project.api}/listing?path=${encodeURIComponent(dir)}`);
+    entries = data.entries;
+    body.replaceChildren(...entries.map(row));
+    empty.hidden = entries.length > 0;
+  }
+
+  const exists = (name) => entries.some((e) => e.name === name);
+
+  async function newFile() {
+    const name = await ask({ title: "New file", label: "File name", placeholder: "notes.md", submit: "Create" });
+    if (!name) return;
+    const path = join(dir, name);
+    if (exists(name)) return showStatus(`${name} already exists`, true);
+    if (await attempt("create the file", () => api("PUT", fileUrl(path), "", { raw: true }))) {
+      if (isText(name)) project.navigate("edit", path);
+      else await load();
+    }
+  }
+
+  async function newFolder() {
+    const name = await ask({ title: "New folder", label: "Folder name", submit: "Create" });
+    if (!name) return;
+    await attempt("create the folder", () => api("POST", `${project.api}/files-ops`, { op: "mkdir", path: join(dir, name) }));
+    await load();
+  }
+
+  async function rename(entry) {
+    const src = join(dir, entry.name);
+    const dst = await ask({ title: `Rename or move ${entry.name}`, label: "New path (from the home folder)", value: src, submit: "Move" });
+    if (!dst || dst === src) return;
+    await attempt("move it", () => api("POST", `${project.api}/files-ops`, { op: "move", src, dst }));
+    await load();
+  }
+
+  async function copy(entry) {
+    const src = join(dir, entry.name);
+    const dot = entry.is_dir ? -1 : entry.name.lastIndexOf(".");
+    const suggestion = dot > 0 ? `${entry.name.slice(0, dot)} copy${entry.name.slice(dot)}` : `${entry.name} copy`;
+    const dst = await ask({ title: `Copy ${entry.name}`, label: "Path of the copy", value: join(dir, suggestion), submit: "Copy" });
+    if (!dst) return;
+    await attempt("copy it", () => api("POST", `${project.api}/files-ops`, { op: "copy", src, dst }));
+    await load();
+  }
+
+  async function remove(entry) {
+    const what = entry.is_dir ? `the folder ${entry.name} and everything in it` : entry.name;
+    const ok = await ask({ title: "Delete?", message: `Delete ${what}? This cannot be undone.`, submit: "Delete", danger: true });
+    if (!ok) return;
+    await attempt("delete it", () => api("DELETE", fileUrl(join(dir, entry.name))));
+    await load();
+  }
+
+  // --- uploads: one XHR per file, for its upload progress events ---------------------
+  function upload(file) {
+    const target = dir;
+    const path = join(target, file.name);
+    const bar = h("progress", { max: "100", value: "0", "aria-label": `Upload of ${file.name}` });
+    const text = h("span", { class: "muted upload-text" }, `0 of ${humanSize(file.size)}`);
+    const cancel = h("button", { type: "button", class: "link small" }, "Cancel");
+    const item = h("li", { class: "upload", "data-testid": "upload" }, h("span", { class: "upload-name" }, file.name), bar, text, cancel);
+    uploads.append(item);
+    const xhr = new XMLHttpRequest();
+    xhr.open("PUT", fileUrl(path));
+    xhr.setRequestHeader("X-CSRF-Token", csrfToken());
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.upload.onprogress = (e) => {
+      if (!e.lengthComputable) return;
+      bar.value = Math.round((e.loaded / e.total) * 100);
+      text.textContent = `${humanSize(e.loaded)} of ${humanSize(e.total)}`;
+    };
+    const finish = (message, error) => {
+      cancel.remove();
+      text.textContent = message;
+      item.classList.add(error ? "failed" : "done");
+      if (!error) setTimeout(() => item.remove(), 4000);
+    };
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        bar.value = 100;
+        finish(`uploaded, ${humanSize(file.size)}`, false);
+        if (target === dir) load();
+      } else {
+        let message = `failed (${xhr.status})`;
+        try { message = `failed: ${JSON.parse(xhr.responseText).error}`; } catch { /* not JSON */ }
+        finish(message, true);
+      }
+    };
+    xhr.onerror = () => finish("failed: the connection broke", true);
+    xhr.onabort = () => finish("cancelled", true);
+    cancel.addEventListener("click", () => xhr.abort());
+    xhr.send(file);
+  }
+
+  fileInput.addEventListener("change", () => {
+    for (const file of fileInput.files) upload(file);
+    fileInput.value = "";
+  });
+  let depth = 0;
+  const hasFiles = (e) => [...(e.dataTransfer?.types || [])].includes("Files");
+  panel.addEventListener("dragenter", (e) => { if (hasFiles(e)) { depth += 1; panel.classList.add("dragging"); } });
+  panel.addEventListener("dragleave", () => { depth = Math.max(0, depth - 1); if (!depth) panel.classList.remove("dragging"); });
+  panel.addEventListener("dragover", (e) => { if (hasFiles(e)) e.preventDefault(); });
+  panel.addEventListener("drop", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    depth = 0;
+    panel.classList.remove("dragging");
+    for (const file of e.dataTransfer.files) upload(file);
+  });
+
+  // Links navigate inside the page; modified clicks open new tabs as usual.
+  panel.addEventListener("click", (e) => {
+    const link = e.target.closest("a[data-path], a[data-edit]");
+    if (!link || e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
+    e.preventDefault();
+    if (link.dataset.edit !== undefined) project.navigate("edit", link.dataset.edit);
+    else project.navigate("files", link.dataset.path);
+  });
+  // One open action menu at a time; Escape closes it.
+  panel.addEventListener("toggle", (e) => {
+    if (e.target.open) for (const d of panel.querySelectorAll("details.menu[open]")) if (d !== e.target) d.open = false;
+  }, true);
+  panel.addEventListener("keydown", (e) => {
+    const open = e.target.closest?.("details.menu[open]");
+    if (e.key === "Escape" && open) { open.open = false; open.querySelector("summary").focus(); }
+  });
+
+  return {
+    async show(path) {
+      dir = path || "";
+      await attempt("list the folder", load);
+    },
+    hide() {},
+  };
+}
+
+export { baseName, parentOf };

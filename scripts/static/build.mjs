@@ -1,0 +1,74 @@
+// Bundles the vendored front-end libraries into cocalc_k8s/static/vendor/ (run by
+// scripts/build-static.sh after `npm ci`). Output names carry the library versions.
+import * as esbuild from "esbuild";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const out = path.resolve(here, "../../cocalc_k8s/static/vendor");
+const version = (pkg) =>
+  JSON.parse(fs.readFileSync(path.join(here, "node_modules", pkg, "package.json"))).version;
+
+// See src/csp-style.js: no inline <style> elements or style attributes under our CSP.
+const xtermCsp = {
+  name: "xterm-csp",
+  setup(build) {
+    build.onLoad({ filter: /@xterm[\\/]xterm[\\/]lib[\\/]xterm\.mjs$/ }, async (args) => {
+      let code = await fs.promises.readFile(args.path, "utf8");
+      const before = code;
+      code = code.replace(/([\w$.]+)\.createElement\("style"\)/g, "__cspStyle($1)");
+      code = code.replace(
+        /_addStyle\((\w),(\w)\)\{\1\.setAttribute\("style",`\$\{\1\.getAttribute\("style"\)\|\|""\}\$\{\2\};`\)\}/,
+        "_addStyle($1,$2){$1.style.cssText+=`${$2};`}",
+      );
+      const styles = (before.match(/createElement\("style"\)/g) || []).length;
+      if (styles === 0 || code.includes('createElement("style")') || code.includes('setAttribute("style"')) {
+        throw new Error("xterm-csp: the xterm.js source changed; update the patterns");
+      }
+      const shim = JSON.stringify(path.join(here, "src/csp-style.js"));
+      return { contents: `import { cspStyle as __cspStyle } from ${shim};\n${code}`, loader: "js" };
+    });
+  },
+};
+
+const cm = `codemirror-${version("@codemirror/view")}`;
+const xterm = `xterm-${version("@xterm/xterm")}`;
+fs.rmSync(out, { recursive: true, force: true });
+fs.mkdirSync(out, { recursive: true });
+
+const common = {
+  bundle: true, format: "esm", minify: true, target: "es2020", legalComments: "none",
+  metafile: true, logLevel: "warning",
+};
+const results = [
+  await esbuild.build({
+    ...common, entryPoints: { [cm]: path.join(here, "src/codemirror.js") }, outdir: out,
+    splitting: true, chunkNames: `${cm}-chunks/[name]-[hash]`,
+  }),
+  await esbuild.build({
+    ...common, entryPoints: { [xterm]: path.join(here, "src/xterm.js") }, outdir: out,
+    plugins: [xtermCsp],
+  }),
+];
+fs.copyFileSync(path.join(here, "node_modules/@xterm/xterm/css/xterm.css"), path.join(out, `${xterm}.css`));
+
+// Licences: every npm package that contributed code, beside the bundles.
+const packages = new Set();
+for (const result of results) {
+  for (const input of Object.keys(result.metafile.inputs)) {
+    const m = input.match(/node_modules\/((?:@[^/]+\/)?[^/]+)\//);
+    if (m) packages.add(m[1]);
+  }
+}
+const licences = [...packages].sort().map((pkg) => {
+  const dir = path.join(here, "node_modules", pkg);
+  const file = fs.readdirSync(dir).find((f) => /^licen[cs]e/i.test(f));
+  const text = file ? fs.readFileSync(path.join(dir, file), "utf8") : "(no licence file)";
+  return `== ${pkg} ${version(pkg)} ==\n\n${text.trim()}\n`;
+});
+fs.writeFileSync(path.join(out, "LICENSES.txt"), licences.join("\n"));
+for (const f of fs.readdirSync(out, { recursive: true }).sort()) {
+  const p = path.join(out, f);
+  if (fs.statSync(p).isFile()) console.log(`${String(fs.statSync(p).size).padStart(8)}  vendor/${f}`);
+}
