@@ -78,6 +78,10 @@ class KubernetesConfig:
     reserves only this much of the node's disk (never more than the disk limit)."""
     agent_port: int = 6000
     """Port the project agent listens on inside the pod."""
+    agent_python: str = "/opt/cocalc/bin/python"
+    """Interpreter of the agent in the project image: a virtualenv of its own, so packages
+    a user installs (pip install --user) never change the agent's."""
+    """Port the project agent listens on inside the pod."""
     home: str = "/home/user"
     """Mount point of the project's home directory ($HOME) in the pod."""
 

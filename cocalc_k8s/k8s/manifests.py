@@ -39,7 +39,8 @@ CONTAINER = "agent"
 def agent_command(config: KubernetesConfig) -> list[str]:
     """The container's command: tini, then a shell that opens the token file as fd 3."""
     script = (
-        f"exec python3 -m cocalc_k8s.agent --home {shlex.quote(config.home)} "
+        f"exec {shlex.quote(config.agent_python)} -m cocalc_k8s.agent "
+        f"--home {shlex.quote(config.home)} "
         f"--host 0.0.0.0 --port {config.agent_port} --token-fd 3 3<{TOKEN_FILE}"
     )
     return ["tini", "--", "sh", "-c", script]
