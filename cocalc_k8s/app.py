@@ -1,10 +1,18 @@
-"""create_app(settings): the one place that wires every part of the hub together."""
+"""create_app(settings): the one place that wires every part of the hub together.
+
+Start-up order (each a cleanup context, closed in reverse):
+1. `services`: the database engine and the use cases on it;
+2. `background`: the NOTIFY listener, the lifecycle leader lock, the culler;
+3. `content_origin`: the proxy's listener for project content;
+4. the event-loop lag probe.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import secrets
+import ssl
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,12 +25,14 @@ from cocalc_k8s.core.errors import NotFound
 from cocalc_k8s.core.settings import Settings
 from cocalc_k8s.db.engine import create_hub_engine
 from cocalc_k8s.db.leader import LIFECYCLE_LEADER, LeaderLock
-from cocalc_k8s.db.notify import CREDENTIALS, Listener
+from cocalc_k8s.db.notify import CREDENTIALS, PROJECT_ACCESS, Listener
 from cocalc_k8s.keys import (
     ACCOUNTS,
     ACTIVITY,
     AGENTS,
     API_KEYS,
+    CONTENT_GATE,
+    CONTENT_ORIGIN,
     CULLER,
     ENGINE,
     FILES,
@@ -35,6 +45,10 @@ from cocalc_k8s.keys import (
     SITE_SETTINGS,
     TEMPLATES,
 )
+from cocalc_k8s.proxy.access import AccessCache
+from cocalc_k8s.proxy.gate import ContentGate
+from cocalc_k8s.proxy.protocol import serve as serve_content
+from cocalc_k8s.proxy.upstream import UpstreamPool
 from cocalc_k8s.services.accounts import AccountPolicy, AccountService
 from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.api_keys import ApiKeyService
@@ -56,7 +70,7 @@ from cocalc_k8s.web.templating import STATIC_DIR, create_environment
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_BODY = 1024**2  # streamed uploads (a later issue) bypass this
+MAX_REQUEST_BODY = 1024**2  # file uploads stream and are limited by max_file_mb instead
 
 
 def load_secret_key(data_dir: Path) -> bytes:
@@ -74,7 +88,19 @@ def load_secret_key(data_dir: Path) -> bytes:
     return key
 
 
-def create_app(settings: Settings, *, database_url: str) -> web.Application:
+def _account_policy(settings: Settings) -> AccountPolicy:
+    return AccountPolicy(
+        admin_email=settings.admin_email.lower() if settings.admin_email else None,
+        first_account_admin=settings.first_account_admin,
+        allow_sign_up=settings.allow_sign_up,
+        login_attempts=settings.login_attempts,
+        login_window=settings.login_window,
+    )
+
+
+def create_app(
+    settings: Settings, *, database_url: str, ssl_context: ssl.SSLContext | None = None
+) -> web.Application:
     """The hub application. The database must already be migrated (see cli.serve)."""
     app = web.Application(
         middlewares=[security_headers, handle_errors, measure, identify, csrf_protect],
@@ -84,65 +110,82 @@ def create_app(settings: Settings, *, database_url: str) -> web.Application:
     app[SECRET_KEY] = load_secret_key(settings.data_dir)
     app[TEMPLATES] = create_environment()
     app[METRICS] = HubMetrics()
+    projects_root = settings.data_dir / "projects"
+    principals = PrincipalCache()
 
-    async def database(app: web.Application) -> AsyncIterator[None]:
+    async def services(app: web.Application) -> AsyncIterator[None]:
         engine = create_hub_engine(database_url, pool_size=settings.db_pool_size)
         app[ENGINE] = engine
         app[METRICS].watch_pool(engine)
-        cache = PrincipalCache()
-        app[ACCOUNTS] = AccountService(
-            engine,
-            AccountPolicy(
-                admin_email=settings.admin_email.lower() if settings.admin_email else None,
-                first_account_admin=settings.first_account_admin,
-                allow_sign_up=settings.allow_sign_up,
-                login_attempts=settings.login_attempts,
-                login_window=settings.login_window,
-            ),
-            cache=cache,
-        )
+        app[ACCOUNTS] = AccountService(engine, _account_policy(settings), cache=principals)
         app[SESSIONS] = SessionService(
-            engine, lifetime=timedelta(days=settings.session_days), cache=cache
+            engine, lifetime=timedelta(days=settings.session_days), cache=principals
         )
-        app[API_KEYS] = ApiKeyService(engine, cache=cache)
+        app[API_KEYS] = ApiKeyService(engine, cache=principals)
         app[PROJECTS] = ProjectService(engine)
-        projects_root = settings.data_dir / "projects"
         app[FILES] = ProjectFiles(projects_root, max_file_bytes=settings.max_file_mb * 1024**2)
         app[ACTIVITY] = ActivityRecorder(engine)
         app[AGENTS] = AgentClient()
         app[SITE_SETTINGS] = SiteSettings(engine)
         backend = LocalBackend(log_dir=settings.data_dir / "logs" / "projects")
-        manager = LifecycleManager(engine, backend, projects_root=projects_root)
-        app[LIFECYCLE] = manager
+        app[LIFECYCLE] = LifecycleManager(engine, backend, projects_root=projects_root)
+        app[CULLER] = Culler(engine, app[LIFECYCLE])
+        yield
+        await app[CULLER].close()
+        await app[LIFECYCLE].close()
+        await app[ACTIVITY].flush()
+        await app[AGENTS].close()
+        await engine.dispose()
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        manager = app[LIFECYCLE]
+        access = AccessCache(app[PROJECTS])
         listener = Listener(database_url)
-        listener.subscribe(CREDENTIALS, cache.drop_account_id)
+        listener.subscribe(CREDENTIALS, principals.drop_account_id)
         listener.subscribe(REQUESTS_CHANNEL, manager.on_request_notification)
-        listener.on_reset(cache.disable)
-        listener.on_connected(cache.enable)
+        listener.subscribe(PROJECT_ACCESS, access.members_changed)
+        listener.on_reset(principals.disable)
+        listener.on_reset(access.forget)
+        listener.on_connected(principals.enable)
         listener.on_connected(manager.on_listening)
         leader = LeaderLock(database_url, key=LIFECYCLE_LEADER)
         leader.on_change(manager.on_leadership)
-        culler = Culler(engine, manager)
-        app[CULLER] = culler
-        leader.on_change(culler.on_leadership)
+        leader.on_change(app[CULLER].on_leadership)
+        app[CONTENT_GATE] = ContentGate(
+            secret=app[SECRET_KEY],
+            hub_url=settings.public_url,
+            secure_cookies=settings.scheme == "https",
+            access=access,
+            api_keys=app[API_KEYS],
+            lifecycle=manager,
+            activity=app[ACTIVITY],
+        )
         await listener.start()
         await leader.start()
+        access.start()
         if settings.admin_email:
             try:
                 await app[ACCOUNTS].make_admin(settings.admin_email)
             except NotFound:  # no such account yet: sign-up makes it admin then
                 log.info("admin email %s has no account yet", settings.admin_email)
         yield
+        await access.close()
         await listener.stop()
-        await culler.close()
-        await manager.close()
         await leader.stop()
-        await app[ACTIVITY].flush()
-        await app[AGENTS].close()
-        await engine.dispose()
 
-    app.cleanup_ctx.append(database)
-    app.cleanup_ctx.append(loop_lag_probe)
+    async def content_origin(app: web.Application) -> AsyncIterator[None]:
+        pool = UpstreamPool()
+        server = await serve_content(
+            app[CONTENT_GATE], pool, settings.host, settings.content_port, ssl=ssl_context
+        )
+        port = server.sockets[0].getsockname()[1]
+        app[CONTENT_ORIGIN] = settings.content_origin(port)
+        yield
+        server.close()
+        pool.close()
+        await server.wait_closed()
+
+    app.cleanup_ctx.extend([services, background, content_origin, loop_lag_probe])
     setup_routes(app)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
     return app

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cocalc_k8s.backends.agent_client import AgentClient
 from cocalc_k8s.core.settings import Settings
+from cocalc_k8s.proxy.gate import ContentGate
 from cocalc_k8s.services.accounts import AccountService
 from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.api_keys import ApiKeyService
@@ -34,3 +35,5 @@ ACTIVITY = web.AppKey("activity", ActivityRecorder)
 AGENTS = web.AppKey("agents", AgentClient)
 CULLER = web.AppKey("culler", Culler)
 SITE_SETTINGS = web.AppKey("site_settings", SiteSettings)
+CONTENT_ORIGIN = web.AppKey("content_origin", str)  # the content origin's URL, once bound
+CONTENT_GATE = web.AppKey("content_gate", ContentGate)

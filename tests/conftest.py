@@ -18,6 +18,7 @@ from cocalc_k8s.app import create_app
 from cocalc_k8s.core.settings import Settings
 from cocalc_k8s.db.embedded import EmbeddedPostgres
 from cocalc_k8s.db.migrate import upgrade
+from cocalc_k8s.keys import CONTENT_GATE
 
 TEMPLATE_DB = "cocalc_template"
 
@@ -81,6 +82,7 @@ async def make_client(make_settings: Any, database_url: str) -> AsyncIterator[An
     async def make(
         *, same_hub_as: TestClient[Any, Any] | None = None, **overrides: Any
     ) -> TestClient[Any, Any]:
+        overrides.setdefault("content_port", 0)
         """A new hub, or with `same_hub_as` a second client (own cookies) of that hub."""
         if same_hub_as is not None:
             client = TestClient(same_hub_as.server)
@@ -90,6 +92,8 @@ async def make_client(make_settings: Any, database_url: str) -> AsyncIterator[An
         app = create_app(make_settings(**overrides), database_url=database_url)
         client = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
+        # The hub's port is known only now: the content origin sends browsers back here.
+        app[CONTENT_GATE].hub_url = str(client.make_url("")).rstrip("/")
         clients.append(client)
         return client
 

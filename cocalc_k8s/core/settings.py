@@ -166,6 +166,22 @@ class Settings:
         env="COCALC_METRICS_HOST",
         flag="--metrics-host",
     )
+    content_port: int = _setting(
+        8081,
+        "TCP port of the content origin: everything a project serves (its web servers through "
+        "the proxy, raw files) is served here and never on the hub's own origin, so a "
+        "project's pages cannot act as the user who opens them. 0 picks a free port.",
+        env="COCALC_CONTENT_PORT",
+        flag="--content-port",
+    )
+    content_url: str | None = _setting(
+        None,
+        "Public URL (scheme://host[:port]) of the content origin, when a load balancer or "
+        "a projects domain fronts it, e.g. https://projects.example.org. Default: derived "
+        "from host, content port and TLS.",
+        env="COCALC_CONTENT_URL",
+        flag="--content-url",
+    )
     max_file_mb: int = _setting(
         1024,
         "Largest file, in MB, that can be uploaded or saved into a project through the hub. "
@@ -206,6 +222,16 @@ class Settings:
             host = f"[{host}]"
         return f"{self.scheme}://{host}:{self.port}"
 
+    def content_origin(self, bound_port: int) -> str:
+        """The content origin's URL, given the port it actually listens on."""
+        if self.content_url:
+            return self.content_url.rstrip("/")
+        hub = urlsplit(self.public_url)
+        host = hub.hostname or "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{self.scheme}://{host}:{bound_port}"
+
     @property
     def embedded_database(self) -> bool:
         return self.database_url is None
@@ -214,6 +240,14 @@ class Settings:
 def _validate(s: Settings) -> None:
     if not 0 < s.port < 65536:
         raise SettingsError(f"--port must be between 1 and 65535, not {s.port}")
+    if not 0 <= s.content_port < 65536:
+        raise SettingsError(f"--content-port must be between 0 and 65535, not {s.content_port}")
+    if s.content_port and s.content_port == s.port:
+        raise SettingsError("--content-port must differ from --port: it is a separate origin")
+    if s.content_url is not None:
+        parts = urlsplit(s.content_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise SettingsError("--content-url must look like https://host[:port]")
     if not 0 <= s.metrics_port < 65536:
         raise SettingsError(f"--metrics-port must be between 0 and 65535, not {s.metrics_port}")
     if s.log_level not in LOG_LEVELS:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 log = logging.getLogger(__name__)
 
 CREDENTIALS = "cocalc_credentials"  # payload: an account id whose credentials changed
+PROJECT_ACCESS = "cocalc_project_access"  # payload: a project id whose members changed
 
 
 async def notify(conn: AsyncConnection, channel: str, payload: str) -> None:

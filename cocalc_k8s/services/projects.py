@@ -21,6 +21,7 @@ from cocalc_k8s.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from cocalc_k8s.core.identity import Principal
 from cocalc_k8s.core.quotas import effective_quota, validate_quota
 from cocalc_k8s.db.models import Account, Project, ProjectUser, SiteSetting
+from cocalc_k8s.db.notify import PROJECT_ACCESS, notify
 from cocalc_k8s.services import events
 
 Role = Literal["owner", "collaborator", "admin"]
@@ -83,6 +84,31 @@ class ProjectService:
             raise NotFound(NO_SUCH_PROJECT)
         role: Role = row.role or "admin"
         return role
+
+    async def role_of(self, account_id: uuid.UUID, project_id: uuid.UUID) -> Role | None:
+        """The account's role in a live project (admins: "admin"), or None. One query."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(ProjectUser.role, Account.is_admin)
+                    .select_from(Account)
+                    .join(Project, Project.project_id == project_id)
+                    .outerjoin(
+                        ProjectUser,
+                        and_(
+                            ProjectUser.project_id == Project.project_id,
+                            ProjectUser.account_id == Account.account_id,
+                        ),
+                    )
+                    .where(Account.account_id == account_id, Project.deleted.is_(None))
+                )
+            ).first()
+        if row is None:
+            return None
+        if row.role is not None:
+            role: Role = row.role
+            return role
+        return "admin" if row.is_admin else None
 
     async def require_owner(self, principal: Principal, project_id: uuid.UUID) -> None:
         role = await self.access(principal, project_id)
@@ -249,6 +275,7 @@ class ProjectService:
                 .where(Project.project_id == project_id, Project.deleted.is_(None))
                 .values(deleted=datetime.now(UTC))
             )
+            await notify(conn, PROJECT_ACCESS, str(project_id))
             await events.record(
                 conn, "project.deleted", account_id=principal.account_id, project=str(project_id)
             )
@@ -279,6 +306,7 @@ class ProjectService:
             ).first()
             if added is None:
                 raise Conflict("that account is already a collaborator")
+            await notify(conn, PROJECT_ACCESS, str(project_id))
             await events.record(
                 conn,
                 "project.collaborator_added",
@@ -313,6 +341,7 @@ class ProjectService:
                     ProjectUser.project_id == project_id, ProjectUser.account_id == account_id
                 )
             )
+            await notify(conn, PROJECT_ACCESS, str(project_id))
             await events.record(
                 conn,
                 "project.collaborator_removed",

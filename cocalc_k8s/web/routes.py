@@ -13,6 +13,7 @@ from cocalc_k8s.web import (
     api_lifecycle,
     api_projects,
     api_status,
+    content_auth,
     health,
     metrics,
     pages,
@@ -44,5 +45,6 @@ def setup_routes(app: web.Application) -> None:
             web.get("/api/v2/projects/{project_id}/terminals", terminals.list_terminals),
             web.get("/api/v2/projects/{project_id}/terminals/{name}", terminals.open_terminal),
             *pages.routes(),
+            *content_auth.routes(),
         ]
     )

@@ -1,0 +1,87 @@
+"""Who may reach which project on the content origin: a short-lived cache of roles, dropped
+when a project's members change (NOTIFY), and the open tunnels to close when access ends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+
+from cocalc_k8s.services.projects import ProjectService, Role
+
+TTL = 5.0  # seconds: the longest a removed collaborator keeps access without a NOTIFY
+RECHECK_EVERY = 2.0
+
+Key = tuple[uuid.UUID, uuid.UUID]  # (account_id, project_id)
+
+
+class AccessCache:
+    def __init__(self, projects: ProjectService, *, ttl: float = TTL) -> None:
+        self.projects = projects
+        self.ttl = ttl
+        self._roles: dict[Key, tuple[float, Role | None]] = {}
+        self._tunnels: dict[Key, set[Callable[[], None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def role(self, account_id: uuid.UUID, project_id: uuid.UUID) -> Role | None:
+        key = (account_id, project_id)
+        entry = self._roles.get(key)
+        now = time.monotonic()
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        role = await self.projects.role_of(account_id, project_id)
+        if len(self._roles) > 100_000:
+            self._roles.clear()
+        self._roles[key] = (now + self.ttl, role)
+        return role
+
+    def members_changed(self, payload: str) -> None:
+        """NOTIFY callback: a project's members changed; re-check its open tunnels now."""
+        try:
+            project_id = uuid.UUID(payload)
+        except ValueError:
+            self._roles.clear()
+            return
+        for key in [k for k in self._roles if k[1] == project_id]:
+            del self._roles[key]
+        asyncio.get_running_loop().create_task(self._recheck(project_id))
+
+    def forget(self) -> None:
+        """The listener reconnected: cached roles may have missed a change."""
+        self._roles.clear()
+
+    def track(self, key: Key, close: Callable[[], None]) -> Callable[[], None]:
+        """Remember an open tunnel; returns the function that forgets it again."""
+        self._tunnels.setdefault(key, set()).add(close)
+
+        def untrack() -> None:
+            closers = self._tunnels.get(key)
+            if closers is not None:
+                closers.discard(close)
+                if not closers:
+                    del self._tunnels[key]
+
+        return untrack
+
+    async def _recheck(self, project_id: uuid.UUID | None = None) -> None:
+        for key in [k for k in self._tunnels if project_id is None or k[1] == project_id]:
+            self._roles.pop(key, None)
+            if await self.role(*key) is None:
+                for close in list(self._tunnels.get(key, ())):
+                    close()
+
+    async def _recheck_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RECHECK_EVERY)
+            await self._recheck()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._recheck_forever())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,172 @@
+"""The content origin's gate: for each request, who asks, may they, and where it goes.
+
+Credentials accepted here are the content origin's own (never the hub's session):
+
+- the `cocalc_content` cookie, scoped to one project's path, holding a signed grant
+  (account, project, expiry) obtained through a redirect from the hub origin
+  (`/content-auth` there, `/{project_id}/_cocalc/auth` here);
+- `Authorization: Bearer <API key>`, for scripts.
+
+Either way, the account must still be a collaborator (or an admin); the role is cached for
+a few seconds and dropped at once when the project's members change.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qs, quote, urlsplit
+
+from cocalc_k8s.core import content_tokens
+from cocalc_k8s.core.errors import DomainError
+from cocalc_k8s.proxy import messages
+from cocalc_k8s.proxy.access import AccessCache
+from cocalc_k8s.proxy.messages import RequestHead
+from cocalc_k8s.proxy.protocol import Allow, Decision, Respond
+from cocalc_k8s.proxy.routing import Route, parse_route
+from cocalc_k8s.services.activity import ActivityRecorder
+from cocalc_k8s.services.api_keys import ApiKeyService
+from cocalc_k8s.services.lifecycle import LifecycleManager
+
+COOKIE = "cocalc_content"
+AUTH_PATH = "/_cocalc/auth"
+
+
+@dataclass
+class ContentGate:
+    secret: bytes
+    hub_url: str  # the hub's origin, for redirects to sign in and to authorise
+    secure_cookies: bool
+    access: AccessCache
+    api_keys: ApiKeyService
+    lifecycle: LifecycleManager
+    activity: ActivityRecorder
+
+    async def __call__(self, head: RequestHead) -> Decision:
+        target = head.target.decode("latin-1")
+        try:
+            if target.split("?", 1)[0].endswith(AUTH_PATH):
+                return self._exchange(target)
+            route = parse_route(target)
+        except DomainError as exc:
+            return _error(head, exc.status, exc.message)
+        account_id = await self._account(head, route)
+        if account_id is None:
+            return self._sign_in(head, route, target)
+        if await self.access.role(account_id, route.project_id) is None:
+            return _error(head, 404, "no such project")
+        return self._forward(head, route, account_id)
+
+    async def _account(self, head: RequestHead, route: Route) -> uuid.UUID | None:
+        authorization = head.get(b"authorization")
+        if authorization and authorization[:10].lower() == b"bearer ck_":
+            principal = await self.api_keys.principal(authorization[7:].decode("latin-1"))
+            return principal.account_id if principal else None
+        cookie = head.get(b"cookie")
+        if not cookie:
+            return None
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(cookie.decode("latin-1"))
+        except Exception:  # a malformed Cookie header is no credential
+            return None
+        morsel = jar.get(COOKIE)
+        if morsel is None:
+            return None
+        grant = content_tokens.verify(self.secret, morsel.value, "cookie")
+        if grant is None or grant.project_id != route.project_id:
+            return None
+        return grant.account_id
+
+    def _forward(self, head: RequestHead, route: Route, account_id: uuid.UUID) -> Decision:
+        address = self.lifecycle.backend.address(route.project_id)
+        if address is None:
+            return _not_running(head, route, self.hub_url)
+        self.activity.touch(route.project_id)
+        key = (account_id, route.project_id)
+        track = lambda close: self.access.track(key, close)  # noqa: E731
+        if route.kind == "raw":
+            auth = (b"Authorization", b"Bearer " + address.token.encode())
+            return Allow(route, address.host, address.port, route.upstream_path, [auth], True)
+        if route.port is None:
+            return _error(head, 501, f"the named server {route.name!r} is not available yet")
+        return Allow(route, address.host, route.port, route.upstream_path, on_tunnel=track)
+
+    def _sign_in(self, head: RequestHead, route: Route, target: str) -> Decision:
+        if not _is_browser(head):
+            return _error(head, 401, "sign in: open this URL in a browser, or use an API key")
+        location = f"{self.hub_url}/content-auth?project_id={route.project_id}&next={quote(target)}"
+        return _redirect(location)
+
+    def _exchange(self, target: str) -> Decision:
+        """`/{project_id}/_cocalc/auth?token=…&next=…`: trade the hub's one-minute grant for
+        this origin's cookie, scoped to the project's path."""
+        path, _, query = target.partition("?")
+        params = parse_qs(query)
+        token = params.get("token", [""])[0]
+        next_path = params.get("next", ["/"])[0]
+        grant = content_tokens.verify(self.secret, token, "exchange")
+        prefix = path[: -len(AUTH_PATH)]
+        if grant is None or prefix != f"/{grant.project_id}":
+            return Respond(
+                messages.simple_response(403, b"this sign-in link is invalid or expired")
+            )
+        if not next_path.startswith(prefix + "/") or urlsplit(next_path).netloc:
+            next_path = prefix + "/"
+        cookie = content_tokens.issue(
+            self.secret,
+            "cookie",
+            grant.account_id,
+            grant.project_id,
+            lifetime=content_tokens.COOKIE_SECONDS,
+        )
+        attributes = (
+            f"Path={prefix}/; Max-Age={content_tokens.COOKIE_SECONDS}; HttpOnly; SameSite=Lax"
+        )
+        if self.secure_cookies:
+            attributes += "; Secure"
+        set_cookie = f"{COOKIE}={cookie}; {attributes}".encode()
+        return _redirect(next_path, [(b"Set-Cookie", set_cookie)])
+
+
+def _is_browser(head: RequestHead) -> bool:
+    accept = head.get(b"accept") or b""
+    return head.method in (b"GET", b"HEAD") and b"text/html" in accept
+
+
+def _redirect(location: str, headers: list[tuple[bytes, bytes]] | None = None) -> Respond:
+    extra = [(b"Location", location.encode("latin-1", "replace")), *(headers or [])]
+    return Respond(messages.simple_response(302, b"", headers=extra))
+
+
+def _error(head: RequestHead, status: int, message: str) -> Respond:
+    if _is_browser(head):
+        page = f"<!doctype html><title>{status}</title><h1>{status}</h1><p>{_escape(message)}</p>"
+        return Respond(
+            messages.simple_response(
+                status, page.encode(), content_type=b"text/html; charset=utf-8"
+            )
+        )
+    body = json.dumps({"error": message}).encode()
+    return Respond(messages.simple_response(status, body, content_type=b"application/json"))
+
+
+def _not_running(head: RequestHead, route: Route, hub_url: str) -> Respond:
+    message = "the project is not running"
+    if not _is_browser(head):
+        return _error(head, 503, message)
+    page = (
+        "<!doctype html><meta charset=utf-8><title>Project not running</title>"
+        "<h1>This project is not running</h1>"
+        f'<p><a href="{hub_url}/projects/{route.project_id}">Open the project to start it</a>, '
+        "then reload this page.</p>"
+    )
+    return Respond(
+        messages.simple_response(503, page.encode(), content_type=b"text/html; charset=utf-8")
+    )
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

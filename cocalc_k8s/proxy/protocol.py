@@ -1,0 +1,449 @@
+"""The proxy's HTTP/1.1 engine, on asyncio protocols and the llhttp parser (httptools).
+
+Why not aiohttp's client and server: per request they build header dicts, request and
+response objects and payload streams on both sides; measured here that costs about as much
+as the project's server itself. This engine parses each message once, forwards header
+lines it does not need to change as they are, streams bodies as they arrive (re-framing
+chunked bodies) and keeps upstream connections alive in a pool. After a `101 Switching
+Protocols` the two sockets are simply joined, so WebSocket frames, pings and close codes
+pass through untouched.
+
+One request at a time per client connection (browsers do not pipeline): reading from the
+client pauses from the end of a request until its response is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httptools
+
+from cocalc_k8s.proxy import messages
+from cocalc_k8s.proxy.messages import RequestHead
+from cocalc_k8s.proxy.routing import Route
+from cocalc_k8s.proxy.upstream import UpstreamConnection, UpstreamPool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Allow:
+    """Forward the request to host:port, asking for `path`."""
+
+    route: Route
+    host: str
+    port: int
+    path: str
+    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    sandbox: bool = False
+    on_tunnel: Callable[[Callable[[], None]], Callable[[], None]] | None = None
+
+
+@dataclass(slots=True)
+class Respond:
+    """Answer the client directly (an error, a redirect, a page)."""
+
+    raw: bytes
+    close: bool = False
+
+
+Decision = Allow | Respond
+Gate = Callable[[RequestHead], Awaitable[Decision]]
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, gate: Gate, pool: UpstreamPool, *, scheme: str = "http") -> None:
+        self.gate = gate
+        self.pool = pool
+        self.scheme = scheme
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.head: RequestHead | None = None
+        self.exchange: Exchange | None = None
+        self.pending_body: list[bytes] = []
+        self.body_done = False
+        self.tunnel: UpstreamConnection | None = None
+        self.client = ""
+        self._url = b""
+        self._task: asyncio.Task[None] | None = None
+
+    # -- transport callbacks ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client = peer[0] if peer else ""
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            if self.tunnel.transport is not None:
+                self.tunnel.transport.write(data)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            # The rest of `data` belongs to the upgraded protocol: hold it for the tunnel.
+            offset = upgrade.args[0] if upgrade.args else len(data)
+            if offset < len(data):
+                self.pending_body.append(data[offset:])
+            self.body_done = True
+        except httptools.HttpParserError:
+            self._fail(messages.simple_response(400, b"malformed HTTP request", close=True))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.tunnel is not None:
+            self.tunnel.close()
+        if self.exchange is not None:
+            self.exchange.client_lost()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None and self.exchange.upstream.transport is not None:
+            self.exchange.upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None and self.exchange.upstream.transport is not None:
+            self.exchange.upstream.transport.resume_reading()
+
+    # -- parser callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self.head = RequestHead(method=b"", target=b"", client=self.client, scheme=self.scheme)
+        self.pending_body = []
+        self.body_done = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self.head is not None
+        self.head.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        head = self.head
+        assert head is not None and self.transport is not None
+        head.method = self.parser.get_method()
+        head.target = self._url
+        head.upgrade = self.parser.should_upgrade()
+        encoding = head.get(b"transfer-encoding")
+        head.chunked = encoding is not None and b"chunked" in encoding.lower()
+        self.transport.pause_reading()  # resumed when the body is wanted or the reply is done
+        self._task = asyncio.get_running_loop().create_task(self._handle(head))
+
+    def on_body(self, body: bytes) -> None:
+        if self.exchange is not None and self.exchange.sent_head:
+            self.exchange.send_body(body)
+        else:
+            self.pending_body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.body_done = True
+        if self.exchange is not None and self.exchange.sent_head:
+            self.exchange.end_body()
+
+    # -- handling -------------------------------------------------------------------------
+
+    async def _handle(self, head: RequestHead) -> None:
+        # After an upgrade request the parser cannot go on: the connection ends with it.
+        keep_alive = self.parser.should_keep_alive() and not head.upgrade
+        try:
+            decision = await self.gate(head)
+        except Exception:
+            log.exception("proxy gate failed")
+            decision = Respond(messages.simple_response(500, b"internal error"))
+        if isinstance(decision, Respond):
+            self._write(decision.raw)
+            self._finish(keep_alive and not decision.close and self.body_done)
+            return
+        await self._forward(head, decision, keep_alive)
+
+    async def _forward(self, head: RequestHead, allow: Allow, keep_alive: bool) -> None:
+        async with self.pool.limit(allow.route.project_id):
+            try:
+                upstream = await self.pool.acquire(allow.host, allow.port)
+            except TimeoutError:
+                self._write(messages.simple_response(504, b"the project's server did not answer"))
+                self._finish(keep_alive and self.body_done)
+                return
+            except OSError:
+                body = b"nothing answers on that port in the project (is the server running?)"
+                self._write(messages.simple_response(502, body))
+                self._finish(keep_alive and self.body_done)
+                return
+            exchange = Exchange(self, upstream, head, allow)
+            self.exchange = exchange
+            upstream.sink = exchange
+            exchange.start(self.pending_body, self.body_done)
+            self.pending_body = []
+            if self.transport is not None and not self.body_done:
+                self.transport.resume_reading()  # stream the rest of the request body
+            try:
+                tunnel = await exchange.done
+            finally:
+                self.exchange = None
+            if tunnel:
+                await self._run_tunnel(upstream, allow)
+                return
+            self.pool.release(upstream)
+        self._finish(keep_alive and exchange.reusable_client and self.body_done)
+
+    async def _run_tunnel(self, upstream: UpstreamConnection, allow: Allow) -> None:
+        self.tunnel = upstream
+        upstream.sink = _TunnelSink(self)
+        for data in self.pending_body:
+            if upstream.transport is not None:
+                upstream.transport.write(data)
+        self.pending_body = []
+        closed = asyncio.get_running_loop().create_future()
+        unregister = allow.on_tunnel(lambda: self._close()) if allow.on_tunnel else None
+        self._tunnel_closed = closed
+        if self.transport is not None:
+            self.transport.resume_reading()
+        try:
+            await closed
+        finally:
+            if unregister is not None:
+                unregister()
+
+    def tunnel_ended(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        if self.tunnel is not None:
+            self.tunnel.close()
+        closed = getattr(self, "_tunnel_closed", None)
+        if closed is not None and not closed.done():
+            closed.set_result(None)
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _finish(self, keep_alive: bool) -> None:
+        """The response is complete: read the next request, or close."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if keep_alive:
+            self.transport.resume_reading()
+        else:
+            self.transport.close()
+
+    def _fail(self, raw: bytes) -> None:
+        self._write(raw)
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _TunnelSink:
+    def __init__(self, client: ClientConnection) -> None:
+        self.client = client
+
+    def upstream_data(self, data: bytes) -> None:
+        self.client._write(data)
+
+    def upstream_lost(self) -> None:
+        self.client.tunnel_ended()
+
+    def pause_client(self) -> None:
+        if self.client.transport is not None:
+            self.client.transport.pause_reading()
+
+    def resume_client(self) -> None:
+        if self.client.transport is not None:
+            self.client.transport.resume_reading()
+
+
+class Exchange:
+    """One request forwarded on one upstream connection, and its response coming back."""
+
+    def __init__(
+        self,
+        client: ClientConnection,
+        upstream: UpstreamConnection,
+        head: RequestHead,
+        allow: Allow,
+    ) -> None:
+        self.client = client
+        self.upstream = upstream
+        self.head = head
+        self.allow = allow
+        self.done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.sent_head = False
+        self.parser = httptools.HttpResponseParser(self)
+        self.headers: messages.Headers = []
+        self.chunked_out = False
+        self.no_body = head.method == b"HEAD"
+        self.responded = False
+        self.reusable_client = True
+        self._close_delimited = False
+        self._interim = False
+
+    # -- request side ---------------------------------------------------------------------
+
+    def start(self, body: list[bytes], complete: bool) -> None:
+        allow = self.allow
+        raw = messages.upstream_request(
+            self.head, allow.route, path=allow.path, extra=allow.extra_headers
+        )
+        assert self.upstream.transport is not None
+        self.upstream.transport.write(raw)
+        self.sent_head = True
+        for piece in body:
+            self.send_body(piece)
+        if complete:
+            self.end_body()
+
+    def send_body(self, data: bytes) -> None:
+        transport = self.upstream.transport
+        if transport is None or not data:
+            return
+        if self.head.chunked:
+            transport.write(b"%x\r\n" % len(data) + data + b"\r\n")
+        else:
+            transport.write(data)
+
+    def end_body(self) -> None:
+        if self.head.chunked and self.upstream.transport is not None:
+            self.upstream.transport.write(b"0\r\n\r\n")
+
+    # -- response side --------------------------------------------------------------------
+
+    def upstream_data(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = upgrade.args[0] if upgrade.args else len(data)
+            self._upgraded(data[offset:])
+        except httptools.HttpParserError:
+            self.upstream.reusable = False
+            self.upstream.close()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status == 101:
+            return  # the upgrade exception follows
+        if 100 <= status < 200:  # an interim response (100 Continue): pass it on, wait
+            self.client._write(b"HTTP/1.1 %d %s\r\n\r\n" % (status, b"Continue"))
+            self.headers = []
+            self._interim = True
+            return
+        has_length = any(name.lower() == b"content-length" for name, _ in self.headers)
+        self.no_body = self.no_body or status in (204, 304)
+        encoding = next((v for n, v in self.headers if n.lower() == b"transfer-encoding"), b"")
+        upstream_chunked = b"chunked" in encoding.lower()
+        self.chunked_out = not self.no_body and (upstream_chunked or not has_length)
+        self._close_delimited = not self.no_body and not upstream_chunked and not has_length
+        upstream_origin = f"http://{self.allow.host}:{self.allow.port}"
+        head = messages.client_response(
+            status,
+            b"",
+            self.headers,
+            self.allow.route,
+            upstream_origin=upstream_origin,
+            chunked=self.chunked_out,
+            sandbox=self.allow.sandbox,
+        )
+        self.client._write(head)
+        self.responded = True
+        if self.no_body:
+            self._complete(self.parser.should_keep_alive() and self.head.method != b"HEAD")
+
+    def on_body(self, body: bytes) -> None:
+        if self.no_body:
+            return
+        if self.chunked_out:
+            self.client._write(b"%x\r\n" % len(body) + body + b"\r\n")
+        else:
+            self.client._write(body)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        if self.done.done():
+            return
+        if self.chunked_out:
+            self.client._write(b"0\r\n\r\n")
+        self._complete(self.parser.should_keep_alive())
+
+    def _complete(self, reuse_upstream: bool) -> None:
+        self.upstream.reusable = reuse_upstream
+        if not self.done.done():
+            self.done.set_result(False)
+
+    def _upgraded(self, rest: bytes) -> None:
+        status = self.parser.get_status_code()
+        head = messages.client_response(
+            status,
+            b"",
+            self.headers,
+            self.allow.route,
+            upstream_origin="",
+            chunked=False,
+            sandbox=False,
+        )
+        self.client._write(head + rest)
+        self.upstream.reusable = False
+        if not self.done.done():
+            self.done.set_result(True)
+
+    def upstream_lost(self) -> None:
+        if self.done.done():
+            return
+        if self._close_delimited and self.responded:
+            self.client._write(b"0\r\n\r\n")
+            self._complete(False)
+            return
+        self.upstream.reusable = False
+        if not self.responded:
+            self.client._write(
+                messages.simple_response(502, b"the project's server closed the connection")
+            )
+            self.done.set_result(False)
+            return
+        self.reusable_client = False  # half a response was sent: the client must reconnect
+        if self.client.transport is not None:
+            self.client.transport.close()
+        self.done.set_result(False)
+
+    def client_lost(self) -> None:
+        self.upstream.reusable = False
+        self.upstream.close()
+        if not self.done.done():
+            self.done.set_result(False)
+
+    def pause_client(self) -> None:
+        if self.client.transport is not None:
+            self.client.transport.pause_reading()
+
+    def resume_client(self) -> None:
+        if self.client.transport is not None:
+            self.client.transport.resume_reading()
+
+
+async def serve(
+    gate: Gate, pool: UpstreamPool, host: str, port: int, *, ssl: Any = None
+) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    scheme = "https" if ssl is not None else "http"
+    return await loop.create_server(
+        lambda: ClientConnection(gate, pool, scheme=scheme), host, port, ssl=ssl, reuse_address=True
+    )
+
+
+def close_quietly(server: asyncio.Server) -> None:
+    with contextlib.suppress(Exception):
+        server.close()
