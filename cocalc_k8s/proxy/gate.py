@@ -13,7 +13,6 @@ a few seconds and dropped at once when the project's members change.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
@@ -95,7 +94,7 @@ class ContentGate:
         return Allow(route, address.host, route.port, route.upstream_path, on_tunnel=track)
 
     def _sign_in(self, head: RequestHead, route: Route, target: str) -> Decision:
-        if not _is_browser(head):
+        if not messages.wants_html(head):
             return _error(head, 401, "sign in: open this URL in a browser, or use an API key")
         location = f"{self.hub_url}/content-auth?project_id={route.project_id}&next={quote(target)}"
         return _redirect(location)
@@ -131,31 +130,18 @@ class ContentGate:
         return _redirect(next_path, [(b"Set-Cookie", set_cookie)])
 
 
-def _is_browser(head: RequestHead) -> bool:
-    accept = head.get(b"accept") or b""
-    return head.method in (b"GET", b"HEAD") and b"text/html" in accept
-
-
 def _redirect(location: str, headers: list[tuple[bytes, bytes]] | None = None) -> Respond:
     extra = [(b"Location", location.encode("latin-1", "replace")), *(headers or [])]
     return Respond(messages.simple_response(302, b"", headers=extra))
 
 
 def _error(head: RequestHead, status: int, message: str) -> Respond:
-    if _is_browser(head):
-        page = f"<!doctype html><title>{status}</title><h1>{status}</h1><p>{_escape(message)}</p>"
-        return Respond(
-            messages.simple_response(
-                status, page.encode(), content_type=b"text/html; charset=utf-8"
-            )
-        )
-    body = json.dumps({"error": message}).encode()
-    return Respond(messages.simple_response(status, body, content_type=b"application/json"))
+    return Respond(messages.error_response(head, status, message))
 
 
 def _not_running(head: RequestHead, route: Route, hub_url: str) -> Respond:
     message = "the project is not running"
-    if not _is_browser(head):
+    if not messages.wants_html(head):
         return _error(head, 503, message)
     page = (
         "<!doctype html><meta charset=utf-8><title>Project not running</title>"
@@ -166,7 +152,3 @@ def _not_running(head: RequestHead, route: Route, hub_url: str) -> Respond:
     return Respond(
         messages.simple_response(503, page.encode(), content_type=b"text/html; charset=utf-8")
     )
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

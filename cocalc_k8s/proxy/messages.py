@@ -8,6 +8,7 @@ redirects from /server/ apps are moved under their prefix.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -171,3 +172,20 @@ def simple_response(
     if close:
         lines.append(b"Connection: close")
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def wants_html(head: RequestHead) -> bool:
+    return head.method in (b"GET", b"HEAD") and b"text/html" in (head.get(b"accept") or b"")
+
+
+def error_response(head: RequestHead, status: int, message: str) -> bytes:
+    """A small page for browsers, `{"error": message}` for everyone else."""
+    if wants_html(head):
+        text = message.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        page = (
+            f"<!doctype html><meta charset=utf-8><title>{status}</title>"
+            f"<h1>{status}</h1><p>{text}</p>"
+        )
+        return simple_response(status, page.encode(), content_type=b"text/html; charset=utf-8")
+    body = json.dumps({"error": message}).encode()
+    return simple_response(status, body, content_type=b"application/json")

@@ -158,7 +158,7 @@ class ClientConnection(asyncio.Protocol):
             decision = await self.gate(head)
         except Exception:
             log.exception("proxy gate failed")
-            decision = Respond(messages.simple_response(500, b"internal error"))
+            decision = Respond(messages.error_response(head, 500, "internal error"))
         if isinstance(decision, Respond):
             self._write(decision.raw)
             self._finish(keep_alive and not decision.close and self.body_done)
@@ -170,12 +170,14 @@ class ClientConnection(asyncio.Protocol):
             try:
                 upstream = await self.pool.acquire(allow.host, allow.port)
             except TimeoutError:
-                self._write(messages.simple_response(504, b"the project's server did not answer"))
+                self._write(
+                    messages.error_response(head, 504, "the project's server did not answer")
+                )
                 self._finish(keep_alive and self.body_done)
                 return
             except OSError:
-                body = b"nothing answers on that port in the project (is the server running?)"
-                self._write(messages.simple_response(502, body))
+                message = "nothing answers on that port in the project (is the server running?)"
+                self._write(messages.error_response(head, 502, message))
                 self._finish(keep_alive and self.body_done)
                 return
             exchange = Exchange(self, upstream, head, allow)
@@ -373,8 +375,8 @@ class Exchange:
         if self._interim:
             self._interim = False
             return
-        if self.done.done():
-            return
+        if self.done.done() or self.parser.get_status_code() == 101:
+            return  # a 101 is completed by the upgrade that follows
         if self.chunked_out:
             self.client._write(b"0\r\n\r\n")
         self._complete(self.parser.should_keep_alive())
@@ -410,7 +412,9 @@ class Exchange:
         self.upstream.reusable = False
         if not self.responded:
             self.client._write(
-                messages.simple_response(502, b"the project's server closed the connection")
+                messages.error_response(
+                    self.head, 502, "the project's server closed the connection"
+                )
             )
             self.done.set_result(False)
             return
