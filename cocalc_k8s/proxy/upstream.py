@@ -11,7 +11,7 @@ from typing import Any
 import httptools
 
 CONNECT_TIMEOUT = 5.0
-IDLE_KEEP = 16  # idle connections kept per upstream
+IDLE_KEEP = 128  # idle connections kept per upstream (above the per-project limit)
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -26,8 +26,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         if self.sink is not None:
