@@ -148,3 +148,28 @@ async def test_hub_shutdown_stops_projects_and_marks_them(
             "SELECT state FROM projects WHERE project_id = %s", (project_id,)
         ).fetchone()
     assert state == ("stopped",)
+
+
+async def follow_request(owner: User, project_id: str, action: str) -> list[dict[str, Any]]:
+    """Open the progress stream, then send the request; the events until it is handled."""
+    events: list[dict[str, Any]] = []
+    async with owner.client.get(f"/api/v2/projects/{project_id}/progress?wait=1") as resp:
+        async for line in resp.content:
+            if line.startswith(b"data: "):
+                events.append(json.loads(line[6:]))
+                if len(events) == 1:
+                    status, _ = await owner.call("POST", f"/api/v2/projects/{project_id}/{action}")
+                    assert status == 202
+    return events
+
+
+async def test_wait_follows_a_restart_to_the_end_and_a_no_op_too(owner: User) -> None:
+    project_id = await new_project(owner)
+    events = await follow_request(owner, project_id, "start")
+    assert events[-1] == {"state": "running", "done": "start"}
+    events = await follow_request(owner, project_id, "restart")
+    states = [e["state"] for e in events]
+    assert "stopped" in states and events[-1] == {"state": "running", "done": "restart"}
+    events = await follow_request(owner, project_id, "start")  # already running
+    assert events[-1] == {"state": "running", "done": "start"}
+    await follow_request(owner, project_id, "stop")

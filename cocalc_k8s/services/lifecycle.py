@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -43,12 +44,21 @@ class LifecycleManager:
         self.engine = engine
         self.backend = backend
         self.projects_root = projects_root
-        self._locks: defaultdict[uuid.UUID, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Weak: a project's lock lives while someone holds or awaits it, then goes.
+        self._locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._subscribers: defaultdict[uuid.UUID, set[asyncio.Queue[Event]]] = defaultdict(set)
         self._last_progress: dict[uuid.UUID, Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.leading = False
         backend.on_exit(self._on_backend_exit)
+
+    def _lock(self, project_id: uuid.UUID) -> asyncio.Lock:
+        lock = self._locks.get(project_id)
+        if lock is None:
+            lock = self._locks[project_id] = asyncio.Lock()
+        return lock
 
     def home(self, project_id: uuid.UUID) -> Path:
         return self.projects_root / str(project_id)
@@ -105,7 +115,7 @@ class LifecycleManager:
             self._spawn(self.handle_request(project_id))
 
     async def handle_request(self, project_id: uuid.UUID) -> None:
-        async with self._locks[project_id]:
+        async with self._lock(project_id):
             async with self.engine.begin() as conn:
                 action = (
                     await conn.execute(
@@ -120,6 +130,10 @@ class LifecycleManager:
                     update(Project).where(Project.project_id == project_id).values(requested=None)
                 )
             await self._perform(project_id, action)
+            # Followers of `?wait=1` stop here, whether or not anything had to change.
+            self._publish(
+                project_id, {"state": (await self.state(project_id)).value, "done": action}
+            )
 
     async def _perform(self, project_id: uuid.UUID, action: str | None) -> None:
         if action in ("stop", "restart"):
@@ -189,6 +203,7 @@ class LifecycleManager:
             )
             return
         await self._set_state(project_id, ProjectState.RUNNING, reason="started")
+        self._last_progress.pop(project_id, None)
 
     async def _stop(self, project_id: uuid.UUID, *, reason: str) -> None:
         state = await self.state(project_id)
@@ -221,19 +236,19 @@ class LifecycleManager:
 
     async def stop_because(self, project_id: uuid.UUID, reason: str) -> None:
         """Stop a project on the hub's own initiative (idle, deleted), with the reason."""
-        async with self._locks[project_id]:
+        async with self._lock(project_id):
             await self._stop(project_id, reason=reason)
 
     async def fail_stuck(self, project_id: uuid.UUID, reason: str) -> None:
         """A start or stop that never finished: clean up and mark the project failed."""
-        async with self._locks[project_id]:
+        async with self._lock(project_id):
             with contextlib.suppress(BackendError):
                 await self.backend.stop(project_id)
             await self._set_state(project_id, ProjectState.FAILED, reason=reason)
 
     def _on_backend_exit(self, project_id: uuid.UUID, reason: str) -> None:
         async def mark_failed() -> None:
-            async with self._locks[project_id]:
+            async with self._lock(project_id):
                 await self._set_state(project_id, ProjectState.FAILED, reason=reason)
 
         self._spawn(mark_failed())

@@ -37,8 +37,13 @@ async def restart_project(request: web.Request) -> web.Response:
 
 
 async def progress(request: web.Request) -> web.StreamResponse:
-    """Events `{"state", "message"?, "percent"?, "error"?}` until the project settles
-    (running, stopped or failed) or `?follow=1` keeps the stream open."""
+    """Events `{"state", "message"?, "percent"?, "error"?}`.
+
+    By default the stream ends when the project settles (running, stopped or failed).
+    `?wait=1`: the caller is about to send (or has sent) a start/stop/restart request and
+    wants to see it through: the stream ends with the event `{"state", "done": action}`
+    sent when that request has been handled, even if nothing had to change.
+    `?follow=1` keeps the stream open."""
     access = await project_access(request)
     manager = request.app[LIFECYCLE]
     follow = request.query.get("follow") == "1"
@@ -66,7 +71,9 @@ async def progress(request: web.Request) -> web.StreamResponse:
                 await response.write(b": keep-alive\n\n")
                 continue
             await _send(response, event)
-            if event.get("state") in SETTLED and not follow:
+            if follow:
+                continue
+            if "done" in event if _pending(request) else event.get("state") in SETTLED:
                 return response
 
 
