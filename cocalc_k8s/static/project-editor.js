@@ -150,7 +150,7 @@ export function mount(panel, project) {
     });
     dirty = false;
     setSaveState("Saved", "saved");
-    if (isMarkdown && text && innerWidth > 900) togglePreview(true);
+    if (isMarkdown && innerWidth > 900) togglePreview(true);
     view.focus();
   }
 

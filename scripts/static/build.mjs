@@ -32,6 +32,20 @@ const xtermCsp = {
   },
 };
 
+// style-mod (CodeMirror's styles) uses a <style> element in documents and adopted
+// stylesheets only in shadow roots; under our CSP it must adopt them in documents too.
+const styleModCsp = {
+  name: "style-mod-csp",
+  setup(build) {
+    build.onLoad({ filter: /style-mod[\\/]src[\\/]style-mod\.js$/ }, async (args) => {
+      const code = await fs.promises.readFile(args.path, "utf8");
+      const from = "if (!root.head && root.adoptedStyleSheets && win.CSSStyleSheet) {";
+      if (!code.includes(from)) throw new Error("style-mod-csp: style-mod changed; update the pattern");
+      return { contents: code.replace(from, "if (root.adoptedStyleSheets && win.CSSStyleSheet) {"), loader: "js" };
+    });
+  },
+};
+
 const cm = `codemirror-${version("@codemirror/view")}`;
 const xterm = `xterm-${version("@xterm/xterm")}`;
 fs.rmSync(out, { recursive: true, force: true });
@@ -44,7 +58,7 @@ const common = {
 const results = [
   await esbuild.build({
     ...common, entryPoints: { [cm]: path.join(here, "src/codemirror.js") }, outdir: out,
-    splitting: true, chunkNames: `${cm}-chunks/[name]-[hash]`,
+    splitting: true, chunkNames: `${cm}-chunks/[name]-[hash]`, plugins: [styleModCsp],
   }),
   await esbuild.build({
     ...common, entryPoints: { [xterm]: path.join(here, "src/xterm.js") }, outdir: out,

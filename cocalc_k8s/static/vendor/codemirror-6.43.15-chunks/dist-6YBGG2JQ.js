@@ -1,1 +1,0 @@
-import{a,b,c,d,e}from"./chunk-XV6TT5XR.js";import"./chunk-IXQKUGID.js";import"./chunk-BY5MNT4X.js";import"./chunk-N6IW427F.js";import"./chunk-5DZZN5S3.js";import"./chunk-EVY24GWQ.js";import"./chunk-EBHJT42M.js";export{e as autoCloseTags,d as html,a as htmlCompletionSource,b as htmlCompletionSourceWith,c as htmlLanguage};

@@ -1,1 +1,0 @@
-import{a,b,c,d}from"./chunk-IXQKUGID.js";import"./chunk-5DZZN5S3.js";import"./chunk-EVY24GWQ.js";import"./chunk-EBHJT42M.js";export{d as css,b as cssCompletionSource,c as cssLanguage,a as defineCSSCompletionSource};

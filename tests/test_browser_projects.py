@@ -1,0 +1,235 @@
+"""The project pages in a real Chromium (Playwright) against a real hub on 127.0.0.1:
+one user's whole flow (create, start, edit, upload, terminal, share, stop), what a
+stranger sees, and screenshots at desktop and phone sizes.
+
+Skipped like tests/test_browser.py when Chromium or Playwright is missing (a failure
+under CI). Set COCALC_SHOTS=<dir> to keep the screenshots.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import unique_email
+from tests.test_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
+    Console,
+    _browser_missing,
+    fill_sign_up,
+    new_page,
+)
+
+try:
+    from playwright.async_api import Browser, Page, async_playwright, expect
+except ImportError:  # pragma: no cover - reported by the fixture below
+    async_playwright = None  # type: ignore[assignment]
+
+pytestmark = pytest.mark.browser
+START_TIMEOUT_MS = 30_000
+UPLOAD_BYTES = 3_000_000
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Browser]:
+    missing = _browser_missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests need Chromium under CI: {missing}")
+        pytest.skip(missing)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def hub(client: TestClient[Any, Any]) -> str:
+    return str(client.make_url("/")).rstrip("/")
+
+
+async def signed_up(browser: Browser, console: Console, hub: str, name: str, **ctx: Any) -> Page:
+    page = await new_page(browser, console, **ctx)
+    await page.goto(f"{hub}/sign-up")
+    email = unique_email(name.lower())
+    await fill_sign_up(page, name=name, email=email)
+    await expect(page.get_by_test_id("nav-account")).to_have_text(name)
+    page.email = email  # type: ignore[attr-defined]
+    return page
+
+
+async def create_project(page: Page, hub: str, title: str) -> str:
+    await page.goto(f"{hub}/")
+    await page.get_by_role("link", name="Your projects").click()
+    await expect(page).to_have_url(f"{hub}/projects")
+    await page.get_by_label("Title").fill(title)
+    await page.get_by_role("button", name="Create project").click()
+    await expect(page.get_by_test_id("project-title")).to_have_text(title)
+    return page.url
+
+
+async def open_tab(page: Page, name: str) -> None:
+    await (
+        page.get_by_role("navigation", name="Project sections")
+        .get_by_role("link", name=name)
+        .click()
+    )
+
+
+async def test_a_project_from_creation_to_stop(hub: str, chromium: Browser) -> None:
+    # `hub` first: the browser (and its open progress streams) closes before the hub.
+    console = Console()
+    page = await signed_up(chromium, console, hub, "Ada")
+    url = await create_project(page, hub, "Analytical <Engine>")
+    project_id = url.rsplit("/", 1)[-1]
+
+    # Start, and watch the state reach "running" (the progress stream drives the badge).
+    badge = page.get_by_test_id("state-badge")
+    await expect(badge).to_have_text("stopped")
+    await page.get_by_role("button", name="Start", exact=True).click()
+    await expect(badge).to_have_text("running", timeout=START_TIMEOUT_MS)
+    await expect(page.get_by_role("button", name="Stop")).to_be_enabled()
+    await expect(page.get_by_role("button", name="Start", exact=True)).to_be_hidden()
+
+    # Title and description edited in place.
+    await page.get_by_role("button", name="Edit title and description").click()
+    await page.get_by_label("Description").fill("Notes on the engine")
+    await page.get_by_role("button", name="Save", exact=True).click()
+    await expect(page.get_by_test_id("project-description")).to_have_text("Notes on the engine")
+
+    # A new markdown file: type, autosave, reload, the text is still there.
+    files = page.get_by_test_id("panel-files")
+    await files.get_by_role("button", name="New file").click()
+    await page.get_by_label("File name").fill("notes.md")
+    await page.get_by_role("button", name="Create").click()
+    await expect(page).to_have_url(f"{url}/edit/notes.md")
+    editor = page.get_by_test_id("editor").locator(".cm-content")
+    await editor.click()
+    await page.keyboard.type("# Notes\n\nThe engine weaves algebraic patterns.")
+    save_state = page.get_by_test_id("save-state")
+    await expect(save_state).to_have_text("Saved")
+    await expect(
+        page.get_by_test_id("preview").get_by_role("heading", name="Notes")
+    ).to_be_visible()
+    await page.reload()
+    await expect(editor).to_contain_text("The engine weaves algebraic patterns.")
+    await expect(save_state).to_have_text("Saved")
+    # Syntax highlighting: the markdown heading's mark carries highlight classes.
+    heading = editor.locator(".cm-line").first.locator("span").first
+    await expect(heading).to_have_class(re.compile("\u037c"))
+
+    # Upload a few MB with the button; the listing shows its size.
+    await open_tab(page, "Files")
+    await expect(files.get_by_role("link", name="notes.md")).to_be_visible()
+    await page.locator("#upload-input").set_input_files(
+        {"name": "data.bin", "mimeType": "application/octet-stream", "buffer": b"x" * UPLOAD_BYTES}
+    )
+    row = files.get_by_role("row", name=re.compile("data.bin"))
+    await expect(row.get_by_test_id("size")).to_have_text("3.0 MB", timeout=20_000)
+
+    # A folder, then delete it with confirmation.
+    await files.get_by_role("button", name="New folder").click()
+    await page.get_by_label("Folder name").fill("old stuff")
+    await page.get_by_role("button", name="Create").click()
+    folder = files.get_by_role("row", name=re.compile(r"old stuff\/"))
+    await expect(folder).to_be_visible()
+    await folder.get_by_label("Actions for old stuff").click()
+    await folder.get_by_role("button", name="Delete").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    await expect(folder).to_have_count(0)
+
+    # The shared terminal.
+    await open_tab(page, "Terminal")
+    await expect(page.get_by_test_id("terminal-status")).to_have_text("Connected", timeout=20_000)
+    await page.get_by_test_id("terminal").click()
+    await page.keyboard.type("echo hello-$RANDOM\n")
+    rows = page.get_by_test_id("terminal").locator(".xterm-rows")
+    await expect(rows).to_contain_text(re.compile(r"hello-\d+"))
+
+    # A second account, added as collaborator, sees the project.
+    friend_console = Console()
+    friend = await signed_up(chromium, friend_console, hub, "Grace")
+    await open_tab(page, "Settings")
+    await page.get_by_label("Add a collaborator by email").fill(friend.email)  # type: ignore[attr-defined]
+    await page.get_by_role("button", name="Add", exact=True).click()
+    await expect(page.get_by_test_id("collaborators")).to_contain_text("Grace")
+    await friend.goto(f"{hub}/projects")
+    await friend.get_by_role("link", name="Analytical <Engine>").click()
+    await expect(friend.get_by_test_id("project-title")).to_have_text("Analytical <Engine>")
+    await expect(friend.get_by_test_id("state-badge")).to_have_text("running")
+
+    # A third account cannot open it.
+    stranger_console = Console()
+    stranger = await signed_up(chromium, stranger_console, hub, "Mallory")
+    response = await stranger.goto(f"{hub}/projects/{project_id}")
+    assert response is not None and response.status == 404
+    await expect(stranger.get_by_role("heading", level=1)).to_have_text("Project not found")
+
+    # Stop; the collaborator's page follows.
+    await page.get_by_role("button", name="Stop").click()
+    await expect(badge).to_have_text("stopped", timeout=START_TIMEOUT_MS)
+    await expect(friend.get_by_test_id("state-badge")).to_have_text("stopped")
+
+    assert console.errors == [], "\n".join(console.errors)
+    assert friend_console.errors == [], "\n".join(friend_console.errors)
+    assert [e for e in stranger_console.errors if "status of 404" not in e] == []
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+async def test_project_pages_fit_the_screen(
+    hub: str, chromium: Browser, viewport: dict[str, int]
+) -> None:
+    """No sideways scrolling; with COCALC_SHOTS set, screenshots of every tab."""
+    console = Console()
+    page = await signed_up(chromium, console, hub, "Katherine", viewport=viewport)
+    shots = os.environ.get("COCALC_SHOTS")
+    width = "desktop" if viewport is DESKTOP else "phone"
+
+    async def check(name: str) -> None:
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {width} width"
+        if shots:
+            for scheme in ("light", "dark"):
+                await page.emulate_media(color_scheme=scheme)
+                await page.screenshot(path=f"{shots}/{name}-{width}-{scheme}.png")
+            await page.emulate_media(color_scheme="light")
+
+    for title in ("Orbital mechanics", "Homework 3: a rather long project title to wrap"):
+        url = await create_project(page, hub, title)
+    await page.goto(f"{hub}/projects")
+    await check("projects")
+    await page.goto(url)
+    await expect(page.get_by_test_id("panel-files")).to_contain_text("This folder is empty")
+    await page.get_by_role("button", name="New file").click()
+    await page.get_by_label("File name").fill("analysis.py")
+    await page.get_by_role("button", name="Create").click()
+    await page.get_by_test_id("editor").locator(".cm-content").click()
+    await page.keyboard.type(
+        'def orbit(r):\n"""Period of a circular orbit."""\nreturn 2 * 3.14159 * r\n'
+    )
+    await expect(page.get_by_test_id("save-state")).to_have_text("Saved")
+    await check("editor")
+    await open_tab(page, "Files")
+    await expect(page.get_by_role("row", name=re.compile("analysis.py"))).to_be_visible()
+    await check("files")
+    await open_tab(page, "Settings")
+    await expect(page.get_by_test_id("quota")).to_contain_text("Memory")
+    await check("settings")
+    await open_tab(page, "Terminal")
+    await expect(page.get_by_test_id("terminal-status")).to_have_text("Connected", timeout=30_000)
+    await check("terminal")
+    assert console.errors == []
