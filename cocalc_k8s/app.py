@@ -159,6 +159,7 @@ def create_app(
             api_keys=app[API_KEYS],
             lifecycle=manager,
             activity=app[ACTIVITY],
+            agents=app[AGENTS],
         )
         await listener.start()
         await leader.start()

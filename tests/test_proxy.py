@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -289,3 +290,23 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def test_pages_of_another_project_cannot_use_this_one(
+    setup: dict[str, Any], project_server: int
+) -> None:
+    """Projects share the content origin: Fetch Metadata and the Referer keep them apart."""
+    content, project_id = setup["content"], setup["project_id"]
+    url = f"{content}/{project_id}/port/{project_server}/echo"
+    other = f"{content}/{uuid.uuid4()}/port/80/evil.html"
+    cases = [
+        ({"Sec-Fetch-Site": "same-origin", "Referer": other}, 403),
+        ({"Sec-Fetch-Site": "same-origin"}, 403),  # a page that hides its address
+        ({"Sec-Fetch-Site": "same-origin", "Referer": f"{content}/{project_id}/port/1/app"}, 200),
+        ({"Sec-Fetch-Site": "same-site", "Referer": setup["hub"] + "/projects"}, 200),
+        ({"Sec-Fetch-Site": "none"}, 200),
+    ]
+    async with aiohttp.ClientSession(headers=api(setup)) as session:
+        for headers, status in cases:
+            async with session.post(url, headers=headers) as resp:
+                assert resp.status == status, headers

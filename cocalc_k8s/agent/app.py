@@ -13,13 +13,14 @@ Routes (every one needs ``Authorization: Bearer <token>``; errors are ``{"error"
     GET    /terminals              {"terminals": [{"name", "pid", "clients", "created"}]}
     GET    /terminals/{name}       WebSocket (see `cocalc_k8s.agent.terminal_socket`)
     DELETE /terminals/{name}       kill it
+    POST   /servers/{name}         {"base_url"} → {"port", "host"}: jupyter, jupyterlab, code
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from cocalc_k8s.agent import exec_api, files, terminal_socket, usage
+from cocalc_k8s.agent import exec_api, files, servers, terminal_socket, usage
 from cocalc_k8s.agent.execution import CommandRunner
 from cocalc_k8s.agent.http import auth_middleware, errors
 from cocalc_k8s.agent.keys import COMMANDS, FS, SETTINGS, TERMINALS
@@ -51,4 +52,5 @@ def create_app(settings: AgentSettings) -> web.Application:
     app.router.add_get("/terminals", terminal_socket.list_terminals, allow_head=False)
     app.router.add_get("/terminals/{name}", terminal_socket.join, allow_head=False)
     app.router.add_delete("/terminals/{name}", terminal_socket.kill)
+    servers.setup(app)
     return app

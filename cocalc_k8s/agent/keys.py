@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from cocalc_k8s.agent.execution import CommandRunner
+from cocalc_k8s.agent.named_servers import ServerRegistry
 from cocalc_k8s.agent.settings import AgentSettings
 from cocalc_k8s.agent.terminals import TerminalRegistry
 from cocalc_k8s.core.projectfs import ProjectFS
@@ -13,3 +14,4 @@ SETTINGS = web.AppKey("settings", AgentSettings)
 FS = web.AppKey("fs", ProjectFS)
 TERMINALS = web.AppKey("terminals", TerminalRegistry)
 COMMANDS = web.AppKey("commands", CommandRunner)
+SERVERS = web.AppKey("servers", ServerRegistry)

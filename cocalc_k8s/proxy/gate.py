@@ -14,10 +14,12 @@ a few seconds and dropped at once when the project's members change.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, quote, urlsplit
 
+from cocalc_k8s.backends.agent_client import AgentClient
+from cocalc_k8s.backends.base import AgentAddress
 from cocalc_k8s.core import content_tokens
 from cocalc_k8s.core.errors import DomainError
 from cocalc_k8s.proxy import messages
@@ -42,6 +44,8 @@ class ContentGate:
     api_keys: ApiKeyService
     lifecycle: LifecycleManager
     activity: ActivityRecorder
+    agents: AgentClient
+    _named: dict[tuple[str, str | None, str], int] = field(default_factory=dict)
 
     async def __call__(self, head: RequestHead) -> Decision:
         target = head.target.decode("latin-1")
@@ -56,7 +60,9 @@ class ContentGate:
             return self._sign_in(head, route, target)
         if await self.access.role(account_id, route.project_id) is None:
             return _error(head, 404, "no such project")
-        return self._forward(head, route, account_id)
+        if _from_another_project(head, route):
+            return _error(head, 403, "a page of another project cannot use this project")
+        return await self._forward(head, route, account_id)
 
     async def _account(self, head: RequestHead, route: Route) -> uuid.UUID | None:
         authorization = head.get(b"authorization")
@@ -79,8 +85,14 @@ class ContentGate:
             return None
         return grant.account_id
 
-    def _forward(self, head: RequestHead, route: Route, account_id: uuid.UUID) -> Decision:
+    async def _forward(self, head: RequestHead, route: Route, account_id: uuid.UUID) -> Decision:
         address = self.lifecycle.backend.address(route.project_id)
+        if address is None and route.name is not None:
+            # A named server of a stopped project: start the project and carry on.
+            try:
+                address = await self.lifecycle.agent(route.project_id, wait=90)
+            except DomainError as exc:
+                return _error(head, exc.status, exc.message)
         if address is None:
             return _not_running(head, route, self.hub_url)
         self.activity.touch(route.project_id)
@@ -89,9 +101,25 @@ class ContentGate:
         if route.kind == "raw":
             auth = (b"Authorization", b"Bearer " + address.token.encode())
             return Allow(route, address.host, address.port, route.upstream_path, [auth], True)
-        if route.port is None:
-            return _error(head, 501, f"the named server {route.name!r} is not available yet")
-        return Allow(route, address.host, route.port, route.upstream_path, on_tunnel=track)
+        port = route.port
+        if port is None:
+            try:
+                port = await self._named_port(route, address)
+            except DomainError as exc:
+                return _error(head, exc.status, exc.message)
+        return Allow(route, address.host, port, route.upstream_path, on_tunnel=track)
+
+    async def _named_port(self, route: Route, address: AgentAddress) -> int:
+        """The port of a named server, started by the agent on first use."""
+        base_url = f"/{route.project_id}/port/{route.name}/" if route.kind == "port" else "/"
+        key = (address.token, route.name, base_url)
+        port = self._named.get(key)
+        if port is None:
+            answer = await self.agents.call(
+                address, "POST", f"/servers/{route.name}", body={"base_url": base_url}, seconds=90
+            )
+            port = self._named[key] = int(answer["port"])
+        return port
 
     def _sign_in(self, head: RequestHead, route: Route, target: str) -> Decision:
         if not messages.wants_html(head):
@@ -128,6 +156,19 @@ class ContentGate:
             attributes += "; Secure"
         set_cookie = f"{COOKIE}={cookie}; {attributes}".encode()
         return _redirect(next_path, [(b"Set-Cookie", set_cookie)])
+
+
+def _from_another_project(head: RequestHead, route: Route) -> bool:
+    """All projects share the content origin, so a page of project A could script project
+    B as the visitor. Fetch Metadata tells same-origin requests apart: one is allowed only
+    from a page of the same project (its Referer), never from another project's page or
+    one that hides where it comes from."""
+    if head.get(b"sec-fetch-site") != b"same-origin":
+        return False  # typed, bookmarked, from the hub (same-site), or not a browser
+    referer = head.get(b"referer")
+    if not referer:
+        return True
+    return not urlsplit(referer.decode("latin-1")).path.startswith(f"/{route.project_id}/")
 
 
 def _redirect(location: str, headers: list[tuple[bytes, bytes]] | None = None) -> Respond:

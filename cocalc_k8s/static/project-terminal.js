@@ -23,14 +23,18 @@ export function mount(panel, project) {
     host,
   );
 
-  const dark = matchMedia("(prefers-color-scheme: dark)").matches;
+  const darkScheme = matchMedia("(prefers-color-scheme: dark)");
+  const themeFor = (dark) => (dark
+    ? { background: "#12151c", foreground: "#e6e9f0", cursor: "#e6e9f0", selectionBackground: "#3a4a6b" }
+    : { background: "#ffffff", foreground: "#1d2330", cursor: "#1d2330", selectionBackground: "#b9cdfa" });
   const term = new Terminal({
     cursorBlink: true,
     fontFamily: 'ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace',
     fontSize: 14,
     scrollback: 5000,
-    theme: dark ? { background: "#12151c", foreground: "#e6e9f0" } : { background: "#ffffff", foreground: "#1d2330", cursor: "#1d2330", selectionBackground: "#b9cdfa" },
+    theme: themeFor(darkScheme.matches),
   });
+  darkScheme.addEventListener("change", (e) => { term.options.theme = themeFor(e.matches); });
   const fit = new FitAddon();
   term.loadAddon(fit);
   term.open(host);

@@ -1,0 +1,34 @@
+"""``POST /servers/{name}``: start a named server (see `named_servers`) and say its port."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cocalc_k8s.agent.http import json_object
+from cocalc_k8s.agent.keys import SERVERS, SETTINGS
+from cocalc_k8s.agent.named_servers import ServerRegistry
+from cocalc_k8s.core.errors import BadRequest, Unavailable
+
+
+async def start_server(request: web.Request) -> web.Response:
+    body = await json_object(request)
+    base_url = body.get("base_url", "/")
+    if not isinstance(base_url, str) or not base_url.startswith("/") or "\n" in base_url:
+        raise BadRequest("'base_url' must be a path")
+    registry = request.app[SERVERS]
+    try:
+        port = await registry.ensure(request.match_info["name"], base_url)
+    except TimeoutError:
+        raise Unavailable("the server did not start in time") from None
+    return web.json_response({"port": port, "host": registry.host})
+
+
+def setup(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    app[SERVERS] = ServerRegistry(settings.home, settings.host)
+    app.router.add_post("/servers/{name}", start_server)
+
+    async def stop(app: web.Application) -> None:
+        await app[SERVERS].stop_all()
+
+    app.on_shutdown.append(stop)

@@ -1,0 +1,86 @@
+"""A real client through the proxy: Jupyter Server in a local project, a kernel created over
+its REST API, `1+1` executed over the kernel WebSocket, all through the content origin."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+
+from cocalc_k8s.keys import CONTENT_ORIGIN
+from tests.conftest import sign_up
+from tests.test_projects_api import User, new_project
+
+pytest.importorskip("jupyter_server")
+pytest.importorskip("ipykernel")
+pytestmark = pytest.mark.timeout(120)
+
+
+def execute_request(code: str) -> dict[str, Any]:
+    msg_id = uuid.uuid4().hex
+    return {
+        "header": {
+            "msg_id": msg_id,
+            "username": "test",
+            "session": uuid.uuid4().hex,
+            "msg_type": "execute_request",
+            "version": "5.3",
+            "date": "2026-01-01T00:00:00Z",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "content": {"code": code, "silent": False, "store_history": False},
+        "channel": "shell",
+        "buffers": [],
+    }
+
+
+async def test_jupyter_kernel_runs_through_the_proxy(make_client: Any) -> None:
+    client = await make_client()
+    owner = User(client, await sign_up(client))
+    project_id = await new_project(owner)
+    _, key = await owner.call("POST", "/api/v2/api-keys", {"name": "jupyter"})
+    base = f"{client.app[CONTENT_ORIGIN]}/{project_id}/port/jupyter"
+    auth = {"Authorization": f"Bearer {key['key']}"}
+    async with aiohttp.ClientSession(headers=auth) as session:
+        # The project is stopped: the first request starts it and then Jupyter.
+        async with session.get(f"{base}/api") as resp:
+            assert resp.status == 200, await resp.text()
+            assert "version" in await resp.json()
+        async with session.get(f"{base}/api/kernelspecs") as resp:
+            xsrf = resp.cookies.get("_xsrf")
+        headers = {"X-XSRFToken": xsrf.value} if xsrf else {}
+        async with session.post(
+            f"{base}/api/kernels", json={"name": "python3"}, headers=headers
+        ) as resp:
+            assert resp.status == 201, await resp.text()
+            kernel_id = (await resp.json())["id"]
+        async with session.ws_connect(f"{base}/api/kernels/{kernel_id}/channels") as ws:
+            request = execute_request("1+1")
+            await ws.send_str(json.dumps(request))
+            async with asyncio.timeout(60):
+                while True:
+                    msg = json.loads(await ws.receive_str())
+                    parent = msg.get("parent_header", {}).get("msg_id")
+                    if (
+                        parent == request["header"]["msg_id"]
+                        and msg["msg_type"] == "execute_result"
+                    ):
+                        assert msg["content"]["data"]["text/plain"] == "2"
+                        break
+        async with session.delete(f"{base}/api/kernels/{kernel_id}", headers=headers) as resp:
+            assert resp.status == 204
+
+    stranger_client = await make_client(same_hub_as=client)
+    stranger = User(stranger_client, await sign_up(stranger_client))
+    _, stranger_key = await stranger.call("POST", "/api/v2/api-keys", {"name": "s"})
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {stranger_key['key']}"}) as other,
+        other.get(f"{base}/api") as resp,
+    ):
+        assert resp.status == 404
+    await owner.call("POST", f"/api/v2/projects/{project_id}/stop")
