@@ -8,6 +8,7 @@ under CI). Set COCALC_SHOTS=<dir> to keep the screenshots.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import AsyncIterator
@@ -138,6 +139,25 @@ async def test_a_project_from_creation_to_stop(hub: str, chromium: Browser) -> N
     )
     row = files.get_by_role("row", name=re.compile("data.bin"))
     await expect(row.get_by_test_id("size")).to_have_text("3.0 MB", timeout=20_000)
+
+    # Drag and drop a file onto the listing.
+    drop = await page.evaluate_handle(
+        """() => { const dt = new DataTransfer();
+                   dt.items.add(new File(["dropped text"], "dropped.txt", {type: "text/plain"}));
+                   return dt; }"""
+    )
+    for event in ("dragenter", "dragover", "drop"):
+        await files.dispatch_event(event, {"dataTransfer": drop})
+    dropped = files.get_by_role("row", name=re.compile("dropped.txt"))
+    await expect(dropped.get_by_test_id("size")).to_have_text("12 B")
+
+    # Download the upload back, byte for byte.
+    await row.get_by_label("Actions for data.bin").click()
+    async with page.expect_download() as download_info:
+        await row.get_by_role("link", name="Download").click()
+    download = await download_info.value
+    saved = await download.path()
+    assert await asyncio.to_thread(os.path.getsize, saved) == UPLOAD_BYTES
 
     # A folder, then delete it with confirmation.
     await files.get_by_role("button", name="New folder").click()
