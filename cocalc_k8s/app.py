@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -99,9 +100,14 @@ def _account_policy(settings: Settings) -> AccountPolicy:
 
 
 def create_app(
-    settings: Settings, *, database_url: str, ssl_context: ssl.SSLContext | None = None
+    settings: Settings,
+    *,
+    database_url: str,
+    ssl_context: ssl.SSLContext | None = None,
+    content_sockets: list[socket.socket] | None = None,
 ) -> web.Application:
-    """The hub application. The database must already be migrated (see cli.serve)."""
+    """The hub application. The database must already be migrated (see cli.serve).
+    `ssl_context` and `content_sockets` (bound beforehand) are for the content origin."""
     app = web.Application(
         middlewares=[security_headers, handle_errors, measure, identify, csrf_protect],
         client_max_size=MAX_REQUEST_BODY,
@@ -176,15 +182,22 @@ def create_app(
 
     async def content_origin(app: web.Application) -> AsyncIterator[None]:
         pool = UpstreamPool()
-        server = await serve_content(
-            app[CONTENT_GATE], pool, settings.host, settings.content_port, ssl=ssl_context
+        servers = await serve_content(
+            app[CONTENT_GATE],
+            pool,
+            settings.host,
+            settings.content_port,
+            ssl=ssl_context,
+            sockets=content_sockets,
         )
-        port = server.sockets[0].getsockname()[1]
+        port = servers[0].sockets[0].getsockname()[1]
         app[CONTENT_ORIGIN] = settings.content_origin(port)
         yield
-        server.close()
+        for server in servers:
+            server.close()
         pool.close()
-        await server.wait_closed()
+        for server in servers:
+            await server.wait_closed()
 
     app.cleanup_ctx.extend([services, background, content_origin, loop_lag_probe])
     setup_routes(app)

@@ -120,12 +120,16 @@ def bind_sockets(host: str, port: int) -> list[socket.socket]:
 
 
 async def run_hub(
-    settings: Settings, url: str, sockets: list[socket.socket], ssl_context: ssl.SSLContext | None
+    settings: Settings,
+    url: str,
+    sockets: list[socket.socket],
+    content_sockets: list[socket.socket],
+    ssl_context: ssl.SSLContext | None,
 ) -> None:
     from aiohttp import web
 
     from cocalc_k8s.app import create_app
-    from cocalc_k8s.keys import METRICS
+    from cocalc_k8s.keys import CONTENT_ORIGIN, METRICS
     from cocalc_k8s.web.access_log import AccessLogger
     from cocalc_k8s.web.metrics import start_metrics_site
 
@@ -135,7 +139,9 @@ async def run_hub(
         loop.add_signal_handler(signum, stop.set)
 
     with step("init_web"):
-        app = create_app(settings, database_url=url)
+        app = create_app(
+            settings, database_url=url, ssl_context=ssl_context, content_sockets=content_sockets
+        )
         runner = web.AppRunner(
             app,
             access_log_class=AccessLogger,
@@ -159,6 +165,7 @@ async def run_hub(
                 app[METRICS], settings.metrics_host, settings.metrics_port
             )
     print(f"cocalc-k8s is running: open {settings.public_url}/", flush=True)
+    log.info("project content is served on its own origin: %s", app[CONTENT_ORIGIN])
     await stop.wait()
     log.info("stopping")
     if metrics_runner is not None:
@@ -174,11 +181,17 @@ def cmd_serve(settings: Settings) -> None:
         ssl_context = server_ssl_context(settings)
     sockets = bind_sockets(settings.host, settings.port)
     try:
+        content_sockets = bind_sockets(settings.host, settings.content_port)
+    except CliError:
+        for sock in sockets:
+            sock.close()
+        raise
+    try:
         with database(settings) as url:
             migrate_database(url)
-            asyncio.run(run_hub(settings, url, sockets, ssl_context))
+            asyncio.run(run_hub(settings, url, sockets, content_sockets, ssl_context))
     finally:
-        for sock in sockets:
+        for sock in sockets + content_sockets:
             sock.close()
 
 

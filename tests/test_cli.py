@@ -46,6 +46,7 @@ def hub_env(**extra: str) -> dict[str, str]:
     """The test runner's environment without any COCALC_* or DATABASE_URL of its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COCALC_")}
     env.pop("DATABASE_URL", None)
+    env["COCALC_CONTENT_PORT"] = "0"  # hubs in tests must not fight over the default port
     env.update(extra)
     return env
 
@@ -398,6 +399,16 @@ def test_port_in_use_is_a_clear_error_and_starts_no_database(tmp_path: Path) -> 
         taken.listen()
         port = taken.getsockname()[1]
         result = run_cli("serve", "--data-dir", str(tmp_path), "--port", str(port))
+    assert_clean_error(result, 1, f"cannot listen on 127.0.0.1:{port}: Address already in use")
+    assert not postgres_processes(tmp_path / "postgres" / "pgdata")
+    with socket.socket() as taken:  # the content origin's port too
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(
+            "serve", "--data-dir", str(tmp_path), "--port", str(free_port()),
+            "--content-port", str(port),
+        )  # fmt: skip
     assert_clean_error(result, 1, f"cannot listen on 127.0.0.1:{port}: Address already in use")
     assert not postgres_processes(tmp_path / "postgres" / "pgdata")
 

@@ -15,8 +15,8 @@ client pauses from the end of a request until its response is complete.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -438,15 +438,21 @@ class Exchange:
 
 
 async def serve(
-    gate: Gate, pool: UpstreamPool, host: str, port: int, *, ssl: Any = None
-) -> asyncio.Server:
+    gate: Gate,
+    pool: UpstreamPool,
+    host: str,
+    port: int,
+    *,
+    ssl: Any = None,
+    sockets: list[socket.socket] | None = None,
+) -> list[asyncio.Server]:
+    """Listen on host:port, or on `sockets` bound beforehand (one server per socket)."""
     loop = asyncio.get_running_loop()
     scheme = "https" if ssl is not None else "http"
-    return await loop.create_server(
-        lambda: ClientConnection(gate, pool, scheme=scheme), host, port, ssl=ssl, reuse_address=True
-    )
 
+    def factory() -> ClientConnection:
+        return ClientConnection(gate, pool, scheme=scheme)
 
-def close_quietly(server: asyncio.Server) -> None:
-    with contextlib.suppress(Exception):
-        server.close()
+    if sockets:
+        return [await loop.create_server(factory, sock=sock, ssl=ssl) for sock in sockets]
+    return [await loop.create_server(factory, host, port, ssl=ssl, reuse_address=True)]
