@@ -199,7 +199,11 @@ def create_app(
         for server in servers:
             await server.wait_closed()
 
+    async def end_streams(app: web.Application) -> None:
+        app[LIFECYCLE].end_streams()  # before aiohttp waits for open requests to finish
+
     app.cleanup_ctx.extend([services, background, content_origin, loop_lag_probe])
+    app.on_shutdown.append(end_streams)
     setup_routes(app)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
     return app

@@ -173,3 +173,15 @@ async def test_wait_follows_a_restart_to_the_end_and_a_no_op_too(owner: User) ->
     events = await follow_request(owner, project_id, "start")  # already running
     assert events[-1] == {"state": "running", "done": "start"}
     await follow_request(owner, project_id, "stop")
+
+
+async def test_open_progress_streams_end_when_the_hub_stops(make_client: Any) -> None:
+    client = await make_client()
+    owner = User(client, await sign_up(client))
+    project_id = await new_project(owner)
+    resp = await client.get(f"/api/v2/projects/{project_id}/progress?follow=1")
+    assert (await resp.content.readline()).startswith(b"data: ")
+    client.app[LIFECYCLE].end_streams()  # what the hub's shutdown does first
+    async with asyncio.timeout(5):
+        rest = await resp.content.read()  # the stream ends instead of waiting for events
+    assert b"closing" not in rest

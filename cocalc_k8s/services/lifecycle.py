@@ -345,6 +345,12 @@ class LifecycleManager:
     def last_progress(self, project_id: uuid.UUID) -> Event | None:
         return self._last_progress.get(project_id)
 
+    def end_streams(self) -> None:
+        """The hub is stopping: every open progress stream ends now."""
+        for queues in self._subscribers.values():
+            for queue in queues:
+                queue.put_nowait({"closing": True})
+
     def _publish(self, project_id: uuid.UUID, event: Event) -> None:
         for queue in self._subscribers.get(project_id, ()):
             queue.put_nowait(event)

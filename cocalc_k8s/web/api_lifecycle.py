@@ -70,6 +70,8 @@ async def progress(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
+            if event.get("closing"):
+                return response
             await _send(response, event)
             if follow:
                 continue
