@@ -288,6 +288,7 @@ class Exchange:
         self.reusable_client = True
         self._close_delimited = False
         self._interim = False
+        self._out: list[bytes] = []
 
     # -- request side ---------------------------------------------------------------------
 
@@ -320,14 +321,26 @@ class Exchange:
     # -- response side --------------------------------------------------------------------
 
     def upstream_data(self, data: bytes) -> None:
+        # What one read of the upstream produces (head, body, end) goes out in one write.
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
+            self._flush()
             offset = upgrade.args[0] if upgrade.args else len(data)
             self._upgraded(data[offset:])
         except httptools.HttpParserError:
             self.upstream.reusable = False
             self.upstream.close()
+        self._flush()
+
+    def _emit(self, data: bytes) -> None:
+        self._out.append(data)
+
+    def _flush(self) -> None:
+        if self._out:
+            out = self._out
+            self._out = []
+            self.client._write(out[0] if len(out) == 1 else b"".join(out))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -337,7 +350,7 @@ class Exchange:
         if status == 101:
             return  # the upgrade exception follows
         if 100 <= status < 200:  # an interim response (100 Continue): pass it on, wait
-            self.client._write(b"HTTP/1.1 %d %s\r\n\r\n" % (status, b"Continue"))
+            self._emit(b"HTTP/1.1 %d %s\r\n\r\n" % (status, b"Continue"))
             self.headers = []
             self._interim = True
             return
@@ -357,7 +370,7 @@ class Exchange:
             chunked=self.chunked_out,
             sandbox=self.allow.sandbox,
         )
-        self.client._write(head)
+        self._emit(head)
         self.responded = True
         if self.no_body:
             self._complete(self.parser.should_keep_alive() and self.head.method != b"HEAD")
@@ -366,9 +379,9 @@ class Exchange:
         if self.no_body:
             return
         if self.chunked_out:
-            self.client._write(b"%x\r\n" % len(body) + body + b"\r\n")
+            self._emit(b"%x\r\n" % len(body) + body + b"\r\n")
         else:
-            self.client._write(body)
+            self._emit(body)
 
     def on_message_complete(self) -> None:
         if self._interim:
@@ -377,7 +390,7 @@ class Exchange:
         if self.done.done() or self.parser.get_status_code() == 101:
             return  # a 101 is completed by the upgrade that follows
         if self.chunked_out:
-            self.client._write(b"0\r\n\r\n")
+            self._emit(b"0\r\n\r\n")
         self._complete(self.parser.should_keep_alive())
 
     def _complete(self, reuse_upstream: bool) -> None:
@@ -402,6 +415,7 @@ class Exchange:
             self.done.set_result(True)
 
     def upstream_lost(self) -> None:
+        self._flush()
         if self.done.done():
             return
         if self._close_delimited and self.responded:
