@@ -20,6 +20,8 @@ from cocalc_k8s.core.errors import BadRequest
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 TLS_MODES = ("off", "files", "self-signed")
+BACKENDS = ("local", "kubernetes")
+K8S_STORAGE_MODES = ("nfs", "pvc")
 
 
 def _setting(default: Any, help: str, *, env: str, flag: str, secret: bool = False) -> Any:
@@ -189,6 +191,114 @@ class Settings:
         env="COCALC_MAX_FILE_MB",
         flag="--max-file-mb",
     )
+    backend: str = _setting(
+        "local",
+        "Where projects run: 'local' (each project is a child process of the hub, for one "
+        "machine and trusted users) or 'kubernetes' (one pod per project, in the namespace "
+        "--k8s-namespace).",
+        env="COCALC_BACKEND",
+        flag="--backend",
+    )
+    k8s_api_url: str | None = _setting(
+        None,
+        "URL of the Kubernetes API server, without credentials (for development and tests). "
+        "Default: the in-cluster service account, else ~/.kube/config.",
+        env="COCALC_K8S_API_URL",
+        flag="--k8s-api-url",
+    )
+    k8s_namespace: str = _setting(
+        "cocalc",
+        "Namespace of the project pods and their token Secrets (deployment.yaml sets it to "
+        "the hub's own namespace).",
+        env="COCALC_K8S_NAMESPACE",
+        flag="--k8s-namespace",
+    )
+    k8s_project_image: str = _setting(
+        "cocalc-k8s-project",
+        "Repository of the project image (the Dockerfile's 'project' target), without tag.",
+        env="COCALC_K8S_PROJECT_IMAGE",
+        flag="--k8s-project-image",
+    )
+    k8s_project_tag: str = _setting(
+        "0.1.0",
+        "Tag of the project image; also the project_tag label of every project pod.",
+        env="COCALC_K8S_PROJECT_TAG",
+        flag="--k8s-project-tag",
+    )
+    k8s_image_pull_policy: str = _setting(
+        "IfNotPresent",
+        "imagePullPolicy of project pods: IfNotPresent, Always or Never.",
+        env="COCALC_K8S_IMAGE_PULL_POLICY",
+        flag="--k8s-image-pull-policy",
+    )
+    k8s_image_pull_secrets: str = _setting(
+        "",
+        "Comma-separated names of docker-registry Secrets in the namespace, for a private "
+        "registry.",
+        env="COCALC_K8S_IMAGE_PULL_SECRETS",
+        flag="--k8s-image-pull-secrets",
+    )
+    k8s_storage: str = _setting(
+        "nfs",
+        "Where project homes live: 'nfs' (the hub pod's NFS export, reached through "
+        "--k8s-nfs-service) or 'pvc' (a ReadWriteMany claim, --k8s-projects-claim, mounted "
+        "with subPath projects/<project_id>).",
+        env="COCALC_K8S_STORAGE",
+        flag="--k8s-storage",
+    )
+    k8s_nfs_service: str = _setting(
+        "cocalc-nfs",
+        "Name of the NFS Service; project pods mount its cluster IP, looked up once.",
+        env="COCALC_K8S_NFS_SERVICE",
+        flag="--k8s-nfs-service",
+    )
+    k8s_nfs_server: str | None = _setting(
+        None,
+        "Address of the NFS server project pods mount, instead of the NFS Service's cluster "
+        "IP.",
+        env="COCALC_K8S_NFS_SERVER",
+        flag="--k8s-nfs-server",
+    )
+    k8s_projects_claim: str = _setting(
+        "cocalc-projects",
+        "ReadWriteMany PersistentVolumeClaim holding projects/ and ext/ (storage 'pvc').",
+        env="COCALC_K8S_PROJECTS_CLAIM",
+        flag="--k8s-projects-claim",
+    )
+    k8s_node_selector: str = _setting(
+        "",
+        "Node labels project pods must match, as key=value pairs separated by commas, e.g. "
+        "cocalc-role=projects.",
+        env="COCALC_K8S_NODE_SELECTOR",
+        flag="--k8s-node-selector",
+    )
+    k8s_tolerations: str = _setting(
+        "",
+        "Tolerations of project pods, as key[=value]:Effect separated by commas, e.g. "
+        "cocalc-role=projects:NoSchedule.",
+        env="COCALC_K8S_TOLERATIONS",
+        flag="--k8s-tolerations",
+    )
+    k8s_project_uid: int = _setting(
+        2001,
+        "User id (and group id) of every process in a project pod; owner of the homes.",
+        env="COCALC_K8S_PROJECT_UID",
+        flag="--k8s-project-uid",
+    )
+    k8s_start_timeout: int = _setting(
+        300,
+        "Seconds a project pod may take from creation to an answering agent (image pull "
+        "and scheduling included) before its start fails.",
+        env="COCALC_K8S_START_TIMEOUT",
+        flag="--k8s-start-timeout",
+    )
+    k8s_api_concurrency: int = _setting(
+        8,
+        "Kubernetes API calls the hub makes at once at most (the client is synchronous and "
+        "runs in this many threads).",
+        env="COCALC_K8S_API_CONCURRENCY",
+        flag="--k8s-api-concurrency",
+    )
 
     def __post_init__(self) -> None:
         # Absolute, because the embedded PostgreSQL resolves relative paths from its pgdata.
@@ -274,6 +384,17 @@ def _validate(s: Settings) -> None:
             raise SettingsError(
                 "--base-url must not have a path: serving under a prefix is not supported"
             )
+    if s.backend not in BACKENDS:
+        raise SettingsError(f"--backend must be one of {', '.join(BACKENDS)}")
+    if s.k8s_storage not in K8S_STORAGE_MODES:
+        raise SettingsError(f"--k8s-storage must be one of {', '.join(K8S_STORAGE_MODES)}")
+    if s.k8s_image_pull_policy not in ("IfNotPresent", "Always", "Never"):
+        raise SettingsError("--k8s-image-pull-policy must be IfNotPresent, Always or Never")
+    if s.k8s_api_url is not None and urlsplit(s.k8s_api_url).scheme not in ("http", "https"):
+        raise SettingsError("--k8s-api-url must be an http:// or https:// URL")
+    for name in ("k8s_project_uid", "k8s_start_timeout", "k8s_api_concurrency"):
+        if getattr(s, name) < 1:
+            raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
     for name in ("session_days", "login_attempts", "login_window", "db_pool_size", "max_file_mb"):
         if getattr(s, name) < 1:
             raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
