@@ -254,8 +254,7 @@ class Settings:
     )
     k8s_nfs_server: str | None = _setting(
         None,
-        "Address of the NFS server project pods mount, instead of the NFS Service's cluster "
-        "IP.",
+        "Address of the NFS server project pods mount, instead of the NFS Service's cluster IP.",
         env="COCALC_K8S_NFS_SERVER",
         flag="--k8s-nfs-server",
     )
