@@ -21,6 +21,7 @@ from pathlib import Path
 from aiohttp import web
 
 from cocalc_k8s.backends.agent_client import AgentClient
+from cocalc_k8s.backends.base import ProjectBackend
 from cocalc_k8s.backends.local import LocalBackend
 from cocalc_k8s.core.errors import NotFound
 from cocalc_k8s.core.settings import Settings
@@ -99,6 +100,30 @@ def _account_policy(settings: Settings) -> AccountPolicy:
     )
 
 
+def project_backend(settings: Settings) -> ProjectBackend:
+    """Where projects run: child processes, or pods (`--backend kubernetes`)."""
+    if settings.backend != "kubernetes":
+        return LocalBackend(log_dir=settings.data_dir / "logs" / "projects")
+    # Imported only here: the kubernetes client costs a noticeable start-up time.
+    from cocalc_k8s.backends.kubernetes import KubernetesBackend
+    from cocalc_k8s.k8s.cluster import ProjectCluster
+    from cocalc_k8s.k8s.gateway import KubernetesGateway, api_client
+    from cocalc_k8s.k8s.site_config import config_from_settings
+
+    config = config_from_settings(settings)
+    concurrency = settings.k8s_api_concurrency
+    gateway = KubernetesGateway(
+        api_client(settings.k8s_api_url, pool_size=concurrency + 2),
+        namespace=config.namespace,
+        concurrency=concurrency,
+    )
+    return KubernetesBackend(
+        ProjectCluster(gateway, config),
+        uid=config.uid,
+        start_timeout=settings.k8s_start_timeout,
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -133,7 +158,7 @@ def create_app(
         app[ACTIVITY] = ActivityRecorder(engine)
         app[AGENTS] = AgentClient()
         app[SITE_SETTINGS] = SiteSettings(engine)
-        backend = LocalBackend(log_dir=settings.data_dir / "logs" / "projects")
+        backend = project_backend(settings)
         app[LIFECYCLE] = LifecycleManager(engine, backend, projects_root=projects_root)
         app[CULLER] = Culler(engine, app[LIFECYCLE])
         yield

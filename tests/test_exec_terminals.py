@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
 import aiohttp
@@ -124,3 +125,43 @@ async def test_usage_and_log(owner: User) -> None:
     resp = await owner.client.get(f"/api/v2/projects/{project_id}/log")
     assert resp.status == 200 and resp.content_type == "text/plain"
     await owner.call("POST", f"/api/v2/projects/{project_id}/stop")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-project users need a hub running as root")
+async def test_projects_run_as_users_of_their_own(owner: User) -> None:
+    from cocalc_k8s.keys import SETTINGS
+
+    data_dir = owner.client.app[SETTINGS].data_dir
+    first, second = await new_project(owner), await new_project(owner)
+    uids = []
+    for project_id in (first, second):
+        status, body = await owner.call(
+            "POST", f"/api/v2/projects/{project_id}/exec", {"command": "id -u"}
+        )
+        assert status == 200, body
+        uids.append(int(body["stdout"]))
+    assert all(uid >= 200_000 for uid in uids) and uids[0] != uids[1]
+    # Files the hub writes belong to the project's user, who can change them.
+    resp = await owner.client.put(
+        f"/api/v2/projects/{first}/files/notes/a.txt", data=b"hub", headers=owner.headers
+    )
+    assert resp.status == 201
+    status, body = await owner.call(
+        "POST",
+        f"/api/v2/projects/{first}/exec",
+        {"command": "echo project >> notes/a.txt && stat -c %u notes notes/a.txt"},
+    )
+    assert body["exit_code"] == 0 and body["stdout"].split() == [str(uids[0])] * 2
+    # Nothing of the hub or of another project is readable.
+    for command in (
+        f"cat {data_dir / 'secret_key'}",
+        f"ls {data_dir / 'projects' / second}",
+        f"ls {data_dir / 'projects'}",
+        f"ls {data_dir / 'postgres'}",
+    ):
+        status, body = await owner.call(
+            "POST", f"/api/v2/projects/{first}/exec", {"command": command}
+        )
+        assert body["exit_code"] != 0, command
+    for project_id in (first, second):
+        await owner.call("POST", f"/api/v2/projects/{project_id}/stop")

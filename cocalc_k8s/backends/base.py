@@ -26,6 +26,8 @@ class ProjectSpec:
     project_id: uuid.UUID
     home: Path
     quota: Quota
+    uid: int | None = None
+    """The project's own user id (local backend, hub running as root), stored once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,9 @@ class AgentAddress:
 
 
 class ProjectBackend(ABC):
+    #: Whether projects get a uid of their own from the lifecycle manager (`ProjectSpec.uid`).
+    wants_uid = False
+
     def __init__(self) -> None:
         self._exit_callbacks: list[ExitCallback] = []
 

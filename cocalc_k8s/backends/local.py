@@ -33,6 +33,7 @@ from cocalc_k8s.backends.base import (
     ProjectBackend,
     ProjectSpec,
 )
+from cocalc_k8s.core.projectfs import give_home
 from cocalc_k8s.core.quotas import Quota
 
 log = logging.getLogger(__name__)
@@ -71,9 +72,30 @@ def _limits(quota: Quota) -> None:  # pragma: no cover - runs in the child
     os.nice(5)
 
 
+def prepare_home(home: Path, uid: int | None) -> None:
+    """The home exists, mode 0700; with a uid of its own it belongs to that uid (everything
+    in it, the first time), and the directories above it can be traversed but not listed."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if uid is None:
+        return
+    home.parent.chmod(0o711)  # the projects' root: no listing of other projects' ids
+    for parent in home.parents:
+        mode = parent.stat().st_mode
+        if mode & 0o001 == 0:
+            parent.chmod(mode | 0o001)
+    if home.stat().st_uid != uid:
+        give_home(home, uid, uid)
+    home.chmod(0o700)
+
+
 class LocalBackend(ProjectBackend):
+    """Agents as child processes. When the hub runs as root, each project runs as a uid
+    of its own (`wants_uid`) and its home belongs to it: projects cannot read each other's
+    files, or the hub's data directory."""
+
     def __init__(self, *, log_dir: Path, python: str = sys.executable) -> None:
         super().__init__()
+        self.wants_uid = os.geteuid() == 0
         self.log_dir = log_dir
         self.python = python
         self._agents: dict[uuid.UUID, _Agent] = {}
@@ -91,7 +113,7 @@ class LocalBackend(ProjectBackend):
         if existing is not None:
             return existing
         progress("Preparing the home directory", 10)
-        await asyncio.to_thread(spec.home.mkdir, mode=0o700, parents=True, exist_ok=True)
+        await asyncio.to_thread(prepare_home, spec.home, spec.uid)
         progress("Starting the project's environment", 30)
         token = secrets.token_urlsafe(32)
         agent = await self._spawn(spec, token)
@@ -126,6 +148,9 @@ class LocalBackend(ProjectBackend):
                 stderr=log_file,
                 cwd=spec.home,
                 env=agent_environment(spec.home),
+                user=spec.uid,
+                group=spec.uid,
+                extra_groups=[] if spec.uid is not None else None,
                 start_new_session=True,
                 preexec_fn=lambda: _limits(spec.quota),
             )  # fmt: skip

@@ -178,9 +178,16 @@ class _Location:
 class ProjectFS:
     """The files of one project, addressed by paths relative to its home."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, owner: tuple[int, int] | None = None) -> None:
+        """`owner` (uid, gid): give what this creates to the project's user, for a hub
+        running as root next to projects that each have their own uid."""
         self.home = Path(os.path.abspath(home))
         self._home_prefixes = {str(self.home), os.path.realpath(self.home)}
+        self.owner = owner
+
+    def _own(self, dir_fd: int, name: str) -> None:
+        if self.owner is not None:
+            os.chown(name, *self.owner, dir_fd=dir_fd, follow_symlinks=False)
 
     # -- resolution ---------------------------------------------------------------
 
@@ -242,6 +249,7 @@ class ProjectFS:
                     raise NotFound(f"{rel_path}: no such file or directory") from None
                 try:
                     os.mkdir(part, dir_fd=chain.fd)
+                    self._own(chain.fd, part)
                 except FileExistsError:
                     pass  # created meanwhile: walk whatever is there now
                 except OSError as exc:
@@ -376,7 +384,10 @@ class ProjectFS:
             if loc.st is not None and not stat.S_ISREG(loc.st.st_mode):
                 raise BadRequest(f"{rel_path}: not a regular file")
             mode = stat.S_IMODE(loc.st.st_mode) & 0o777 if loc.st else None
-            return AtomicWrite(os.dup(loc.dir_fd), loc.name, rel_path, max_bytes, mode)
+            writer = AtomicWrite(os.dup(loc.dir_fd), loc.name, rel_path, max_bytes, mode)
+            if self.owner is not None:
+                os.fchown(writer.fd, *self.owner)
+            return writer
 
     def write_atomic(self, rel_path: str, chunks: Iterable[bytes], max_bytes: int) -> int:
         """Replace (or create) a file with ``chunks``; returns the size written.
@@ -400,6 +411,7 @@ class ProjectFS:
                 raise Conflict(f"{rel_path}: exists and is not a directory")
             try:
                 os.mkdir(loc.name, dir_fd=loc.dir_fd)
+                self._own(loc.dir_fd, loc.name)
             except FileExistsError:
                 pass
             except OSError as exc:
@@ -449,6 +461,8 @@ class ProjectFS:
                     raise BadRequest(f"{src}: cannot copy a directory into itself")
             try:
                 _copy_entry(s.dir_fd, s.name, d.dir_fd, d.name)
+                if self.owner is not None:
+                    give_tree(d.dir_fd, d.name, *self.owner)
             except OSError as exc:
                 if exc.errno != errno.EEXIST:  # else the destination is someone else's
                     _remove_quietly(d.dir_fd, d.name)
@@ -486,6 +500,10 @@ class AtomicWrite:
             self._temp = None
             os.close(dir_fd)
             _fail(exc, rel_path)
+
+    @property
+    def fd(self) -> int:
+        return self._fd
 
     def __enter__(self) -> AtomicWrite:
         return self
@@ -607,3 +625,25 @@ def _tree_bytes(dir_fd: int, seen: set[tuple[int, int]]) -> int:
         except OSError:
             continue  # removed or replaced meanwhile
     return total
+
+
+def give_tree(dir_fd: int, name: str, uid: int, gid: int) -> None:
+    """chown a tree to uid:gid, by descriptors, never following a symlink."""
+    os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+    if not stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+        return
+    fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    try:
+        for child in _scandir(fd):
+            give_tree(fd, child, uid, gid)
+    finally:
+        os.close(fd)
+
+
+def give_home(home: Path, uid: int, gid: int) -> None:
+    """Give a whole home directory to the project's user (its first start with its own uid)."""
+    parent = os.open(home.parent, _DIR_FLAGS)
+    try:
+        give_tree(parent, home.name, uid, gid)
+    finally:
+        os.close(parent)

@@ -25,8 +25,8 @@ class ProjectFiles:
 
     async def fs(self, project_id: uuid.UUID) -> ProjectFS:
         home = self.projects_root / str(project_id)
-        await asyncio.to_thread(_ensure_home, home)
-        return ProjectFS(home)
+        owner = await asyncio.to_thread(_ensure_home, home)
+        return ProjectFS(home, owner=owner)
 
     async def listing(self, project_id: uuid.UUID, path: str) -> list[Entry]:
         fs = await self.fs(project_id)
@@ -66,5 +66,11 @@ def _path(body: dict[str, Any], key: str) -> str:
     return value
 
 
-def _ensure_home(home: Path) -> None:
+def _ensure_home(home: Path) -> tuple[int, int] | None:
+    """Make the home if needed; the owner to give new files to when the hub is root and
+    the project has a uid of its own (else None)."""
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        return None
+    st = home.stat()
+    return (st.st_uid, st.st_gid) if st.st_uid != 0 else None

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cocalc_k8s.backends.base import AgentAddress, BackendError, ProjectBackend, ProjectSpec
@@ -34,6 +34,8 @@ from cocalc_k8s.db.models import Project, ProjectTransition, SiteSetting
 log = logging.getLogger(__name__)
 
 REQUESTS_CHANNEL = "cocalc_project_requests"
+FIRST_PROJECT_UID = 200_000  # far above system and login users
+UID_LOCK = 7_004
 Event = dict[str, Any]
 
 
@@ -232,7 +234,28 @@ class LifecycleManager:
                 )
             ).scalar_one_or_none()
         quota = effective_quota(defaults if isinstance(defaults, dict) else {}, own)
-        return ProjectSpec(project_id=project_id, home=self.home(project_id), quota=quota)
+        uid = await self._uid(project_id) if self.backend.wants_uid else None
+        return ProjectSpec(project_id=project_id, home=self.home(project_id), quota=quota, uid=uid)
+
+    async def _uid(self, project_id: uuid.UUID) -> int:
+        """The project's own uid: allocated once, kept in `projects.resolved`."""
+        async with self.engine.begin() as conn:
+            await conn.execute(select(func.pg_advisory_xact_lock(UID_LOCK)))
+            resolved = (
+                await conn.execute(select(Project.resolved).where(Project.project_id == project_id))
+            ).scalar_one()
+            if isinstance(resolved.get("uid"), int):
+                return int(resolved["uid"])
+            highest = (
+                await conn.execute(select(func.max(Project.resolved["uid"].as_integer())))
+            ).scalar_one()
+            uid = max(FIRST_PROJECT_UID, (highest or 0) + 1)
+            await conn.execute(
+                update(Project)
+                .where(Project.project_id == project_id)
+                .values(resolved=Project.resolved.op("||")({"uid": uid}))
+            )
+        return uid
 
     async def stop_because(self, project_id: uuid.UUID, reason: str) -> None:
         """Stop a project on the hub's own initiative (idle, deleted), with the reason."""

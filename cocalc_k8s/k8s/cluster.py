@@ -1,0 +1,167 @@
+"""Project pods on a cluster: what the Kubernetes backend asks of Kubernetes.
+
+One reflector watches every project pod (label `run=project`) and one watches the
+namespace's pod Events (for progress messages); `status()` answers from the cache.
+`create` makes the pod, then its token Secret owned by the pod (see `manifests`); both
+are idempotent, so a retried or repeated start adopts what already runs. The resolved
+names go on the pod as an annotation, so that a hub which restarts finds the Secret of an
+adopted pod and reads its token back.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from cocalc_k8s.core.quotas import DefaultQuotas, Quota
+from cocalc_k8s.k8s.config import KubernetesConfig
+from cocalc_k8s.k8s.gateway import KubernetesGateway
+from cocalc_k8s.k8s.manifests import project_pod, project_token_secret
+from cocalc_k8s.k8s.names import PROJECT_SELECTOR, ResolvedNames, resolved_names
+from cocalc_k8s.k8s.pod_status import PodStatus, pod_status
+from cocalc_k8s.k8s.reflector import Object, Reflector
+
+NAMES_ANNOTATION = "cocalc.io/resolved-names"
+EVENT_SELECTOR = "involvedObject.kind=Pod"
+
+PodCallback = Callable[[uuid.UUID, PodStatus | None], None]
+EventCallback = Callable[[uuid.UUID, str, str], None]
+
+
+class ProjectCluster:
+    def __init__(
+        self, gateway: KubernetesGateway, config: KubernetesConfig, *, quiet: float = 60.0
+    ) -> None:
+        self.gateway = gateway
+        self.config = config
+        self._by_name: dict[str, PodStatus] = {}
+        self._by_project: dict[uuid.UUID, str] = {}
+        self._pod_callbacks: list[PodCallback] = []
+        self._event_callbacks: list[EventCallback] = []
+        self.pods = Reflector(
+            gateway, "pod", on_change=self._pod_changed, label_selector=PROJECT_SELECTOR,
+            quiet=quiet,
+        )  # fmt: skip
+        self.events = Reflector(
+            gateway, "event", on_change=self._event_seen, field_selector=EVENT_SELECTOR,
+            cache=False, key=_event_key, quiet=quiet,
+        )  # fmt: skip
+
+    # -- the cache --------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.pods.start()
+        self.events.start()
+
+    async def close(self) -> None:
+        await self.events.stop()
+        await self.pods.stop()
+        await self.gateway.close()
+
+    async def loaded(self) -> None:
+        await self.pods.first_load
+
+    def on_pod(self, callback: PodCallback) -> None:
+        self._pod_callbacks.append(callback)
+
+    def on_event(self, callback: EventCallback) -> None:
+        self._event_callbacks.append(callback)
+
+    def status(self, project_id: uuid.UUID) -> PodStatus | None:
+        name = self._by_project.get(project_id)
+        return self._by_name.get(name) if name else None
+
+    def project_ids(self) -> set[uuid.UUID]:
+        return set(self._by_project)
+
+    def _pod_changed(self, name: str, pod: Object | None) -> None:
+        status = pod_status(pod, agent_port=self.config.agent_port) if pod else None
+        old = self._by_name.pop(name, None)
+        if old is not None and self._by_project.get(old.project_id) == name:
+            del self._by_project[old.project_id]
+        if status is not None:
+            self._by_name[name] = status
+            self._by_project[status.project_id] = name
+        project_id = status.project_id if status else old.project_id if old else None
+        if project_id is not None:
+            for callback in self._pod_callbacks:
+                callback(project_id, status)
+
+    def _event_seen(self, key: str, event: Object | None) -> None:
+        involved = (event or {}).get("involvedObject") or {}
+        status = self._by_name.get(involved.get("name", ""))
+        if event is None or status is None:
+            return
+        for callback in self._event_callbacks:
+            callback(status.project_id, event.get("reason", ""), event.get("message", ""))
+
+    # -- changes ----------------------------------------------------------------------
+
+    async def create(self, project_id: uuid.UUID, quota: Quota, token: str) -> str:
+        """Create (or adopt) the project's pod and token Secret; the token in use."""
+        names = resolved_names(project_id)
+        config = await self._config()
+        defaults = DefaultQuotas()
+        pod = project_pod(
+            project_id, quota, config, names=names, cpu_oc=defaults.cpu_oc, mem_oc=defaults.mem_oc
+        )
+        pod["metadata"]["annotations"] = {NAMES_ANNOTATION: json.dumps(names, sort_keys=True)}
+        created = await self.gateway.create("pod", pod, replace_if=self._finished)
+        uid = created["metadata"]["uid"]
+        secret = project_token_secret(
+            project_id, token, config, names=names, owner=(names["pod"], uid)
+        )
+        stored = await self.gateway.create(
+            "secret", secret, replace_if=lambda old: _owner_uid(old) != uid
+        )
+        return _token(stored) or token
+
+    async def delete(self, project_id: uuid.UUID) -> None:
+        """Delete the pod (its Secret goes with it); nothing to delete is fine."""
+        name = self._by_project.get(project_id) or resolved_names(project_id)["pod"]
+        await self.gateway.delete("pod", name)
+
+    async def read_token(self, project_id: uuid.UUID) -> str | None:
+        """The token of the running pod, from its Secret (after a hub restart)."""
+        pod = self.pods.objects.get(self._by_project.get(project_id, ""))
+        if pod is None:
+            return None
+        annotations = pod["metadata"].get("annotations") or {}
+        stored = json.loads(annotations.get(NAMES_ANNOTATION) or "{}")
+        names: ResolvedNames = resolved_names(project_id, stored)
+        secret = await self.gateway.get("secret", names["token_secret"])
+        return _token(secret) if secret else None
+
+    def _finished(self, pod: Any) -> bool:
+        status = pod_status(pod, agent_port=self.config.agent_port)
+        return status is None or status.state in ("stopping", "stopped", "failed")
+
+    async def _config(self) -> KubernetesConfig:
+        """The config, with the NFS Service's cluster IP looked up once."""
+        if self.config.storage == "nfs" and not self.config.nfs_server:
+            service = await self.gateway.get("service", self.config.nfs_service)
+            ip = ((service or {}).get("spec") or {}).get("clusterIP")
+            if not ip or ip == "None":
+                raise LookupError(f"the NFS Service {self.config.nfs_service} has no cluster IP")
+            self.config = dataclasses.replace(self.config, nfs_server=ip)
+        return self.config
+
+
+def _event_key(event: Object) -> str | None:
+    metadata = event.get("metadata") or {}
+    return metadata.get("uid") or metadata.get("name")
+
+
+def _owner_uid(obj: Object) -> str | None:
+    owners = obj.get("metadata", {}).get("ownerReferences") or [{}]
+    uid = owners[0].get("uid")
+    return uid if isinstance(uid, str) else None
+
+
+def _token(secret: Object) -> str | None:
+    data = (secret.get("data") or {}).get("token")
+    return base64.b64decode(data).decode() if data else None
