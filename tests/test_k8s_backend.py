@@ -1,0 +1,189 @@
+"""The Kubernetes backend end to end: a hub with `--backend kubernetes` against the emulated
+API server (tests/k8s_emulator.py), whose test kubelet runs each pod as a real agent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import sign_up
+from tests.k8s_emulator import KubernetesEmulator
+from tests.k8s_kubelet import TestKubelet
+from tests.test_lifecycle import wait_state
+from tests.test_projects_api import User, new_project
+
+pytestmark = pytest.mark.timeout(90)
+NS = "cocalc"
+IMAGE = "cocalc-k8s-project:0.1.0"
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[KubernetesEmulator]:
+    emulator = KubernetesEmulator()
+    await emulator.start()
+    emulator.store.put("services", {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "cocalc-nfs", "namespace": NS, "uid": "nfs-uid"},
+        "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 2049}]},
+    }, added=True)  # fmt: skip
+    yield emulator
+    await emulator.close()
+    assert emulator.invalid == [], "the hub sent objects a real API server would refuse"
+
+
+@pytest.fixture
+async def kubelet(emulator: KubernetesEmulator, tmp_path: Path) -> AsyncIterator[TestKubelet]:
+    kubelet = TestKubelet(emulator.store, tmp_path / "data" / "projects", NS)
+    kubelet.start()
+    yield kubelet
+    await kubelet.close()
+
+
+@pytest.fixture
+async def owner(make_client: Any, emulator: KubernetesEmulator, kubelet: TestKubelet) -> User:
+    client = await make_client(
+        backend="kubernetes", k8s_api_url=emulator.url, k8s_namespace=NS, k8s_start_timeout=30
+    )
+    return User(client, await sign_up(client))
+
+
+def pod(emulator: KubernetesEmulator, project_id: str) -> dict[str, Any] | None:
+    return emulator.store.get("pods", NS, f"project-{project_id}")
+
+
+async def until(condition: Callable[[], Any], deadline: float = 20) -> Any:
+    """Poll the emulator's store (in this process) until `condition()`, within a deadline."""
+    async with asyncio.timeout(deadline):
+        while not (result := condition()):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        return result
+
+
+def pod_lists(emulator: KubernetesEmulator) -> int:
+    """How many times the pods were listed (not watched)."""
+    prefix = f"/api/v1/namespaces/{NS}/pods?"
+    return sum(
+        1
+        for method, path in emulator.requests
+        if method == "GET" and path.startswith(prefix) and "watch=" not in path
+    )
+
+
+async def start(owner: User, project_id: str) -> None:
+    status, _ = await owner.call("POST", f"/api/v2/projects/{project_id}/start")
+    assert status == 202
+    await wait_state(owner, project_id, "running")
+
+
+async def test_start_use_and_stop_a_project_pod(
+    owner: User, emulator: KubernetesEmulator, tmp_path: Path
+) -> None:
+    project_id = await new_project(owner)
+    events: list[dict[str, Any]] = []
+    await owner.call("POST", f"/api/v2/projects/{project_id}/start")
+    async with owner.client.get(f"/api/v2/projects/{project_id}/progress?wait=1") as resp:
+        async for line in resp.content:
+            if line.startswith(b"data: "):
+                events.append(json.loads(line[6:]))
+    assert events[-1]["state"] == "running", events
+    messages = [e.get("message") for e in events]
+    assert "Pulling the project image" in messages or "Running" in messages
+
+    created = pod(emulator, project_id)
+    assert created is not None
+    assert created["metadata"]["labels"]["run"] == "project"
+    assert created["spec"]["volumes"][0]["nfs"]["server"] == "10.96.0.20"
+    assert "token" not in json.dumps(created["spec"]["containers"][0]["env"])
+    secret = emulator.store.get("secrets", NS, f"project-{project_id}-token")
+    assert secret is not None
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    assert (tmp_path / "data" / "projects" / project_id).is_dir()
+
+    base = f"/api/v2/projects/{project_id}"
+    resp = await owner.client.put(f"{base}/files/notes/hello.txt", data=b"hi pod",
+                                  headers=owner.headers)  # fmt: skip
+    assert resp.status in (200, 201, 204), await resp.text()
+    status, listing = await owner.call("GET", f"{base}/listing?path=notes")
+    assert status == 200
+    assert [e["name"] for e in listing["entries"]] == ["hello.txt"]
+    status, result = await owner.call("POST", f"{base}/exec", {"command": "cat notes/hello.txt"})
+    assert status == 200, result
+    assert result["stdout"] == "hi pod"
+
+    status, _ = await owner.call("POST", f"{base}/stop")
+    assert status == 202
+    await wait_state(owner, project_id, "stopped")
+    assert pod(emulator, project_id) is None
+    assert emulator.store.get("secrets", NS, f"project-{project_id}-token") is None
+
+
+async def test_watch_dropped_mid_stream_and_api_errors(
+    owner: User, emulator: KubernetesEmulator
+) -> None:
+    first = await new_project(owner, "one")
+    await start(owner, first)
+    lists = pod_lists(emulator)
+    emulator.drop_watches()
+    emulator.fail_next(3, 500)  # the next calls (the re-watch, the create) fail for a while
+    second = await new_project(owner, "two")
+    await start(owner, second)
+    assert pod(emulator, second) is not None
+    # The reflector resumed from its resourceVersion: it did not need to list again.
+    assert pod_lists(emulator) in (lists, lists + 1)
+    await owner.call("POST", f"/api/v2/projects/{first}/stop")
+    await wait_state(owner, first, "stopped")
+
+
+async def test_watch_resumes_after_410_gone(owner: User, emulator: KubernetesEmulator) -> None:
+    project_id = await new_project(owner)
+    emulator.compact()
+    emulator.drop_watches()
+    await start(owner, project_id)
+    await owner.call("POST", f"/api/v2/projects/{project_id}/stop")
+    await wait_state(owner, project_id, "stopped")
+
+
+async def test_pod_deleted_behind_the_hubs_back(
+    owner: User, emulator: KubernetesEmulator, kubelet: TestKubelet
+) -> None:
+    project_id = await new_project(owner)
+    await start(owner, project_id)
+    async with aiohttp.ClientSession() as http:  # as `kubectl delete pod` would
+        url = f"{emulator.url}/api/v1/namespaces/{NS}/pods/project-{project_id}"
+        async with http.delete(url) as resp:
+            assert resp.status == 200
+    project = await wait_state(owner, project_id, "failed")
+    assert "deleted" in project["error"]
+    await owner.call("POST", f"/api/v2/projects/{project_id}/start")
+    await wait_state(owner, project_id, "running")
+
+
+async def test_agent_killed_out_of_memory(
+    owner: User, emulator: KubernetesEmulator, kubelet: TestKubelet
+) -> None:
+    project_id = await new_project(owner)
+    await start(owner, project_id)
+    kubelet.agents[f"project-{project_id}"].process.kill()
+    project = await wait_state(owner, project_id, "failed")
+    assert "OOMKilled" in project["error"]
+    await owner.call("POST", f"/api/v2/projects/{project_id}/stop")
+    await wait_state(owner, project_id, "stopped")
+    await until(lambda: pod(emulator, project_id) is None)
+
+
+async def test_image_pull_backoff_fails_with_the_reason(
+    owner: User, emulator: KubernetesEmulator, kubelet: TestKubelet
+) -> None:
+    kubelet.broken_images.add(IMAGE)
+    project_id = await new_project(owner)
+    await owner.call("POST", f"/api/v2/projects/{project_id}/start")
+    project = await wait_state(owner, project_id, "failed")
+    assert "ImagePullBackOff" in project["error"]
+    assert "could not be pulled" in project["error"]
+    await until(lambda: pod(emulator, project_id) is None)  # the failed pod is removed
