@@ -310,3 +310,30 @@ async def test_pages_of_another_project_cannot_use_this_one(
         for headers, status in cases:
             async with session.post(url, headers=headers) as resp:
                 assert resp.status == status, headers
+
+
+async def test_raw_files_and_directory_index(setup: dict[str, Any]) -> None:
+    owner: User = setup["owner"]
+    project_id = setup["project_id"]
+    for path, data in (
+        ("site/index.html", b"<script>alert(1)</script>"),
+        ("site/b.txt", b"0123456789"),
+    ):
+        resp = await owner.client.put(
+            f"/api/v2/projects/{project_id}/files/{path}", data=data, headers=owner.headers
+        )
+        assert resp.status == 201
+    base = f"{setup['content']}/{project_id}/raw"
+    async with aiohttp.ClientSession(headers=api(setup)) as session:
+        async with session.get(f"{base}/site/index.html") as resp:
+            assert resp.status == 200 and resp.content_type == "text/html"
+            assert resp.headers["Content-Security-Policy"] == "sandbox"
+        async with session.get(f"{base}/site/b.txt", headers={"Range": "bytes=2-4"}) as resp:
+            assert resp.status == 206 and await resp.read() == b"234"
+        async with session.get(f"{base}/site/") as resp:
+            index = await resp.text()
+            assert resp.status == 200 and 'href="b.txt"' in index and "index.html" in index
+        async with session.get(f"{base}/site/missing.txt") as resp:
+            assert resp.status == 404
+        async with session.get(f"{base}/../../etc/passwd") as resp:
+            assert resp.status in (400, 403, 404)

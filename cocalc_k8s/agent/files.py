@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import mimetypes
 import os
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
 from cocalc_k8s.agent.http import json_object
 from cocalc_k8s.agent.keys import FS, SETTINGS
-from cocalc_k8s.core.errors import BadRequest, PayloadTooLarge
+from cocalc_k8s.core.errors import BadRequest, DomainError, PayloadTooLarge
 from cocalc_k8s.core.http_range import RangeNotSatisfiable, parse_range
+from cocalc_k8s.core.projectfs import ProjectFS
 
 READ_CHUNK = 256 << 10
 UPLOAD_CHUNK = 1 << 20
@@ -27,7 +30,10 @@ async def listing(request: web.Request) -> web.Response:
 
 async def read(request: web.Request) -> web.StreamResponse:
     path = request.match_info["path"]
-    f = await asyncio.to_thread(request.app[FS].open_read, path)
+    fs = request.app[FS]
+    if request.query.get("index") == "1" and await asyncio.to_thread(_is_dir, fs, path):
+        return await _index(fs, path)
+    f = await asyncio.to_thread(fs.open_read, path)
     try:
         st = os.fstat(f.fileno())
         try:
@@ -57,6 +63,29 @@ async def read(request: web.Request) -> web.StreamResponse:
         return response
     finally:
         f.close()
+
+
+def _is_dir(fs: ProjectFS, path: str) -> bool:
+    try:
+        fs.listing(path)
+    except DomainError:
+        return False
+    return True
+
+
+async def _index(fs: ProjectFS, path: str) -> web.Response:
+    """A directory as a plain HTML index (for raw views: `?index=1`)."""
+    entries = await asyncio.to_thread(fs.listing, path)
+    rows = "".join(
+        f'<li><a href="{quote(e["name"])}{"/" if e["is_dir"] else ""}">'
+        f"{html.escape(e['name'])}{'/' if e['is_dir'] else ''}</a></li>"
+        for e in entries
+    )
+    title = html.escape("/" + path.strip("/"))
+    body = (
+        f"<!doctype html><meta charset=utf-8><title>{title}</title><h1>{title}</h1><ul>{rows}</ul>"
+    )
+    return web.Response(text=body, content_type="text/html")
 
 
 async def write(request: web.Request) -> web.Response:

@@ -40,7 +40,8 @@ def parse_route(target: str) -> Route:
     kind = parts[2]
     if kind == "raw":
         rest = path.split("/", 3)[3] if len(parts) > 3 else ""
-        return Route(project_id, "raw", None, None, "", "/files/" + rest + sep + query)
+        # A directory is shown as an index; the agent ignores `index` for files.
+        return Route(project_id, "raw", None, None, "", "/files/" + rest + "?index=1")
     if kind not in ("port", "server"):
         raise NotFound("not a project URL")
     if len(parts) < 4 or not parts[3]:
