@@ -40,6 +40,8 @@ class ProjectCluster:
         self.config = config
         self._by_name: dict[str, PodStatus] = {}
         self._by_project: dict[uuid.UUID, str] = {}
+        # Pods being created: their Events may arrive before the pod watch reports them.
+        self._creating: dict[str, uuid.UUID] = {}
         self._pod_callbacks: list[PodCallback] = []
         self._event_callbacks: list[EventCallback] = []
         self.pods = Reflector(
@@ -83,6 +85,7 @@ class ProjectCluster:
         old = self._by_name.pop(name, None)
         if old is not None and self._by_project.get(old.project_id) == name:
             del self._by_project[old.project_id]
+        self._creating.pop(name, None)
         if status is not None:
             self._by_name[name] = status
             self._by_project[status.project_id] = name
@@ -92,12 +95,13 @@ class ProjectCluster:
                 callback(project_id, status)
 
     def _event_seen(self, key: str, event: Object | None) -> None:
-        involved = (event or {}).get("involvedObject") or {}
-        status = self._by_name.get(involved.get("name", ""))
-        if event is None or status is None:
+        name = ((event or {}).get("involvedObject") or {}).get("name", "")
+        status = self._by_name.get(name)
+        project_id = status.project_id if status else self._creating.get(name)
+        if event is None or project_id is None:
             return
         for callback in self._event_callbacks:
-            callback(status.project_id, event.get("reason", ""), event.get("message", ""))
+            callback(project_id, event.get("reason", ""), event.get("message", ""))
 
     # -- changes ----------------------------------------------------------------------
 
@@ -110,7 +114,12 @@ class ProjectCluster:
             project_id, quota, config, names=names, cpu_oc=defaults.cpu_oc, mem_oc=defaults.mem_oc
         )
         pod["metadata"]["annotations"] = {NAMES_ANNOTATION: json.dumps(names, sort_keys=True)}
-        created = await self.gateway.create("pod", pod, replace_if=self._finished)
+        self._creating[names["pod"]] = project_id  # until the pod watch reports it
+        try:
+            created = await self.gateway.create("pod", pod, replace_if=self._finished)
+        except BaseException:
+            self._creating.pop(names["pod"], None)
+            raise
         uid = created["metadata"]["uid"]
         secret = project_token_secret(
             project_id, token, config, names=names, owner=(names["pod"], uid)
