@@ -46,7 +46,7 @@ class ProjectCluster:
         self._event_callbacks: list[EventCallback] = []
         self.pods = Reflector(
             gateway, "pod", on_change=self._pod_changed, label_selector=PROJECT_SELECTOR,
-            quiet=quiet,
+            quiet=quiet, trim=_trim_pod,
         )  # fmt: skip
         self.events = Reflector(
             gateway, "event", on_change=self._event_seen, field_selector=EVENT_SELECTOR,
@@ -158,6 +158,13 @@ class ProjectCluster:
                 raise LookupError(f"the NFS Service {self.config.nfs_service} has no cluster IP")
             self.config = dataclasses.replace(self.config, nfs_server=ip)
         return self.config
+
+
+def _trim_pod(pod: Object) -> Object:
+    """What `pod_status` and `read_token` read: the metadata (less managedFields) and
+    the status; the spec is ours and is not needed again."""
+    metadata = {k: v for k, v in (pod.get("metadata") or {}).items() if k != "managedFields"}
+    return {"metadata": metadata, "status": pod.get("status") or {}}
 
 
 def _event_key(event: Object) -> str | None:
