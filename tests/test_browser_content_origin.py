@@ -164,3 +164,50 @@ async def test_a_malicious_project_page_cannot_act_as_its_visitor(
 
 async def _csrf(page: Any) -> str:
     return str(await page.get_attribute("meta[name=csrf-token]", "content"))
+
+
+async def test_jupyterlab_opens_and_runs_a_cell_through_the_proxy(
+    browser: Any,  # noqa: F811
+    make_client: Any,
+) -> None:
+    pytest.importorskip("jupyterlab")
+    client = await make_client()
+    hub = str(client.make_url("")).rstrip("/")
+    content = client.app[CONTENT_ORIGIN]
+    context = await browser.new_context()
+    page = await context.new_page()
+    project_id = None
+    try:
+        await page.goto(hub + "/sign-up")
+        await page.fill("input[name=name]", "Lab User")
+        await page.fill("input[name=email]", "lab@example.org")
+        await page.fill("input[name=password]", "a long password")
+        await page.click("form[data-testid=sign-up-form] button[type=submit]")
+        await page.wait_for_url(hub + "/")
+        csrf = await _csrf(page)
+        response = await page.request.post(
+            hub + "/api/v2/projects", data={"title": "lab"}, headers={"X-CSRF-Token": csrf}
+        )
+        project_id = (await response.json())["project_id"]
+        # The project is stopped: opening JupyterLab starts it, then the server.
+        await page.goto(f"{content}/{project_id}/port/jupyterlab/lab", timeout=90_000)
+        launcher = page.locator(".jp-LauncherCard[data-category='Notebook']").first
+        await launcher.click(timeout=60_000)
+        await page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+        cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+        await cell.click(timeout=30_000)
+        await page.keyboard.type("6 * 7")
+        await page.keyboard.press("Shift+Enter")
+        output = page.locator(".jp-OutputArea-output", has_text="42").first
+        try:
+            await output.wait_for(timeout=60_000)
+        except Exception:
+            await page.screenshot(path="/tmp/lab-failure.png")
+            raise
+    finally:
+        await context.close()
+        if project_id is not None:
+            await client.post(
+                f"/api/v2/projects/{project_id}/stop",
+                headers={"X-CSRF-Token": csrf},
+            )
