@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -89,23 +90,46 @@ def stop_hub(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_hub(*args: str, log_level: str = "warning") -> Iterator[Hub]:
-    """`cocalc-k8s serve` on 127.0.0.1 with a temporary data directory, until the block ends."""
+def running_hub(
+    *args: str, log_level: str = "warning", nofile: int | None = None, uvloop: bool = False
+) -> Iterator[Hub]:
+    """`cocalc-k8s serve` on 127.0.0.1 with a temporary data directory, until the block ends.
+
+    `nofile`: the hub's open-file soft limit (set in the child before exec; capped by the
+    hard limit unless privileged).
+    `uvloop`: run the hub's event loop on uvloop (the package must be installed)."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="cocalc-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         env = {**os.environ, "COCALC_LOG_LEVEL": log_level}
+        command = [sys.executable, "-m", "cocalc_k8s"]
+        if uvloop:
+            prelude = "import sys, uvloop; uvloop.install(); from cocalc_k8s.cli import main"
+            command = [sys.executable, "-c", prelude + "; main(sys.argv[1:])"]
         process = subprocess.Popen(
-            [sys.executable, "-m", "cocalc_k8s", "serve", "--data-dir", str(data_dir),
+            [*command, "serve", "--data-dir", str(data_dir),
              "--host", "127.0.0.1", "--port", str(port), *args],
             env=env,
             stdout=subprocess.DEVNULL,
+            preexec_fn=None if nofile is None else lambda: _set_nofile(nofile),
         )  # fmt: skip
         try:
             _wait_ready(process, port)
             yield Hub(process, port, data_dir)
         finally:
             stop_hub(process)
+
+
+def _set_nofile(limit: int) -> None:
+    """In the child, before exec: the soft limit `limit`, the hard one raised if allowed."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and limit > hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+            return
+        except (ValueError, OSError):  # not privileged: as high as allowed
+            limit = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
 
 
 def post_json(url: str, body: dict[str, str], headers: dict[str, str]) -> tuple[dict, str]:
