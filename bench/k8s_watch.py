@@ -94,7 +94,7 @@ async def measure(url: str, pods: int, changes: int) -> None:
     grown = (process.memory_info().rss - rss) / 2**20
     assert len(cluster.project_ids()) == pods
     print(f"initial sync of {pods} pods: {sync * 1000:.0f} ms; RSS +{grown:.0f} MiB "
-          f"({grown * 2**20 / pods / 1024:.1f} KiB per pod, the list's parse included)")  # fmt: skip
+          f"({grown * 2**20 / pods / 1024:.1f} KiB per pod, list parse included)")  # fmt: skip
 
     cpu = process.cpu_times()
     await asyncio.sleep(2)

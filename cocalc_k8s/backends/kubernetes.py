@@ -141,7 +141,8 @@ class KubernetesBackend(ProjectBackend):
             self._tokens[pid] = await self.cluster.create(
                 pid, spec.quota, secrets.token_urlsafe(32)
             )
-            await self._waiters.wait(pid, lambda: self._ready_or_raise(pid))
+            seen: list[bool] = []  # the cache may learn of the new pod after create returns
+            await self._waiters.wait(pid, lambda: self._ready_or_raise(pid, seen))
         status = self.cluster.status(pid)
         assert status is not None and status.ip
         address = AgentAddress(status.ip, status.port, self._tokens[pid])
@@ -151,10 +152,13 @@ class KubernetesBackend(ProjectBackend):
         progress("Running", 100)
         return address
 
-    def _ready_or_raise(self, project_id: uuid.UUID) -> bool:
+    def _ready_or_raise(self, project_id: uuid.UUID, seen: list[bool]) -> bool:
         status = self.cluster.status(project_id)
         if status is None:
-            raise BackendError("the project's pod was deleted while it started")
+            if seen:
+                raise BackendError("the project's pod was deleted while it started")
+            return False
+        seen.append(True)
         if status.state == "failed" or status.state == "stopped":
             raise BackendError(status.reason or "the project's pod failed")
         return status.state == "running" and bool(status.ip)
