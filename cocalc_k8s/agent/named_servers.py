@@ -25,6 +25,7 @@ from cocalc_k8s.agent.environment import child_environment
 from cocalc_k8s.core.errors import NotFound, Unavailable
 
 START_TIMEOUT = 60.0
+START_ATTEMPTS = 3
 NAMES = ("jupyter", "jupyterlab", "code")
 
 
@@ -78,26 +79,40 @@ class ServerRegistry:
             server = self._servers.get(name)
             if server is not None and server.process.returncode is None:
                 return server.port
-            port = _free_port(self.host)
-            argv = command(name, host=self.bind or self.host, port=port, base_url=base_url)
-            log = open(self.home / f".cocalc-{name}.log", "ab")  # noqa: SIM115, ASYNC230
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *argv,
-                    cwd=self.home,
-                    env=child_environment(self.home, term="dumb"),
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    start_new_session=True,
-                )
-            except FileNotFoundError:
-                raise NotFound(f"{name} is not installed in this project") from None
-            finally:
-                log.close()
-            self._servers[name] = _Server(process, port)
+            for attempt in range(START_ATTEMPTS):
+                try:
+                    return await self._start(name, base_url)
+                except Unavailable:
+                    # The free port may have been taken before the server bound it.
+                    if attempt == START_ATTEMPTS - 1:
+                        raise
+            raise AssertionError("unreachable")
+
+    async def _start(self, name: str, base_url: str) -> int:
+        port = _free_port(self.host)
+        argv = command(name, host=self.bind or self.host, port=port, base_url=base_url)
+        log_path = self.home / f".cocalc-{name}.log"
+        log = open(log_path, "ab")  # noqa: SIM115, ASYNC230
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=self.home,
+                env=child_environment(self.home, term="dumb"),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise NotFound(f"{name} is not installed in this project") from None
+        finally:
+            log.close()
+        self._servers[name] = _Server(process, port)
+        try:
             await _wait_for_port(self.host, port, process)
-            return port
+        except Unavailable as exc:
+            raise Unavailable(f"{exc.message}; see ~/{log_path.name}") from None
+        return port
 
     async def stop_all(self) -> None:
         for server in self._servers.values():

@@ -30,6 +30,8 @@ from cocalc_k8s.proxy.upstream import UpstreamConnection, UpstreamPool
 
 log = logging.getLogger(__name__)
 
+SLOT_WAIT = 30.0  # seconds a request waits for one of its project's connection slots
+
 
 @dataclass(slots=True)
 class Allow:
@@ -71,6 +73,10 @@ class ClientConnection(asyncio.Protocol):
         self.client = ""
         self._url = b""
         self._task: asyncio.Task[None] | None = None
+        self._busy = False  # a request is being answered
+        self._keep_alive = True
+        self._stash: list[bytes] = []  # the next request, arrived before the reply was done
+        self._paused = False
 
     # -- transport callbacks ------------------------------------------------------------
 
@@ -83,6 +89,11 @@ class ClientConnection(asyncio.Protocol):
         if self.tunnel is not None:
             if self.tunnel.transport is not None:
                 self.tunnel.transport.write(data)
+            return
+        if self._busy and self.body_done:
+            # A next request before this reply is done (pipelining): keep it for later.
+            self._stash.append(data)
+            self._pause()
             return
         try:
             self.parser.feed_data(data)
@@ -134,7 +145,11 @@ class ClientConnection(asyncio.Protocol):
         head.upgrade = self.parser.should_upgrade()
         encoding = head.get(b"transfer-encoding")
         head.chunked = encoding is not None and b"chunked" in encoding.lower()
-        self.transport.pause_reading()  # resumed when the body is wanted or the reply is done
+        # Read now: llhttp resets its flags once the message is parsed.
+        self._keep_alive = self.parser.should_keep_alive() and not head.upgrade
+        self._busy = True
+        if head.upgrade:
+            self._pause()  # the rest belongs to the tunnel, if there is one
         self._task = asyncio.get_running_loop().create_task(self._handle(head))
 
     def on_body(self, body: bytes) -> None:
@@ -152,7 +167,7 @@ class ClientConnection(asyncio.Protocol):
 
     async def _handle(self, head: RequestHead) -> None:
         # After an upgrade request the parser cannot go on: the connection ends with it.
-        keep_alive = self.parser.should_keep_alive() and not head.upgrade
+        keep_alive = self._keep_alive
         try:
             decision = await self.gate(head)
         except Exception:
@@ -165,7 +180,17 @@ class ClientConnection(asyncio.Protocol):
         await self._forward(head, decision, keep_alive)
 
     async def _forward(self, head: RequestHead, allow: Allow, keep_alive: bool) -> None:
-        async with self.pool.limit(allow.route.project_id):
+        limit = self.pool.limit(allow.route.project_id)
+        try:
+            async with asyncio.timeout(SLOT_WAIT):
+                await limit.acquire()
+        except TimeoutError:
+            message = "too many requests to this project at once; try again"
+            self._write(messages.error_response(head, 503, message))
+            self._finish(keep_alive and self.body_done)
+            return
+        tunnel = False
+        try:
             try:
                 upstream = await self.pool.acquire(allow.host, allow.port)
             except TimeoutError:
@@ -184,16 +209,18 @@ class ClientConnection(asyncio.Protocol):
             upstream.sink = exchange
             exchange.start(self.pending_body, self.body_done)
             self.pending_body = []
-            if self.transport is not None and not self.body_done:
-                self.transport.resume_reading()  # stream the rest of the request body
             try:
                 tunnel = await exchange.done
             finally:
                 self.exchange = None
-            if tunnel:
-                await self._run_tunnel(upstream, allow)
-                return
-            self.pool.release(upstream)
+        finally:
+            limit.release()  # an open tunnel does not hold one of the project's slots
+        if tunnel:
+            await self._run_tunnel(upstream, allow)
+            return
+        if upstream.transport is not None:
+            upstream.transport.resume_reading()  # a slow client may have paused it
+        self.pool.release(upstream)
         self._finish(keep_alive and exchange.reusable_client and self.body_done)
 
     async def _run_tunnel(self, upstream: UpstreamConnection, allow: Allow) -> None:
@@ -206,7 +233,8 @@ class ClientConnection(asyncio.Protocol):
         closed = asyncio.get_running_loop().create_future()
         unregister = allow.on_tunnel(lambda: self._close()) if allow.on_tunnel else None
         self._tunnel_closed = closed
-        if self.transport is not None:
+        if self.transport is not None and self._paused:
+            self._paused = False
             self.transport.resume_reading()
         try:
             await closed
@@ -232,12 +260,23 @@ class ClientConnection(asyncio.Protocol):
 
     def _finish(self, keep_alive: bool) -> None:
         """The response is complete: read the next request, or close."""
+        self._busy = False
         if self.transport is None or self.transport.is_closing():
             return
-        if keep_alive:
-            self.transport.resume_reading()
-        else:
+        if not keep_alive:
             self.transport.close()
+            return
+        if self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+        if self._stash:
+            data, self._stash = b"".join(self._stash), []
+            self.data_received(data)
+
+    def _pause(self) -> None:
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
 
     def _fail(self, raw: bytes) -> None:
         self._write(raw)
