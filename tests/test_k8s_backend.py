@@ -187,3 +187,35 @@ async def test_image_pull_backoff_fails_with_the_reason(
     assert "ImagePullBackOff" in project["error"]
     assert "could not be pulled" in project["error"]
     await until(lambda: pod(emulator, project_id) is None)  # the failed pod is removed
+
+
+async def test_a_hub_restart_keeps_pods_and_the_database_in_agreement(
+    make_client: Any, emulator: KubernetesEmulator, kubelet: TestKubelet, database_url: str
+) -> None:
+    """Pods outlive the hub: the next hub adopts the running one and deletes the pod of a
+    project the database calls stopped."""
+    import psycopg
+
+    settings = dict(
+        backend="kubernetes", k8s_api_url=emulator.url, k8s_namespace=NS, k8s_start_timeout=30
+    )
+    first = await make_client(**settings)
+    owner = User(first, await sign_up(first))
+    kept, orphan = await new_project(owner), await new_project(owner)
+    for project_id in (kept, orphan):
+        await start(owner, project_id)
+        await wait_state(owner, project_id, "running")
+    await first.close()
+    assert pod(emulator, kept) and pod(emulator, orphan)  # still running without a hub
+    with psycopg.connect(database_url) as conn:  # e.g. an admin marked it stopped meanwhile
+        conn.execute("UPDATE projects SET state = 'stopped' WHERE project_id = %s", (orphan,))
+    second = await make_client(**settings)
+    await until(lambda: pod(emulator, orphan) is None)
+    again = User(second, owner.info)
+    second.session.cookie_jar.update_cookies(
+        {c.key: c.value for c in first.session.cookie_jar}, second.make_url("/")
+    )
+    _, project = await again.call("GET", f"/api/v2/projects/{kept}")
+    assert project["state"] == "running"
+    status, body = await again.call("POST", f"/api/v2/projects/{kept}/exec", {"command": "echo ok"})
+    assert status == 200 and body["stdout"] == "ok\n"

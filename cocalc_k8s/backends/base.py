@@ -50,6 +50,8 @@ class AgentAddress:
 class ProjectBackend(ABC):
     #: Whether projects get a uid of their own from the lifecycle manager (`ProjectSpec.uid`).
     wants_uid = False
+    #: Whether projects keep running when the hub stops (pods), to be adopted on restart.
+    outlives_hub = False
 
     def __init__(self) -> None:
         self._exit_callbacks: list[ExitCallback] = []

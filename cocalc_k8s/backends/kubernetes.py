@@ -61,6 +61,8 @@ class PodCluster(Protocol):
 
 
 class KubernetesBackend(ProjectBackend):
+    outlives_hub = True  # pods keep running through a hub restart and are adopted
+
     def __init__(
         self, cluster: PodCluster, *, uid: int = 2001, start_timeout: float = 300.0
     ) -> None:

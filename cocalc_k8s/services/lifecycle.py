@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cocalc_k8s.backends.base import AgentAddress, BackendError, ProjectBackend, ProjectSpec
@@ -288,30 +288,44 @@ class LifecycleManager:
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(Project.project_id, Project.state).where(
-                        Project.state != ProjectState.STOPPED.value
+                    select(Project.project_id, Project.state, Project.deleted).where(
+                        or_(
+                            Project.state != ProjectState.STOPPED.value,
+                            Project.project_id.in_(alive),
+                        )
                     )
                 )
             ).all()
         for row in rows:
             state = ProjectState(row.state)
             if row.project_id in alive:
+                if state in (ProjectState.STOPPED, ProjectState.FAILED) or row.deleted:
+                    # Alive while the database says otherwise: the database wins.
+                    await self.backend.stop(row.project_id)
+                elif state != ProjectState.RUNNING:
+                    await self._force_state(row.project_id, state, "adopted", ProjectState.RUNNING)
                 continue
             if state in (ProjectState.STARTING, ProjectState.RUNNING, ProjectState.STOPPING):
                 await self._force_state(row.project_id, state, "the hub restarted")
 
-    async def _force_state(self, project_id: uuid.UUID, current: ProjectState, reason: str) -> None:
+    async def _force_state(
+        self,
+        project_id: uuid.UUID,
+        current: ProjectState,
+        reason: str,
+        target: ProjectState = ProjectState.STOPPED,
+    ) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(Project)
                 .where(Project.project_id == project_id)
-                .values(state=ProjectState.STOPPED.value, state_changed=datetime.now(UTC))
+                .values(state=target.value, state_changed=datetime.now(UTC))
             )
             await conn.execute(
                 insert(ProjectTransition).values(
                     project_id=project_id,
                     from_state=current.value,
-                    to_state=ProjectState.STOPPED.value,
+                    to_state=target.value,
                     reason=reason,
                 )
             )
@@ -323,6 +337,9 @@ class LifecycleManager:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.backend.outlives_hub:  # pods keep running; the next hub adopts them
+            await self.backend.close()
+            return
         running = await self.backend.running()
         await self.backend.close()
         for project_id in running:
