@@ -219,3 +219,30 @@ async def test_a_hub_restart_keeps_pods_and_the_database_in_agreement(
     assert project["state"] == "running"
     status, body = await again.call("POST", f"/api/v2/projects/{kept}/exec", {"command": "echo ok"})
     assert status == 200 and body["stdout"] == "ok\n"
+
+
+async def test_site_over_commit_sets_the_pod_requests(
+    owner: User, emulator: KubernetesEmulator, database_url: str
+) -> None:
+    import psycopg
+
+    project_id = await new_project(owner)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO site_settings (name, value) VALUES ('default_quotas', %s)"
+            " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+            (json.dumps({"cpu": 2, "memory_mb": 4000, "cpu_oc": 4, "mem_oc": 2}),),
+        )
+    try:
+        await start(owner, project_id)
+        created = await until(lambda: pod(emulator, project_id))
+        resources = created["spec"]["containers"][0]["resources"]
+        assert resources["limits"]["cpu"] in ("2", "2000m")
+        assert resources["requests"]["cpu"] == "500m"
+        assert resources["requests"]["memory"] == "2000Mi"
+        await wait_state(owner, project_id, "running")
+        await owner.call("POST", f"/api/v2/projects/{project_id}/stop")
+        await wait_state(owner, project_id, "stopped")
+    finally:
+        with psycopg.connect(database_url) as conn:
+            conn.execute("DELETE FROM site_settings WHERE name = 'default_quotas'")

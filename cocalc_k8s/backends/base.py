@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cocalc_k8s.core.quotas import Quota
+from cocalc_k8s.core.quotas import DefaultQuotas, Quota
 
 # (message, percent): a step of a start, shown to the user as it happens.
 Progress = Callable[[str, int], None]
@@ -28,6 +28,10 @@ class ProjectSpec:
     quota: Quota
     uid: int | None = None
     """The project's own user id (local backend, hub running as root), stored once."""
+    cpu_oc: float = DefaultQuotas.cpu_oc
+    """The site's CPU over-commit: a pod's CPU request is its limit divided by this."""
+    mem_oc: float = DefaultQuotas.mem_oc
+    """The site's memory over-commit."""
 
 
 @dataclass(frozen=True, slots=True)

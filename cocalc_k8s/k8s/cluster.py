@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from cocalc_k8s.core.quotas import DefaultQuotas, Quota
+from cocalc_k8s.core.quotas import Quota
 from cocalc_k8s.k8s.config import KubernetesConfig
 from cocalc_k8s.k8s.gateway import KubernetesGateway
 from cocalc_k8s.k8s.manifests import project_pod, project_token_secret
@@ -105,14 +105,14 @@ class ProjectCluster:
 
     # -- changes ----------------------------------------------------------------------
 
-    async def create(self, project_id: uuid.UUID, quota: Quota, token: str) -> str:
-        """Create (or adopt) the project's pod and token Secret; the token in use."""
+    async def create(
+        self, project_id: uuid.UUID, quota: Quota, token: str, *, cpu_oc: float, mem_oc: float
+    ) -> str:
+        """Create (or adopt) the project's pod and token Secret; the token in use.
+        `cpu_oc`/`mem_oc`: the site's over-commit ratios (requests = limits / ratio)."""
         names = resolved_names(project_id)
         config = await self._config()
-        defaults = DefaultQuotas()
-        pod = project_pod(
-            project_id, quota, config, names=names, cpu_oc=defaults.cpu_oc, mem_oc=defaults.mem_oc
-        )
+        pod = project_pod(project_id, quota, config, names=names, cpu_oc=cpu_oc, mem_oc=mem_oc)
         pod["metadata"]["annotations"] = {NAMES_ANNOTATION: json.dumps(names, sort_keys=True)}
         self._creating[names["pod"]] = project_id  # until the pod watch reports it
         try:

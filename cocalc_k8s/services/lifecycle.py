@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cocalc_k8s.backends.base import AgentAddress, BackendError, ProjectBackend, ProjectSpec
 from cocalc_k8s.core.errors import BadRequest, Unavailable
 from cocalc_k8s.core.project_state import ACTIONS, ProjectState, can_move
-from cocalc_k8s.core.quotas import effective_quota
+from cocalc_k8s.core.quotas import DefaultQuotas, effective_quota, validate_quota
 from cocalc_k8s.db.models import Project, ProjectTransition, SiteSetting
 
 log = logging.getLogger(__name__)
@@ -233,9 +233,18 @@ class LifecycleManager:
                     select(SiteSetting.value).where(SiteSetting.name == "default_quotas")
                 )
             ).scalar_one_or_none()
-        quota = effective_quota(defaults if isinstance(defaults, dict) else {}, own)
+        site = defaults if isinstance(defaults, dict) else {}
+        quota = effective_quota(site, own)
         uid = await self._uid(project_id) if self.backend.wants_uid else None
-        return ProjectSpec(project_id=project_id, home=self.home(project_id), quota=quota, uid=uid)
+        over = validate_quota({k: site[k] for k in ("cpu_oc", "mem_oc") if k in site}, site=True)
+        return ProjectSpec(
+            project_id=project_id,
+            home=self.home(project_id),
+            quota=quota,
+            uid=uid,
+            cpu_oc=over.get("cpu_oc", DefaultQuotas.cpu_oc),
+            mem_oc=over.get("mem_oc", DefaultQuotas.mem_oc),
+        )
 
     async def _uid(self, project_id: uuid.UUID) -> int:
         """The project's own uid: allocated once, kept in `projects.resolved`."""
