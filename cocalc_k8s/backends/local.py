@@ -61,15 +61,21 @@ def agent_environment(home: Path) -> dict[str, str]:
     return env
 
 
-def _limits(quota: Quota) -> None:  # pragma: no cover - runs in the child
-    """In the child: die with the hub, own session, coarse limits, lower priority."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _child_setup(quota: Quota, uid: int | None) -> None:  # pragma: no cover - in the child
+    """In the child: its own user (if any), coarse limits, lower priority, and death with
+    the hub. The user is switched here rather than by `user=` (which uvloop lacks), and
+    before PR_SET_PDEATHSIG, which a change of user would clear."""
     # Address space is a coarse stand-in for memory (cgroups are for Kubernetes): generous,
     # since runtimes reserve far more virtual memory than they use.
     limit = max(quota.memory_mb * 4, 2048) * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     os.nice(5)
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def prepare_home(home: Path, uid: int | None) -> None:
@@ -148,11 +154,8 @@ class LocalBackend(ProjectBackend):
                 stderr=log_file,
                 cwd=spec.home,
                 env=agent_environment(spec.home),
-                user=spec.uid,
-                group=spec.uid,
-                extra_groups=[] if spec.uid is not None else None,
                 start_new_session=True,
-                preexec_fn=lambda: _limits(spec.quota),
+                preexec_fn=lambda: _child_setup(spec.quota, spec.uid),
             )  # fmt: skip
         finally:
             log_file.close()
