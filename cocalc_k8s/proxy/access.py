@@ -22,23 +22,41 @@ class AccessCache:
         self.projects = projects
         self.ttl = ttl
         self._roles: dict[Key, tuple[float, Role | None]] = {}
+        self._inflight: dict[Key, asyncio.Future[Role | None]] = {}
+        self._generation = 0  # bumped by every change of members: late loads are not kept
         self._tunnels: dict[Key, set[Callable[[], None]]] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def role(self, account_id: uuid.UUID, project_id: uuid.UUID) -> Role | None:
+        """The cached role. An expired entry is answered from the cache while one query
+        refreshes it (a change of members drops entries at once, through NOTIFY), and
+        concurrent misses share one query: expiry never sends a burst to the database."""
         key = (account_id, project_id)
         entry = self._roles.get(key)
-        now = time.monotonic()
-        if entry is not None and entry[0] > now:
+        if entry is not None:
+            if entry[0] <= time.monotonic() and key not in self._inflight:
+                self._inflight[key] = asyncio.ensure_future(self._load(key))
             return entry[1]
-        role = await self.projects.role_of(account_id, project_id)
-        if len(self._roles) > 100_000:
-            self._roles.clear()
-        self._roles[key] = (now + self.ttl, role)
-        return role
+        pending = self._inflight.get(key)
+        if pending is None:
+            pending = self._inflight[key] = asyncio.ensure_future(self._load(key))
+        return await asyncio.shield(pending)
+
+    async def _load(self, key: Key) -> Role | None:
+        generation = self._generation
+        try:
+            role = await self.projects.role_of(*key)
+            if generation == self._generation:  # no change of members meanwhile
+                if len(self._roles) > 100_000:
+                    self._roles.clear()
+                self._roles[key] = (time.monotonic() + self.ttl, role)
+            return role
+        finally:
+            self._inflight.pop(key, None)
 
     def members_changed(self, payload: str) -> None:
         """NOTIFY callback: a project's members changed; re-check its open tunnels now."""
+        self._generation += 1
         try:
             project_id = uuid.UUID(payload)
         except ValueError:
@@ -50,6 +68,7 @@ class AccessCache:
 
     def forget(self) -> None:
         """The listener reconnected: cached roles may have missed a change."""
+        self._generation += 1
         self._roles.clear()
 
     def track(self, key: Key, close: Callable[[], None]) -> Callable[[], None]:
