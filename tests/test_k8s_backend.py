@@ -246,3 +246,36 @@ async def test_site_over_commit_sets_the_pod_requests(
     finally:
         with psycopg.connect(database_url) as conn:
             conn.execute("DELETE FROM site_settings WHERE name = 'default_quotas'")
+
+
+async def test_resolved_names_are_stored_and_win_over_the_scheme(
+    owner: User, emulator: KubernetesEmulator, database_url: str
+) -> None:
+    """Names are kept on the project once chosen: a later change of naming scheme (here
+    simulated by editing the stored names) never moves a project's pod or files."""
+    import psycopg
+
+    project_id = await new_project(owner)
+    await start(owner, project_id)
+    await wait_state(owner, project_id, "running")
+    with psycopg.connect(database_url) as conn:
+        (resolved,) = conn.execute(
+            "SELECT resolved FROM projects WHERE project_id = %s", (project_id,)
+        ).fetchone()
+    assert resolved["pod"] == f"project-{project_id}"
+    assert resolved["home_subpath"] == f"projects/{project_id}"
+    await owner.call("POST", f"/api/v2/projects/{project_id}/stop")
+    await wait_state(owner, project_id, "stopped")
+    with psycopg.connect(database_url) as conn:  # names from an older scheme
+        conn.execute(
+            'UPDATE projects SET resolved = resolved || \'{"pod": "legacy-pod"}\''
+            " WHERE project_id = %s",
+            (project_id,),
+        )
+    await start(owner, project_id)
+    created = await until(lambda: emulator.store.get("pods", NS, "legacy-pod"))
+    assert created["metadata"]["labels"]["project_id"] == project_id
+    await wait_state(owner, project_id, "running")
+    await owner.call("POST", f"/api/v2/projects/{project_id}/stop")
+    await wait_state(owner, project_id, "stopped")
+    assert emulator.store.get("pods", NS, "legacy-pod") is None

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cocalc_k8s.core.quotas import DefaultQuotas, Quota
 
@@ -32,6 +33,8 @@ class ProjectSpec:
     """The site's CPU over-commit: a pod's CPU request is its limit divided by this."""
     mem_oc: float = DefaultQuotas.mem_oc
     """The site's memory over-commit."""
+    resolved: Mapping[str, Any] = field(default_factory=dict)
+    """Names resolved at an earlier start (pod, volume paths), kept whatever the scheme."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,10 @@ class ProjectBackend(ABC):
     def _exited(self, project_id: uuid.UUID, reason: str) -> None:
         for callback in self._exit_callbacks:
             callback(project_id, reason)
+
+    def resolved(self, project_id: uuid.UUID) -> Mapping[str, Any]:
+        """Names this backend resolved for the project at its last start, to store."""
+        return {}
 
     @abstractmethod
     async def start(self, spec: ProjectSpec, progress: Progress) -> AgentAddress:

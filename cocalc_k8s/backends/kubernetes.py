@@ -21,8 +21,9 @@ import logging
 import os
 import secrets
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -56,14 +57,24 @@ class PodCluster(Protocol):
     def on_pod(self, callback: PodCallback) -> None: ...
     def on_event(self, callback: EventCallback) -> None: ...
     async def create(
-        self, project_id: uuid.UUID, quota: Quota, token: str, *, cpu_oc: float, mem_oc: float
-    ) -> str: ...
+        self,
+        project_id: uuid.UUID,
+        quota: Quota,
+        token: str,
+        *,
+        cpu_oc: float,
+        mem_oc: float,
+        stored: Mapping[str, Any] | None = None,
+    ) -> tuple[str, Mapping[str, object]]: ...
     async def delete(self, project_id: uuid.UUID) -> None: ...
     async def read_token(self, project_id: uuid.UUID) -> str | None: ...
 
 
 class KubernetesBackend(ProjectBackend):
     outlives_hub = True  # pods keep running through a hub restart and are adopted
+
+    def resolved(self, project_id: uuid.UUID) -> Mapping[str, Any]:
+        return self._names.get(project_id, {})
 
     def __init__(
         self, cluster: PodCluster, *, uid: int = 2001, start_timeout: float = 300.0
@@ -73,6 +84,7 @@ class KubernetesBackend(ProjectBackend):
         self.uid = uid
         self.start_timeout = start_timeout
         self._tokens: dict[uuid.UUID, str] = {}
+        self._names: dict[uuid.UUID, dict[str, Any]] = {}
         self._up: set[uuid.UUID] = set()  # started (or adopted) and not being stopped
         self._waiters = PodWaiters()
         self._http: aiohttp.ClientSession | None = None
@@ -142,9 +154,15 @@ class KubernetesBackend(ProjectBackend):
         await asyncio.to_thread(_prepare_home, spec.home, self.uid)
         progress("Creating the project's pod", 20)
         with self._waiters.progress(pid, progress):
-            self._tokens[pid] = await self.cluster.create(
-                pid, spec.quota, secrets.token_urlsafe(32), cpu_oc=spec.cpu_oc, mem_oc=spec.mem_oc
+            self._tokens[pid], names = await self.cluster.create(
+                pid,
+                spec.quota,
+                secrets.token_urlsafe(32),
+                cpu_oc=spec.cpu_oc,
+                mem_oc=spec.mem_oc,
+                stored=spec.resolved,
             )
+            self._names[pid] = dict(names)
             seen: list[bool] = []  # the cache may learn of the new pod after create returns
             await self._waiters.wait(pid, lambda: self._ready_or_raise(pid, seen))
         status = self.cluster.status(pid)

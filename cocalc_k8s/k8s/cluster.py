@@ -14,7 +14,7 @@ import base64
 import dataclasses
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cocalc_k8s.core.quotas import Quota
@@ -106,11 +106,19 @@ class ProjectCluster:
     # -- changes ----------------------------------------------------------------------
 
     async def create(
-        self, project_id: uuid.UUID, quota: Quota, token: str, *, cpu_oc: float, mem_oc: float
-    ) -> str:
-        """Create (or adopt) the project's pod and token Secret; the token in use.
+        self,
+        project_id: uuid.UUID,
+        quota: Quota,
+        token: str,
+        *,
+        cpu_oc: float,
+        mem_oc: float,
+        stored: Mapping[str, Any] | None = None,
+    ) -> tuple[str, ResolvedNames]:
+        """Create (or adopt) the project's pod and token Secret: the token in use, and the
+        names used (the `stored` ones first; the caller stores what is new).
         `cpu_oc`/`mem_oc`: the site's over-commit ratios (requests = limits / ratio)."""
-        names = resolved_names(project_id)
+        names = resolved_names(project_id, stored)
         config = await self._config()
         pod = project_pod(project_id, quota, config, names=names, cpu_oc=cpu_oc, mem_oc=mem_oc)
         pod["metadata"]["annotations"] = {NAMES_ANNOTATION: json.dumps(names, sort_keys=True)}
@@ -127,7 +135,7 @@ class ProjectCluster:
         stored = await self.gateway.create(
             "secret", secret, replace_if=lambda old: _owner_uid(old) != uid
         )
-        return _token(stored) or token
+        return _token(stored) or token, names
 
     async def delete(self, project_id: uuid.UUID) -> None:
         """Delete the pod (its Secret goes with it); nothing to delete is fine."""

@@ -204,8 +204,21 @@ class LifecycleManager:
                 project_id, ProjectState.FAILED, reason=f"internal error: {type(exc).__name__}"
             )
             return
+        await self._store_resolved(project_id, spec)
         await self._set_state(project_id, ProjectState.RUNNING, reason="started")
         self._last_progress.pop(project_id, None)
+
+    async def _store_resolved(self, project_id: uuid.UUID, spec: ProjectSpec) -> None:
+        """Keep the names the backend chose, so a later change of scheme finds them."""
+        chosen = self.backend.resolved(project_id)
+        new = {k: v for k, v in chosen.items() if spec.resolved.get(k) != v}
+        if new:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(Project)
+                    .where(Project.project_id == project_id)
+                    .values(resolved=Project.resolved.op("||")(new))
+                )
 
     async def _stop(self, project_id: uuid.UUID, *, reason: str) -> None:
         state = await self.state(project_id)
@@ -225,9 +238,11 @@ class LifecycleManager:
 
     async def _spec(self, project_id: uuid.UUID) -> ProjectSpec:
         async with self.engine.connect() as conn:
-            own = (
-                await conn.execute(select(Project.quota).where(Project.project_id == project_id))
-            ).scalar_one()
+            own, resolved = (
+                await conn.execute(
+                    select(Project.quota, Project.resolved).where(Project.project_id == project_id)
+                )
+            ).one()
             defaults = (
                 await conn.execute(
                     select(SiteSetting.value).where(SiteSetting.name == "default_quotas")
@@ -244,6 +259,7 @@ class LifecycleManager:
             uid=uid,
             cpu_oc=over.get("cpu_oc", DefaultQuotas.cpu_oc),
             mem_oc=over.get("mem_oc", DefaultQuotas.mem_oc),
+            resolved=resolved,
         )
 
     async def _uid(self, project_id: uuid.UUID) -> int:
