@@ -15,6 +15,7 @@ client pauses from the end of a request until its response is complete.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -328,6 +329,8 @@ class Exchange:
         self._close_delimited = False
         self._interim = False
         self._out: list[bytes] = []
+        self._remaining = 0  # body bytes still to come, once they need no parsing
+        self._upstream_keep_alive = False
 
     # -- request side ---------------------------------------------------------------------
 
@@ -360,6 +363,9 @@ class Exchange:
     # -- response side --------------------------------------------------------------------
 
     def upstream_data(self, data: bytes) -> None:
+        if self._remaining:
+            self._pass_through(data)
+            return
         # What one read of the upstream produces (head, body, end) goes out in one write.
         try:
             self.parser.feed_data(data)
@@ -371,6 +377,15 @@ class Exchange:
             self.upstream.reusable = False
             self.upstream.close()
         self._flush()
+
+    def _pass_through(self, data: bytes) -> None:
+        """The rest of a body of known length goes straight to the client, unparsed."""
+        if len(data) > self._remaining:
+            data = data[: self._remaining]  # anything after it is not ours to forward
+        self._remaining -= len(data)
+        self.client._write(data)
+        if not self._remaining:
+            self._complete(self._upstream_keep_alive)
 
     def _emit(self, data: bytes) -> None:
         self._out.append(data)
@@ -411,12 +426,18 @@ class Exchange:
         )
         self._emit(head)
         self.responded = True
+        self._upstream_keep_alive = self.parser.should_keep_alive()  # valid only now
+        if has_length and not self.chunked_out and not self.no_body:
+            length = next(v for n, v in self.headers if n.lower() == b"content-length")
+            with contextlib.suppress(ValueError):
+                self._remaining = int(length)
         if self.no_body:
             self._complete(self.parser.should_keep_alive() and self.head.method != b"HEAD")
 
     def on_body(self, body: bytes) -> None:
         if self.no_body:
             return
+        self._remaining = max(0, self._remaining - len(body))
         if self.chunked_out:
             self._emit(b"%x\r\n" % len(body) + body + b"\r\n")
         else:
@@ -428,6 +449,7 @@ class Exchange:
             return
         if self.done.done() or self.parser.get_status_code() == 101:
             return  # a 101 is completed by the upgrade that follows
+        self._remaining = 0
         if self.chunked_out:
             self._emit(b"0\r\n\r\n")
         self._complete(self.parser.should_keep_alive())
