@@ -158,6 +158,21 @@ async def run_hub(
             raise CliError(
                 f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
             ) from None
+    redirect_runner = None
+    if settings.redirect_port and settings.scheme == "https":
+        from cocalc_k8s.web.redirect import start_redirect_site
+
+        with step("init_redirect"):
+            try:
+                redirect_runner = await start_redirect_site(
+                    settings.public_url, settings.host, settings.redirect_port
+                )
+            except OSError as exc:
+                await runner.cleanup()
+                raise CliError(
+                    f"cannot listen on {settings.host}:{settings.redirect_port}: "
+                    f"{exc.strerror or exc}"
+                ) from None
     metrics_runner = None
     if settings.metrics_port:
         with step("init_metrics"):
@@ -170,6 +185,8 @@ async def run_hub(
     log.info("stopping")
     if metrics_runner is not None:
         await metrics_runner.cleanup()
+    if redirect_runner is not None:
+        await redirect_runner.cleanup()
     await runner.cleanup()
 
 

@@ -123,3 +123,29 @@ def test_an_expiring_self_signed_certificate_is_replaced(tmp_path: Path) -> None
 def test_tls_cert_without_key_is_a_settings_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="must be given together"):
         Settings(data_dir=tmp_path, tls_cert=tmp_path / "x.crt")
+
+
+def test_plain_http_port_redirects_to_https(
+    tmp_path: Path,
+    fresh_database: str,  # noqa: F811
+    hubs: list[Hub],  # noqa: F811
+) -> None:
+    import http.client
+
+    redirect_port = free_port()
+    env = hub_env(DATABASE_URL=fresh_database)
+    args = (
+        "--data-dir", str(tmp_path), "--port", str(free_port()), "--tls", "self-signed",
+        "--redirect-port", str(redirect_port),
+    )  # fmt: skip
+    hub = Hub(*args, env=env)
+    hubs.append(hub)
+    api = Api(hub.wait_url(), client_context(self_signed_paths(tmp_path)[0]))
+    api.wait_ready()
+    conn = http.client.HTTPConnection("127.0.0.1", redirect_port, timeout=5)
+    conn.request("GET", "/projects?x=1")
+    response = conn.getresponse()
+    assert response.status == 301
+    assert response.getheader("Location") == api.base + "/projects?x=1"
+    conn.close()
+    assert hub.stop() == 0

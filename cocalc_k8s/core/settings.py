@@ -184,6 +184,13 @@ class Settings:
         env="COCALC_CONTENT_URL",
         flag="--content-url",
     )
+    redirect_port: int = _setting(
+        0,
+        "When non-zero and TLS is on, also listen on this port with plain HTTP and redirect "
+        "every request to the HTTPS URL (e.g. port 80 of a load balancer).",
+        env="COCALC_REDIRECT_PORT",
+        flag="--redirect-port",
+    )
     max_file_mb: int = _setting(
         1024,
         "Largest file, in MB, that can be uploaded or saved into a project through the hub. "
@@ -357,6 +364,8 @@ def _validate(s: Settings) -> None:
         parts = urlsplit(s.content_url)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
             raise SettingsError("--content-url must look like https://host[:port]")
+    if not 0 <= s.redirect_port < 65536:
+        raise SettingsError(f"--redirect-port must be between 0 and 65535, not {s.redirect_port}")
     if not 0 <= s.metrics_port < 65536:
         raise SettingsError(f"--metrics-port must be between 0 and 65535, not {s.metrics_port}")
     if s.log_level not in LOG_LEVELS:
