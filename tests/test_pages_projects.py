@@ -216,3 +216,18 @@ async def test_static_modules_and_vendored_bundles_are_served(client: Client) ->
     ):
         resp = await client.get(f"/static/{name}")
         assert resp.status == 200, name
+
+
+async def test_project_page_links_servers_on_the_content_origin(client: Any) -> None:
+    from cocalc_k8s.keys import CONTENT_ORIGIN
+    from tests.conftest import sign_up
+
+    user = await sign_up(client)
+    resp = await client.post(
+        "/api/v2/projects", json={"title": "Servers"}, headers={"X-CSRF-Token": user["csrf_token"]}
+    )
+    project_id = (await resp.json())["project_id"]
+    html = await (await client.get(f"/projects/{project_id}/files/")).text()
+    content = client.app[CONTENT_ORIGIN]
+    assert f'href="{content}/{project_id}/port/jupyterlab/lab"' in html
+    assert not content.startswith(str(client.make_url("")).rstrip("/"))  # another origin
