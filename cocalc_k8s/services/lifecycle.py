@@ -322,16 +322,24 @@ class LifecycleManager:
                 )
             ).all()
         for row in rows:
-            state = ProjectState(row.state)
-            if row.project_id in alive:
-                if state in (ProjectState.STOPPED, ProjectState.FAILED) or row.deleted:
-                    # Alive while the database says otherwise: the database wins.
-                    await self.backend.stop(row.project_id)
-                elif state != ProjectState.RUNNING:
-                    await self._force_state(row.project_id, state, "adopted", ProjectState.RUNNING)
-                continue
-            if state in (ProjectState.STARTING, ProjectState.RUNNING, ProjectState.STOPPING):
-                await self._force_state(row.project_id, state, "the hub restarted")
+            # Under the project's lock, with its state read again: a start or stop that ran
+            # meanwhile has already made database and backend agree.
+            async with self._lock(row.project_id):
+                await self._reconcile_one(row.project_id, alive, deleted=row.deleted is not None)
+
+    async def _reconcile_one(
+        self, project_id: uuid.UUID, alive: set[uuid.UUID], *, deleted: bool
+    ) -> None:
+        state = await self.state(project_id)
+        running = project_id in alive or self.backend.address(project_id) is not None
+        if running:
+            if state in (ProjectState.STOPPED, ProjectState.FAILED) or deleted:
+                # Alive while the database says otherwise: the database wins.
+                await self.backend.stop(project_id)
+            elif state != ProjectState.RUNNING:
+                await self._force_state(project_id, state, "adopted", ProjectState.RUNNING)
+        elif state in (ProjectState.STARTING, ProjectState.RUNNING, ProjectState.STOPPING):
+            await self._force_state(project_id, state, "the hub restarted")
 
     async def _force_state(
         self,
@@ -391,7 +399,10 @@ class LifecycleManager:
             try:
                 async with asyncio.timeout(wait):
                     while (address := self.backend.address(project_id)) is None:
-                        event = await events.get()
+                        try:  # events wake us early; the address is re-checked regardless
+                            event = await asyncio.wait_for(events.get(), 0.5)
+                        except TimeoutError:
+                            continue
                         if event.get("state") == ProjectState.FAILED.value:
                             raise Unavailable(f"the project failed to start: {event['error']}")
             except TimeoutError:
