@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from cocalc_k8s.agent.environment import child_environment
 from cocalc_k8s.core.errors import NotFound, Unavailable
+
+logger = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0
 START_ATTEMPTS = 3
@@ -105,6 +108,9 @@ class ServerRegistry:
             )
         except FileNotFoundError:
             raise NotFound(f"{name} is not installed in this project") from None
+        except OSError as exc:  # e.g. EAGAIN from fork under load: worth another try
+            logger.warning("starting %s failed: %s", name, exc)
+            raise Unavailable(f"{name} could not be started: {exc.strerror or exc}") from None
         finally:
             log.close()
         self._servers[name] = _Server(process, port)
