@@ -3,6 +3,8 @@ per test module (cloned from a migrated template in milliseconds), real hubs on 
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 import tempfile
 import uuid
@@ -21,6 +23,14 @@ from cocalc_k8s.db.migrate import upgrade
 from cocalc_k8s.keys import CONTENT_GATE
 
 TEMPLATE_DB = "cocalc_template"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="session")
@@ -122,3 +132,32 @@ async def sign_up(
     assert resp.status == 201, await resp.text()
     body = await resp.json()
     return {"email": email, "password": password, **body}
+
+
+def _browser_missing() -> str | None:
+    if importlib.util.find_spec("playwright") is None:
+        return "the playwright package is not installed"
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        return f"no Chromium at {CHROMIUM}"
+    return None
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Debian's Chromium, headless, through Playwright. Skipped when either is missing,
+    except under CI (the CI variable set), where that is a failure."""
+    missing = _browser_missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests need Chromium under CI: {missing}")
+        pytest.skip(missing)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()

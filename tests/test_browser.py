@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -27,14 +25,6 @@ pytestmark = pytest.mark.browser
 if async_playwright is not None:
     expect.set_options(timeout=10_000)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TIMEOUT_MS = 10_000
 PASSWORD = "correct horse battery"
 DESKTOP = {"width": 1280, "height": 800}
@@ -47,31 +37,6 @@ document.addEventListener("securitypolicyviolation", (e) => {
   console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`);
 });
 """
-
-
-def _browser_missing() -> str | None:
-    if async_playwright is None:
-        return "the playwright package is not installed"
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        return f"no Chromium at {CHROMIUM}"
-    return None
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    missing = _browser_missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests need Chromium under CI: {missing}")
-        pytest.skip(missing)
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 class Console:

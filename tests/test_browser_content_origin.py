@@ -13,7 +13,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from cocalc_k8s.keys import CONTENT_ORIGIN
-from tests.test_browser import browser  # noqa: F401 - the fixture
 from tests.test_lifecycle import wait_state
 from tests.test_projects_api import User
 
@@ -96,7 +95,7 @@ async def evil_port() -> AsyncIterator[int]:
 
 
 async def test_a_malicious_project_page_cannot_act_as_its_visitor(
-    browser: Any,  # noqa: F811
+    browser: Any,
     make_client: Any,
     evil_port: int,
 ) -> None:
@@ -167,7 +166,7 @@ async def _csrf(page: Any) -> str:
 
 
 async def test_jupyterlab_opens_and_runs_a_cell_through_the_proxy(
-    browser: Any,  # noqa: F811
+    browser: Any,
     make_client: Any,
 ) -> None:
     pytest.importorskip("jupyterlab")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,12 +18,9 @@ from aiohttp.test_utils import TestClient
 
 from tests.conftest import unique_email
 from tests.test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DESKTOP,
     PHONE,
     Console,
-    _browser_missing,
     fill_sign_up,
     new_page,
 )
@@ -37,23 +33,6 @@ except ImportError:  # pragma: no cover - reported by the fixture below
 pytestmark = pytest.mark.browser
 START_TIMEOUT_MS = 30_000
 UPLOAD_BYTES = 3_000_000
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
-    missing = _browser_missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests need Chromium under CI: {missing}")
-        pytest.skip(missing)
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 @pytest.fixture
@@ -89,10 +68,10 @@ async def open_tab(page: Page, name: str) -> None:
     )
 
 
-async def test_a_project_from_creation_to_stop(hub: str, chromium: Browser) -> None:
+async def test_a_project_from_creation_to_stop(hub: str, browser: Browser) -> None:
     # `hub` first: the browser (and its open progress streams) closes before the hub.
     console = Console()
-    page = await signed_up(chromium, console, hub, "Ada")
+    page = await signed_up(browser, console, hub, "Ada")
     url = await create_project(page, hub, "Analytical <Engine>")
     project_id = url.rsplit("/", 1)[-1]
 
@@ -180,7 +159,7 @@ async def test_a_project_from_creation_to_stop(hub: str, chromium: Browser) -> N
 
     # A second account, added as collaborator, sees the project.
     friend_console = Console()
-    friend = await signed_up(chromium, friend_console, hub, "Grace")
+    friend = await signed_up(browser, friend_console, hub, "Grace")
     await open_tab(page, "Settings")
     await page.get_by_label("Add a collaborator by email").fill(friend.email)  # type: ignore[attr-defined]
     await page.get_by_role("button", name="Add", exact=True).click()
@@ -192,7 +171,7 @@ async def test_a_project_from_creation_to_stop(hub: str, chromium: Browser) -> N
 
     # A third account cannot open it.
     stranger_console = Console()
-    stranger = await signed_up(chromium, stranger_console, hub, "Mallory")
+    stranger = await signed_up(browser, stranger_console, hub, "Mallory")
     response = await stranger.goto(f"{hub}/projects/{project_id}")
     assert response is not None and response.status == 404
     await expect(stranger.get_by_role("heading", level=1)).to_have_text("Project not found")
@@ -209,11 +188,11 @@ async def test_a_project_from_creation_to_stop(hub: str, chromium: Browser) -> N
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 async def test_project_pages_fit_the_screen(
-    hub: str, chromium: Browser, viewport: dict[str, int]
+    hub: str, browser: Browser, viewport: dict[str, int]
 ) -> None:
     """No sideways scrolling; with COCALC_SHOTS set, screenshots of every tab."""
     console = Console()
-    page = await signed_up(chromium, console, hub, "Katherine", viewport=viewport)
+    page = await signed_up(browser, console, hub, "Katherine", viewport=viewport)
     shots = os.environ.get("COCALC_SHOTS")
     width = "desktop" if viewport is DESKTOP else "phone"
 
