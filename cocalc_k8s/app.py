@@ -31,6 +31,7 @@ from cocalc_k8s.db.notify import CREDENTIALS, PROJECT_ACCESS, Listener
 from cocalc_k8s.keys import (
     ACCOUNTS,
     ACTIVITY,
+    ADMIN,
     AGENTS,
     API_KEYS,
     CONTENT_GATE,
@@ -53,6 +54,7 @@ from cocalc_k8s.proxy.protocol import serve as serve_content
 from cocalc_k8s.proxy.upstream import UpstreamPool
 from cocalc_k8s.services.accounts import AccountPolicy, AccountService
 from cocalc_k8s.services.activity import ActivityRecorder
+from cocalc_k8s.services.admin import AdminService
 from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.culler import Culler
 from cocalc_k8s.services.files import ProjectFiles
@@ -158,6 +160,7 @@ def create_app(
         app[ACTIVITY] = ActivityRecorder(engine)
         app[AGENTS] = AgentClient()
         app[SITE_SETTINGS] = SiteSettings(engine)
+        app[ADMIN] = AdminService(engine, cache=principals)
         backend = project_backend(settings)
         app[LIFECYCLE] = LifecycleManager(engine, backend, projects_root=projects_root)
         app[CULLER] = Culler(engine, app[LIFECYCLE])

@@ -11,6 +11,7 @@ from cocalc_k8s.core.settings import Settings
 from cocalc_k8s.proxy.gate import ContentGate
 from cocalc_k8s.services.accounts import AccountService
 from cocalc_k8s.services.activity import ActivityRecorder
+from cocalc_k8s.services.admin import AdminService
 from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.culler import Culler
 from cocalc_k8s.services.files import ProjectFiles
@@ -37,3 +38,4 @@ CULLER = web.AppKey("culler", Culler)
 SITE_SETTINGS = web.AppKey("site_settings", SiteSettings)
 CONTENT_ORIGIN = web.AppKey("content_origin", str)  # the content origin's URL, once bound
 CONTENT_GATE = web.AppKey("content_gate", ContentGate)
+ADMIN = web.AppKey("admin", AdminService)

@@ -1,0 +1,106 @@
+"""What admins see and change across the site: stats, accounts, projects."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cocalc_k8s.core.errors import BadRequest, NotFound
+from cocalc_k8s.db.models import Account, Project, Session
+from cocalc_k8s.db.notify import CREDENTIALS, notify
+from cocalc_k8s.services import events
+from cocalc_k8s.services.principal_cache import PrincipalCache
+
+LIMIT = 200
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class AdminService:
+    def __init__(self, engine: AsyncEngine, *, cache: PrincipalCache) -> None:
+        self.engine = engine
+        self.cache = cache
+
+    async def stats(self) -> dict[str, Any]:
+        async with self.engine.connect() as conn:
+            accounts = (await conn.execute(select(func.count()).select_from(Account))).scalar_one()
+            states = await conn.execute(
+                select(Project.state, func.count())
+                .where(Project.deleted.is_(None))
+                .group_by(Project.state)
+            )
+            by_state = {row[0]: row[1] for row in states}
+            sessions = (
+                await conn.execute(select(func.count()).where(Session.expires > datetime.now(UTC)))
+            ).scalar_one()
+        return {
+            "accounts": accounts,
+            "projects": sum(by_state.values()),
+            "running_projects": by_state.get("running", 0),
+            "projects_by_state": by_state,
+            "active_sessions": sessions,
+        }
+
+    async def accounts(self, search: str = "") -> list[dict[str, Any]]:
+        query = select(
+            Account.account_id, Account.email, Account.name, Account.is_admin, Account.created
+        ).order_by(Account.created.desc())
+        if search.strip():
+            pattern = _like(search.strip())
+            query = query.where(
+                or_(
+                    Account.email.ilike(pattern, escape="\\"),
+                    Account.name.ilike(pattern, escape="\\"),
+                )
+            )
+        async with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query.limit(LIMIT))]
+
+    async def projects(self, search: str = "", state: str = "") -> list[dict[str, Any]]:
+        query = (
+            select(
+                Project.project_id,
+                Project.title,
+                Project.state,
+                Project.state_error,
+                Project.last_edited,
+                Project.quota,
+            )
+            .where(Project.deleted.is_(None))
+            .order_by(Project.last_edited.desc())
+        )
+        if search.strip():
+            query = query.where(Project.title.ilike(_like(search.strip()), escape="\\"))
+        if state:
+            query = query.where(Project.state == state)
+        async with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query.limit(LIMIT))]
+
+    async def set_admin(self, by: uuid.UUID, account_id: uuid.UUID, is_admin: Any) -> None:
+        if not isinstance(is_admin, bool):
+            raise BadRequest("is_admin must be true or false")
+        if account_id == by and not is_admin:
+            raise BadRequest("you cannot remove your own admin rights")
+        async with self.engine.begin() as conn:
+            changed = (
+                await conn.execute(
+                    update(Account)
+                    .where(Account.account_id == account_id)
+                    .values(is_admin=is_admin)
+                    .returning(Account.account_id)
+                )
+            ).scalar_one_or_none()
+            if changed is None:
+                raise NotFound("no such account")
+            await events.record(
+                conn, "account.admin_set", account_id=by, target=str(account_id), is_admin=is_admin
+            )
+            await notify(conn, CREDENTIALS, str(account_id))
+        self.cache.drop_account(account_id)

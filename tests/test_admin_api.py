@@ -1,0 +1,68 @@
+"""The admin API: stats, accounts, projects, the admin flag; admins only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import sign_up, unique_email
+from tests.test_projects_api import User, new_project
+
+
+@pytest.fixture
+async def admin(make_client: Any) -> User:
+    email = unique_email("admin")
+    client = await make_client(admin_email=email)
+    return User(client, await sign_up(client, email=email))
+
+
+@pytest.fixture
+async def user(admin: User, make_client: Any) -> User:
+    client = await make_client(same_hub_as=admin.client)
+    return User(client, await sign_up(client))
+
+
+async def test_only_admins_get_in(user: User) -> None:
+    for method, path, body in (
+        ("GET", "/api/v2/admin/stats", None),
+        ("GET", "/api/v2/admin/accounts", None),
+        ("GET", "/api/v2/admin/projects", None),
+        ("PATCH", f"/api/v2/admin/accounts/{user.account_id}", {"is_admin": True}),
+    ):
+        status, _ = await user.call(method, path, body)
+        assert status == 403, path
+    _, me = await user.call("GET", "/api/v2/account")
+    assert me["is_admin"] is False
+
+
+async def test_stats_accounts_and_projects(admin: User, user: User) -> None:
+    project_id = await new_project(user, "Needle in a haystack")
+    status, stats = await admin.call("GET", "/api/v2/admin/stats")
+    assert status == 200
+    assert stats["accounts"] >= 2 and stats["projects"] >= 1
+    assert stats["projects_by_state"]["stopped"] >= 1 and stats["active_sessions"] >= 2
+    _, found = await admin.call("GET", f"/api/v2/admin/accounts?search={user.info['email']}")
+    assert [a["account_id"] for a in found["accounts"]] == [user.account_id]
+    _, found = await admin.call("GET", "/api/v2/admin/projects?search=needle&state=stopped")
+    assert [p["project_id"] for p in found["projects"]] == [project_id]
+    _, found = await admin.call("GET", "/api/v2/admin/accounts?search=%25")
+    assert found["accounts"] == []  # wildcards are literal
+
+
+async def test_admin_flag_takes_effect_at_once(admin: User, user: User) -> None:
+    path = f"/api/v2/admin/accounts/{user.account_id}"
+    assert (await admin.call("PATCH", path, {"is_admin": "yes"}))[0] == 400
+    assert (await admin.call("PATCH", path, {"is_admin": True}))[0] == 204
+    _, me = await user.call("GET", "/api/v2/account")
+    assert me["is_admin"] is True  # no stale cached principal
+    assert (await admin.call("PATCH", path, {"is_admin": False}))[0] == 204
+    _, me = await user.call("GET", "/api/v2/account")
+    assert me["is_admin"] is False
+    own = f"/api/v2/admin/accounts/{admin.account_id}"
+    status, body = await admin.call("PATCH", own, {"is_admin": False})
+    assert status == 400 and "own" in body["error"]
+    status, _ = await admin.call(
+        "PATCH", "/api/v2/admin/accounts/00000000-0000-0000-0000-000000000000", {"is_admin": True}
+    )
+    assert status == 404
