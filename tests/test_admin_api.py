@@ -66,3 +66,35 @@ async def test_admin_flag_takes_effect_at_once(admin: User, user: User) -> None:
         "PATCH", "/api/v2/admin/accounts/00000000-0000-0000-0000-000000000000", {"is_admin": True}
     )
     assert status == 404
+
+
+async def test_admin_page(admin: User, user: User) -> None:
+    assert (await user.client.get("/admin")).status == 404  # not an admin: nothing here
+    resp = await admin.client.get("/admin")
+    html = await resp.text()
+    assert resp.status == 200 and "Administration" in html and user.info["email"] in html
+    assert 'href="/admin"' in html  # the nav shows admins the way in
+    # Make the user an admin through the form (CSRF token from the page).
+    resp = await admin.client.post(
+        f"/admin/accounts/{user.account_id}/admin",
+        data={"csrf_token": admin.headers["X-CSRF-Token"], "is_admin": "true"},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    _, me = await user.call("GET", "/api/v2/account")
+    assert me["is_admin"] is True
+    # Default quotas through the form; bad numbers are refused with a message.
+    resp = await admin.client.post(
+        "/admin/quotas",
+        data={"csrf_token": admin.headers["X-CSRF-Token"], "idle_timeout": "lots"},
+    )
+    assert resp.status == 400 and "numbers" in await resp.text()
+    resp = await admin.client.post(
+        "/admin/quotas",
+        data={"csrf_token": admin.headers["X-CSRF-Token"], "idle_timeout": "1800"},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    _, quotas = await admin.call("GET", "/api/v2/admin/default-quotas")
+    assert quotas["idle_timeout"] == 1800
+    await admin.call("PATCH", "/api/v2/admin/default-quotas", {"idle_timeout": 3600})

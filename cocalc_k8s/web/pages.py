@@ -14,7 +14,7 @@ from aiohttp import web
 from cocalc_k8s.core.errors import DomainError
 from cocalc_k8s.core.tokens import token_hash
 from cocalc_k8s.keys import ACCOUNTS, API_KEYS, SESSIONS, SETTINGS
-from cocalc_k8s.web import pages_projects
+from cocalc_k8s.web import pages_admin, pages_projects
 from cocalc_k8s.web.api_auth import client_address
 from cocalc_k8s.web.auth import (
     SESSION_COOKIE,
@@ -218,4 +218,5 @@ def routes() -> list[web.AbstractRouteDef]:
         web.post("/account/api-keys", api_key_create_submit),
         web.post("/account/api-keys/{key_id}/revoke", api_key_revoke_submit),
         *pages_projects.routes(),
+        *pages_admin.routes(),
     ]
