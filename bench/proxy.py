@@ -105,9 +105,14 @@ def wait_http(url: str, process: subprocess.Popen[bytes], what: str) -> None:
 
 
 @contextlib.contextmanager
-def backend(port: int, uvloop: bool) -> Iterator[subprocess.Popen[bytes]]:
+def backend(port: int, uvloop: bool, uid: int | None) -> Iterator[subprocess.Popen[bytes]]:
+    """The backend, run as the project's user when the hub gives projects users of their
+    own: the hub proxies only to ports its project's user listens on."""
     args = [sys.executable, str(BENCH_DIR / "_proxy_backend.py"), str(port)]
-    with child(args + (["--uvloop"] if uvloop else [])) as process:
+    as_user: dict[str, object] = {}
+    if uid is not None and uid != os.geteuid():
+        as_user = {"user": uid, "group": uid, "extra_groups": []}
+    with child(args + (["--uvloop"] if uvloop else []), **as_user) as process:
         wait_http(f"http://127.0.0.1:{port}/small", process, "the backend")
         yield process
 
@@ -552,13 +557,19 @@ def main() -> None:
     backend_port, content_port, chp_port = free_port(), free_port(), free_port()
     exe = None if args.no_chp else chp_executable()
     with contextlib.ExitStack() as stack:
-        backend_process = stack.enter_context(backend(backend_port, args.uvloop))
         hub = stack.enter_context(
             running_hub("--content-port", str(content_port), nofile=nofile, uvloop=args.uvloop)
         )
         hub_proc = psutil.Process(hub.process.pid)
         account = sign_up(hub.base)
         project_id = running_project(hub.base, account.key_headers)
+        answer, _ = post_json(
+            f"{hub.base}/api/v2/projects/{project_id}/exec",
+            {"command": "id -u"},
+            account.key_headers,
+        )
+        uid = int(answer["stdout"])
+        backend_process = stack.enter_context(backend(backend_port, args.uvloop, uid))
         direct = Target("direct", f"http://127.0.0.1:{backend_port}", {}, None)
         proxied = Target(
             "hub",

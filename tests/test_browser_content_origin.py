@@ -4,15 +4,15 @@ state must be unchanged; the page itself still works for its legitimate use."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from cocalc_k8s.keys import CONTENT_ORIGIN
+from tests.project_servers import project_uid, served_as
 from tests.test_lifecycle import wait_state
 from tests.test_projects_api import User
 
@@ -86,24 +86,16 @@ def evil_server_app() -> web.Application:
     return app
 
 
-@pytest.fixture
-async def evil_port() -> AsyncIterator[int]:
-    server = TestServer(evil_server_app(), host="127.0.0.1")
-    await server.start_server()
-    yield server.port
-    await server.close()
-
-
 async def test_a_malicious_project_page_cannot_act_as_its_visitor(
     browser: Any,
     make_client: Any,
-    evil_port: int,
 ) -> None:
     client = await make_client()
     hub = str(client.make_url("")).rstrip("/")
     content = client.app[CONTENT_ORIGIN]
     context = await browser.new_context()
     page = await context.new_page()
+    servers = contextlib.ExitStack()
     try:
         # The visitor signs up in the browser: the context holds their hub session.
         await page.goto(hub + "/sign-up")
@@ -127,12 +119,16 @@ async def test_a_malicious_project_page_cannot_act_as_its_visitor(
             await wait_state(visitor, project_id, "running")
         _, before_keys = await visitor.call("GET", "/api/v2/api-keys")
         _, before_other = await visitor.call("GET", f"/api/v2/projects/{other}")
+        # Each project runs the same little server, as its own user.
+        factory = "tests.test_browser_content_origin:evil_server_app"
+        evil_port = servers.enter_context(served_as(await project_uid(visitor, evil), factory))
+        other_port = servers.enter_context(served_as(await project_uid(visitor, other), factory))
 
         # The visitor has opened the other project's content before: its cookie exists.
-        await page.goto(f"{content}/{other}/port/{evil_port}/secret.txt")
+        await page.goto(f"{content}/{other}/port/{other_port}/secret.txt")
         assert "the other project's secret" in await page.content()
         url = (
-            f"{content}/{evil}/port/{evil_port}/evil.html?hub={hub}&other={other}&port={evil_port}"
+            f"{content}/{evil}/port/{evil_port}/evil.html?hub={hub}&other={other}&port={other_port}"
         )
         await page.goto(url)
         # It still works for its legitimate use: the visitor sees the page.
@@ -153,6 +149,7 @@ async def test_a_malicious_project_page_cannot_act_as_its_visitor(
         assert after_keys == before_keys == {"api_keys": []}
         assert after_other["collaborators"] == before_other["collaborators"]
     finally:
+        servers.close()
         await context.close()
         for project_id in locals().get("projects", []):
             await client.post(

@@ -12,10 +12,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from cocalc_k8s.keys import CONTENT_ORIGIN
 from tests.conftest import sign_up
+from tests.project_servers import project_uid, served_as
 from tests.test_lifecycle import wait_state
 from tests.test_projects_api import User, new_project
 
@@ -83,11 +83,11 @@ def project_server_app() -> web.Application:
 
 
 @pytest.fixture
-async def project_server() -> AsyncIterator[int]:
-    server = TestServer(project_server_app(), host="127.0.0.1")
-    await server.start_server()
-    yield server.port
-    await server.close()
+async def project_server(setup: dict[str, Any]) -> AsyncIterator[int]:
+    """The project's web server, run as the project's own user."""
+    uid = await project_uid(setup["owner"], setup["project_id"])
+    with served_as(uid, "tests.test_proxy:project_server_app") as port:
+        yield port
 
 
 @pytest.fixture
@@ -337,3 +337,23 @@ async def test_raw_files_and_directory_index(setup: dict[str, Any]) -> None:
             assert resp.status == 404
         async with session.get(f"{base}/../../etc/passwd") as resp:
             assert resp.status in (400, 403, 404)
+
+
+async def test_ports_of_others_are_refused(
+    setup: dict[str, Any], project_server: int, make_client: Any
+) -> None:
+    """All local projects share the machine's loopback: neither the hub's own ports nor a
+    server of another project can be reached through a project's URL."""
+    owner: User = setup["owner"]
+    hub_port = owner.client.make_url("/").port
+    other = await new_project(owner, "other")
+    async with aiohttp.ClientSession(headers=api(setup)) as session:
+        for project_id, port in ((setup["project_id"], hub_port), (other, project_server)):
+            await owner.call("POST", f"/api/v2/projects/{project_id}/start")
+            await wait_state(owner, project_id, "running")
+            async with session.get(f"{setup['content']}/{project_id}/port/{port}/echo") as resp:
+                assert resp.status == 403, (project_id, port)
+        url = f"{setup['content']}/{setup['project_id']}/port/{project_server}/echo"
+        async with session.get(url) as resp:
+            assert resp.status == 200  # its own server, of course
+    await owner.call("POST", f"/api/v2/projects/{other}/stop")

@@ -70,6 +70,11 @@ class ProjectBackend(ABC):
         for callback in self._exit_callbacks:
             callback(project_id, reason)
 
+    async def serves_port(self, project_id: uuid.UUID, port: int) -> bool:
+        """False when something other than the project listens on `port` at its address.
+        (Pods have addresses of their own: whatever answers there is the project's.)"""
+        return True
+
     def resolved(self, project_id: uuid.UUID) -> Mapping[str, Any]:
         """Names this backend resolved for the project at its last start, to store."""
         return {}

@@ -20,6 +20,7 @@ import resource
 import secrets
 import signal
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +34,14 @@ from cocalc_k8s.backends.base import (
     ProjectBackend,
     ProjectSpec,
 )
+from cocalc_k8s.backends.ports import listener_pids, listener_uids, tree_pids
 from cocalc_k8s.core.projectfs import give_home
 from cocalc_k8s.core.quotas import Quota
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 20.0
+PORT_CHECK_TTL = 5.0
 STOP_GRACE = 5.0
 _PR_SET_PDEATHSIG = 1
 _ENV_WHITELIST = ("PATH", "LANG", "LC_ALL", "TZ")
@@ -47,6 +50,7 @@ _ENV_WHITELIST = ("PATH", "LANG", "LC_ALL", "TZ")
 @dataclass
 class _Agent:
     process: asyncio.subprocess.Process
+    uid: int | None = None
     address: AgentAddress | None = None
     stopping: bool = False
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -78,6 +82,14 @@ def _child_setup(quota: Quota, uid: int | None) -> None:  # pragma: no cover - i
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _serves(agent: _Agent, port: int) -> bool:
+    if agent.uid is not None:
+        uids = listener_uids(port)
+        return not uids or uids == {agent.uid}  # nobody yet: the connection will say so
+    pids = listener_pids(port)
+    return not pids or pids <= tree_pids(agent.process.pid)
+
+
 def prepare_home(home: Path, uid: int | None) -> None:
     """The home exists, mode 0700; with a uid of its own it belongs to that uid (everything
     in it, the first time), and the directories above it can be traversed but not listed."""
@@ -105,7 +117,27 @@ class LocalBackend(ProjectBackend):
         self.log_dir = log_dir
         self.python = python
         self._agents: dict[uuid.UUID, _Agent] = {}
+        self._port_checks: dict[tuple[uuid.UUID, int], tuple[float, bool]] = {}
         self._http: aiohttp.ClientSession | None = None
+
+    async def serves_port(self, project_id: uuid.UUID, port: int) -> bool:
+        """All projects share this machine's loopback: a port is the project's only if
+        what listens there runs as the project's user (or, when the hub is not root and
+        projects share its user, is a process of the project's agent). Answers are
+        cached briefly: this runs for every proxied request."""
+        key = (project_id, port)
+        cached = self._port_checks.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        agent = self._agents.get(project_id)
+        if agent is None:
+            return False
+        verdict = await asyncio.to_thread(_serves, agent, port)
+        if len(self._port_checks) > 10_000:
+            self._port_checks.clear()
+        self._port_checks[key] = (now + PORT_CHECK_TTL, verdict)
+        return verdict
 
     def address(self, project_id: uuid.UUID) -> AgentAddress | None:
         agent = self._agents.get(project_id)
@@ -163,7 +195,7 @@ class LocalBackend(ProjectBackend):
         process.stdin.write(token.encode() + b"\n")
         await process.stdin.drain()
         process.stdin.close()
-        return _Agent(process=process)
+        return _Agent(process=process, uid=spec.uid)
 
     async def _read_port(self, agent: _Agent) -> int:
         assert agent.process.stdout is not None

@@ -107,6 +107,8 @@ class ContentGate:
                 port = await self._named_port(route, address)
             except DomainError as exc:
                 return _error(head, exc.status, exc.message)
+        elif not await self.lifecycle.backend.serves_port(route.project_id, port):
+            return _error(head, 403, f"port {port} is not served by this project")
         return Allow(route, address.host, port, route.upstream_path, on_tunnel=track)
 
     async def _named_port(self, route: Route, address: AgentAddress) -> int:
