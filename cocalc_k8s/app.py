@@ -160,7 +160,7 @@ def create_app(
         app[ACTIVITY] = ActivityRecorder(engine)
         app[AGENTS] = AgentClient()
         app[SITE_SETTINGS] = SiteSettings(engine)
-        app[ADMIN] = AdminService(engine, cache=principals)
+        app[ADMIN] = AdminService(engine, accounts=app[ACCOUNTS])
         backend = project_backend(settings)
         app[LIFECYCLE] = LifecycleManager(engine, backend, projects_root=projects_root)
         app[CULLER] = Culler(engine, app[LIFECYCLE])

@@ -172,18 +172,32 @@ class AccountService:
 
     async def make_admin(self, email: Any) -> uuid.UUID:
         email = validation.email(email)
-        async with self.engine.begin() as conn:
+        async with self.engine.connect() as conn:
             account_id = (
+                await conn.execute(select(Account.account_id).where(Account.email == email))
+            ).scalar_one_or_none()
+        if account_id is None:
+            raise NotFound(f"no account with email {email}")
+        await self.set_admin(account_id, True, by=None)
+        return account_id
+
+    async def set_admin(
+        self, account_id: uuid.UUID, is_admin: bool, *, by: uuid.UUID | None
+    ) -> None:
+        """Grant or remove admin rights; every hub sees it at once (NOTIFY)."""
+        async with self.engine.begin() as conn:
+            changed = (
                 await conn.execute(
                     update(Account)
-                    .where(Account.email == email)
-                    .values(is_admin=True)
+                    .where(Account.account_id == account_id)
+                    .values(is_admin=is_admin)
                     .returning(Account.account_id)
                 )
             ).scalar_one_or_none()
-            if account_id is None:
-                raise NotFound(f"no account with email {email}")
-            await events.record(conn, "account.made_admin", account_id=account_id)
+            if changed is None:
+                raise NotFound("no such account")
+            await events.record(
+                conn, "account.admin_set", account_id=by, target=str(account_id), is_admin=is_admin
+            )
             await notify(conn, CREDENTIALS, str(account_id))
         self.cache.drop_account(account_id)
-        return account_id

@@ -6,14 +6,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cocalc_k8s.core.errors import BadRequest, NotFound
+from cocalc_k8s.core.errors import BadRequest
 from cocalc_k8s.db.models import Account, Project, Session
-from cocalc_k8s.db.notify import CREDENTIALS, notify
-from cocalc_k8s.services import events
-from cocalc_k8s.services.principal_cache import PrincipalCache
+from cocalc_k8s.services.accounts import AccountService
 
 LIMIT = 200
 
@@ -24,9 +22,9 @@ def _like(text: str) -> str:
 
 
 class AdminService:
-    def __init__(self, engine: AsyncEngine, *, cache: PrincipalCache) -> None:
+    def __init__(self, engine: AsyncEngine, *, accounts: AccountService) -> None:
         self.engine = engine
-        self.cache = cache
+        self.account_service = accounts
 
     async def stats(self) -> dict[str, Any]:
         async with self.engine.connect() as conn:
@@ -88,19 +86,4 @@ class AdminService:
             raise BadRequest("is_admin must be true or false")
         if account_id == by and not is_admin:
             raise BadRequest("you cannot remove your own admin rights")
-        async with self.engine.begin() as conn:
-            changed = (
-                await conn.execute(
-                    update(Account)
-                    .where(Account.account_id == account_id)
-                    .values(is_admin=is_admin)
-                    .returning(Account.account_id)
-                )
-            ).scalar_one_or_none()
-            if changed is None:
-                raise NotFound("no such account")
-            await events.record(
-                conn, "account.admin_set", account_id=by, target=str(account_id), is_admin=is_admin
-            )
-            await notify(conn, CREDENTIALS, str(account_id))
-        self.cache.drop_account(account_id)
+        await self.account_service.set_admin(account_id, is_admin, by=by)
