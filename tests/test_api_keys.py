@@ -124,5 +124,3 @@ async def test_bad_key_requests(client: Client) -> None:
     assert resp.status == 404
     resp = await client.post("/api/v2/api-keys", json={"name": "anon"})
     assert resp.status == 403  # a cookie without the CSRF token
-    anonymous = await client.get("/api/v2/api-keys", cookies={"cocalc_session": ""})
-    assert anonymous.status in (200, 401)

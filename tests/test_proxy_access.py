@@ -34,7 +34,7 @@ async def test_concurrent_misses_share_one_query() -> None:
     roles.gate.clear()
     key = (uuid.uuid4(), uuid.uuid4())
     waiters = [asyncio.ensure_future(cache.role(*key)) for _ in range(50)]
-    await asyncio.sleep(0)
+    await roles.asked.wait()  # the one query is under way; the others wait on it
     roles.gate.set()
     assert set(await asyncio.gather(*waiters)) == {"collaborator"}
     assert roles.queries == 1

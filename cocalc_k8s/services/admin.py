@@ -12,13 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cocalc_k8s.core.errors import BadRequest
 from cocalc_k8s.db.models import Account, Project, Session
 from cocalc_k8s.services.accounts import AccountService
+from cocalc_k8s.services.projects import contains_pattern
 
 LIMIT = 200
-
-
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 class AdminService:
@@ -51,7 +47,7 @@ class AdminService:
             Account.account_id, Account.email, Account.name, Account.is_admin, Account.created
         ).order_by(Account.created.desc())
         if search.strip():
-            pattern = _like(search.strip())
+            pattern = contains_pattern(search.strip())
             query = query.where(
                 or_(
                     Account.email.ilike(pattern, escape="\\"),
@@ -75,7 +71,7 @@ class AdminService:
             .order_by(Project.last_edited.desc())
         )
         if search.strip():
-            query = query.where(Project.title.ilike(_like(search.strip()), escape="\\"))
+            query = query.where(Project.title.ilike(contains_pattern(search.strip()), escape="\\"))
         if state:
             query = query.where(Project.state == state)
         async with self.engine.connect() as conn:

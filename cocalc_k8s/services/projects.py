@@ -156,7 +156,7 @@ class ProjectService:
         if hidden is not None:
             query = query.where(ProjectUser.hidden.is_(hidden))
         if search.strip():
-            pattern = "%" + _escape_like(search.strip()) + "%"
+            pattern = contains_pattern(search.strip())
             query = query.where(
                 or_(
                     Project.title.ilike(pattern, escape="\\"),
@@ -357,6 +357,11 @@ class ProjectService:
             )
         ).scalar_one_or_none()
         return value if isinstance(value, dict) else {}
+
+
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, its own % and _ taken literally."""
+    return "%" + _escape_like(text) + "%"
 
 
 def _escape_like(text: str) -> str:

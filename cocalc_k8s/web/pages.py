@@ -22,7 +22,7 @@ from cocalc_k8s.web.auth import (
     principal_of,
     set_session_cookie,
 )
-from cocalc_k8s.web.templating import render
+from cocalc_k8s.web.templating import render, see_other
 
 
 def safe_next(value: Any) -> str:
@@ -30,12 +30,6 @@ def safe_next(value: Any) -> str:
     if isinstance(value, str) and value.startswith("/") and not value.startswith(("//", "/\\")):
         return value
     return "/"
-
-
-def see_other(location: str) -> web.Response:
-    """A 303 redirect as a plain response, so it can carry cookies (aiohttp deprecates
-    returning an HTTPException)."""
-    return web.Response(status=303, headers={"Location": location})
 
 
 async def _form(request: web.Request) -> dict[str, str]:

@@ -11,12 +11,7 @@ from aiohttp import web
 from cocalc_k8s.core.errors import DomainError
 from cocalc_k8s.keys import ADMIN, LIFECYCLE, SITE_SETTINGS
 from cocalc_k8s.web.auth import principal_of
-from cocalc_k8s.web.templating import render
-
-
-def see_other(location: str) -> web.Response:
-    return web.Response(status=303, headers={"Location": location})
-
+from cocalc_k8s.web.templating import render, see_other
 
 QUOTA_FIELDS = ("memory_mb", "cpu", "disk_mb", "idle_timeout", "cpu_oc", "mem_oc")
 

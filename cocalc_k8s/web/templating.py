@@ -46,3 +46,9 @@ def render(
 def static_url(app: web.Application, name: str) -> str:
     """A URL with the file's content hash (`?v=`), so browsers may cache it for good."""
     return str(app.router["static"].url_for(filename=name))
+
+
+def see_other(location: str) -> web.Response:
+    """A 303 redirect as a plain response, so it can carry cookies (aiohttp deprecates
+    returning an HTTPException)."""
+    return web.Response(status=303, headers={"Location": location})
