@@ -82,12 +82,14 @@ def _child_setup(quota: Quota, uid: int | None) -> None:  # pragma: no cover - i
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _serves(agent: _Agent, port: int) -> bool:
+def _serves(agent: _Agent, port: int) -> tuple[bool, bool]:
+    """(the project's, anybody listening). Nobody listening is let through: the
+    connection then fails with a clear 502."""
     if agent.uid is not None:
         uids = listener_uids(port)
-        return not uids or uids == {agent.uid}  # nobody yet: the connection will say so
+        return (not uids or uids == {agent.uid}), bool(uids)
     pids = listener_pids(port)
-    return not pids or pids <= tree_pids(agent.process.pid)
+    return (not pids or pids <= tree_pids(agent.process.pid)), bool(pids)
 
 
 def prepare_home(home: Path, uid: int | None) -> None:
@@ -133,10 +135,11 @@ class LocalBackend(ProjectBackend):
         agent = self._agents.get(project_id)
         if agent is None:
             return False
-        verdict = await asyncio.to_thread(_serves, agent, port)
-        if len(self._port_checks) > 10_000:
-            self._port_checks.clear()
-        self._port_checks[key] = (now + PORT_CHECK_TTL, verdict)
+        verdict, listening = await asyncio.to_thread(_serves, agent, port)
+        if listening:  # "nobody listens" may change any moment: never cached
+            if len(self._port_checks) > 10_000:
+                self._port_checks.clear()
+            self._port_checks[key] = (now + PORT_CHECK_TTL, verdict)
         return verdict
 
     def address(self, project_id: uuid.UUID) -> AgentAddress | None:
