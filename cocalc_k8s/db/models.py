@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -49,6 +50,9 @@ class Account(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, server_default="false")
     created: Mapped[datetime] = _now()
     last_active: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When an admin banned the account (NULL: not banned). A banned account cannot sign
+    # in, and its sessions and API keys stop working at once.
+    banned: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Session(Base):
@@ -83,10 +87,14 @@ class ApiKey(Base):
 
 
 class Event(Base):
-    """The audit log: who did what, when."""
+    """The audit log: who did what, when. Events with a `project_id` form that project's
+    log (started, stopped, collaborator added, file uploaded ...)."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_time", "time"),)
+    __table_args__ = (
+        Index("ix_events_time", "time"),
+        Index("ix_events_project_id_time", "project_id", "time"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     time: Mapped[datetime] = _now()
@@ -95,6 +103,9 @@ class Event(Base):
     )
     kind: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    project_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("projects.project_id", ondelete="CASCADE")
+    )
 
 
 class Project(Base):
@@ -165,3 +176,21 @@ class SiteSetting(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSONB)
     changed: Mapped[datetime] = _now()
+
+
+class SignupToken(Base):
+    """A token that lets someone sign up while sign-up is "by token". Only its SHA-256 is
+    stored, plus a display prefix; `max_uses` NULL means unlimited."""
+
+    __tablename__ = "signup_tokens"
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(String(200), server_default="")
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("accounts.account_id", ondelete="SET NULL")
+    )
+    created: Mapped[datetime] = _now()
+    expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    max_uses: Mapped[int | None] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, server_default="0")

@@ -12,6 +12,14 @@ from cocalc_k8s.db.models import Event
 
 
 async def record(
-    conn: AsyncConnection, kind: str, *, account_id: uuid.UUID | None, **data: Any
+    conn: AsyncConnection,
+    kind: str,
+    *,
+    account_id: uuid.UUID | None,
+    project_id: uuid.UUID | None = None,
+    **data: Any,
 ) -> None:
-    await conn.execute(insert(Event).values(kind=kind, account_id=account_id, data=data))
+    """Add an event; with `project_id` it also appears in that project's log."""
+    await conn.execute(
+        insert(Event).values(kind=kind, account_id=account_id, project_id=project_id, data=data)
+    )
