@@ -25,6 +25,7 @@ from cocalc_k8s.db.models import Project, SiteSetting
 from cocalc_k8s.services.lifecycle import LifecycleManager
 
 log = logging.getLogger(__name__)
+Decision = tuple[str, str, dict[str, Any]]
 
 
 class Culler:
@@ -93,15 +94,15 @@ class Culler:
             action = self._decide(row, effective_quota(defaults, row.quota), now)
             if action is None:
                 continue
-            kind, reason = action
+            kind, reason, data = action
             done.append((str(row.project_id), kind))
             log.info("project %s: %s (%s)", row.project_id, kind, reason)
             if kind == "stop":
-                await self.manager.stop_because(row.project_id, reason)
+                await self.manager.stop_because(row.project_id, reason, **data)
             elif kind == "fail":
                 await self.manager.fail_stuck(row.project_id, reason)
             else:
-                await self.manager.request(row.project_id, "start")
+                await self.manager.request(row.project_id, "start", reason=reason)
         return done
 
     @staticmethod
@@ -112,21 +113,24 @@ class Culler:
             return or_(not_stopped, Project.deleted.is_(None))
         return or_(not_stopped, Project.quota["always_running"].as_boolean().is_(True))
 
-    def _decide(self, row: Row[Any], quota: Quota, now: datetime) -> tuple[str, str] | None:
+    def _decide(self, row: Row[Any], quota: Quota, now: datetime) -> Decision | None:
+        """(action, reason, data for the project log), or None: nothing to do."""
         state = ProjectState(row.state)
         since = now - row.state_changed
         if row.deleted is not None:
-            return ("stop", "the project was deleted") if state != ProjectState.STOPPED else None
+            deleted: Decision = ("stop", "the project was deleted", {})
+            return deleted if state != ProjectState.STOPPED else None
         if state == ProjectState.STARTING and since > self.start_timeout:
-            return "fail", f"stuck starting for {since.total_seconds():.0f} s"
+            return "fail", f"stuck starting for {since.total_seconds():.0f} s", {}
         if state == ProjectState.STOPPING and since > self.stop_timeout:
-            return "fail", f"stuck stopping for {since.total_seconds():.0f} s"
+            return "fail", f"stuck stopping for {since.total_seconds():.0f} s", {}
         always = quota.always_running
         if always and state in (ProjectState.STOPPED, ProjectState.FAILED):
-            return "start", "always running"
+            return "start", "always running", {}
         if state == ProjectState.RUNNING and not always:
             last = row.last_active or row.state_changed
             idle = (now - last).total_seconds()
             if idle > quota.idle_timeout:
-                return "stop", f"idle for {idle / 60:.0f} minutes"
+                minutes = round(idle / 60)
+                return "stop", f"idle for {minutes} minutes", {"idle_minutes": minutes}
         return None

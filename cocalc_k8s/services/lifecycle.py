@@ -7,6 +7,10 @@ another process, or an UPDATE typed in psql, is acted on at once. Operations on 
 project are serialised by a per-project lock; every state change is stored in
 `project_transitions` with its reason. Subscribers receive progress events while a
 project starts.
+
+The project log (`events` with the project's id) gets every request with who made it
+(`project.start_requested`, …; no account when the hub itself asked), stops the hub
+decided on (`project.stopped`, with the reason) and failures (`project.failed`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from cocalc_k8s.core.errors import BadRequest, Unavailable
 from cocalc_k8s.core.project_state import ACTIONS, ProjectState, can_move
 from cocalc_k8s.core.quotas import DefaultQuotas, effective_quota, validate_quota
 from cocalc_k8s.db.models import Project, ProjectTransition, SiteSetting
+from cocalc_k8s.services import events
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +72,16 @@ class LifecycleManager:
 
     # -- requests ---------------------------------------------------------------------
 
-    async def request(self, project_id: uuid.UUID, action: str) -> None:
-        """Record a start/stop/restart request; the NOTIFY trigger wakes the manager."""
+    async def request(
+        self,
+        project_id: uuid.UUID,
+        action: str,
+        *,
+        account_id: uuid.UUID | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Record a start/stop/restart request, and in the project log who made it (None:
+        the hub itself, for `reason`); the NOTIFY trigger wakes the manager."""
         if action not in ACTIONS:
             raise BadRequest(f"action must be one of {', '.join(ACTIONS)}")
         async with self.engine.begin() as conn:
@@ -76,6 +89,14 @@ class LifecycleManager:
                 update(Project)
                 .where(Project.project_id == project_id)
                 .values(requested=action, requested_at=datetime.now(UTC))
+            )
+            extra = {"reason": reason} if reason else {}
+            await events.record(
+                conn,
+                f"project.{action}_requested",
+                account_id=account_id,
+                project_id=project_id,
+                **extra,
             )
 
     def on_request_notification(self, payload: str) -> None:
@@ -185,6 +206,10 @@ class LifecycleManager:
                     reason=reason,
                 )
             )
+            if target == ProjectState.FAILED:
+                await events.record(
+                    conn, "project.failed", account_id=None, project_id=project_id, error=reason
+                )
         self._publish(project_id, {"state": target.value, "error": values["state_error"]})
         return True
 
@@ -282,9 +307,20 @@ class LifecycleManager:
             )
         return uid
 
-    async def stop_because(self, project_id: uuid.UUID, reason: str) -> None:
-        """Stop a project on the hub's own initiative (idle, deleted), with the reason."""
+    async def stop_because(self, project_id: uuid.UUID, reason: str, **data: Any) -> None:
+        """Stop a project on the hub's own initiative (idle, deleted), with the reason;
+        the project log gets `project.stopped` with the reason and `data`."""
         async with self._lock(project_id):
+            if await self.state(project_id) != ProjectState.STOPPED:
+                async with self.engine.begin() as conn:
+                    await events.record(
+                        conn,
+                        "project.stopped",
+                        account_id=None,
+                        project_id=project_id,
+                        reason=reason,
+                        **data,
+                    )
             await self._stop(project_id, reason=reason)
 
     async def fail_stuck(self, project_id: uuid.UUID, reason: str) -> None:
@@ -395,7 +431,7 @@ class LifecycleManager:
         if not start:
             raise Unavailable("the project is not running")
         async with self.subscribe(project_id) as events:
-            await self.request(project_id, "start")
+            await self.request(project_id, "start", reason="needed by a terminal or command")
             try:
                 async with asyncio.timeout(wait):
                     while (address := self.backend.address(project_id)) is None:

@@ -129,7 +129,7 @@ class ProjectService:
                 )
             )
             await events.record(
-                conn, "project.created", account_id=principal.account_id, project=str(project_id)
+                conn, "project.created", account_id=principal.account_id, project_id=project_id
             )
         return project_id
 
@@ -237,10 +237,7 @@ class ProjectService:
         async with self.engine.begin() as conn:
             role = await self.access(principal, project_id, conn=conn)
             if values:
-                values["last_edited"] = datetime.now(UTC)
-                await conn.execute(
-                    update(Project).where(Project.project_id == project_id).values(**values)
-                )
+                await self._edit_details(conn, principal, project_id, values)
             if quota is not None:
                 await conn.execute(
                     update(Project)
@@ -251,7 +248,7 @@ class ProjectService:
                     conn,
                     "project.quota_changed",
                     account_id=principal.account_id,
-                    project=str(project_id),
+                    project_id=project_id,
                     quota=quota,
                 )
             if "hidden" in body:
@@ -277,7 +274,7 @@ class ProjectService:
             )
             await notify(conn, PROJECT_ACCESS, str(project_id))
             await events.record(
-                conn, "project.deleted", account_id=principal.account_id, project=str(project_id)
+                conn, "project.deleted", account_id=principal.account_id, project_id=project_id
             )
 
     async def add_collaborator(
@@ -286,11 +283,14 @@ class ProjectService:
         email = validation.email(email)
         await self.require_owner(principal, project_id)
         async with self.engine.begin() as conn:
-            account_id = (
-                await conn.execute(select(Account.account_id).where(Account.email == email))
-            ).scalar_one_or_none()
-            if account_id is None:
+            found = (
+                await conn.execute(
+                    select(Account.account_id, Account.name).where(Account.email == email)
+                )
+            ).first()
+            if found is None:
                 raise NotFound(f"no account with email {email}")
+            account_id: uuid.UUID = found.account_id
             count = (
                 await conn.execute(select(func.count()).where(ProjectUser.project_id == project_id))
             ).scalar_one()
@@ -311,8 +311,9 @@ class ProjectService:
                 conn,
                 "project.collaborator_added",
                 account_id=principal.account_id,
-                project=str(project_id),
+                project_id=project_id,
                 collaborator=str(account_id),
+                name=found.name,
             )
         return account_id
 
@@ -327,14 +328,16 @@ class ProjectService:
         async with self.engine.begin() as conn:
             target = (
                 await conn.execute(
-                    select(ProjectUser.role).where(
+                    select(ProjectUser.role, Account.name)
+                    .join(Account, Account.account_id == ProjectUser.account_id)
+                    .where(
                         ProjectUser.project_id == project_id, ProjectUser.account_id == account_id
                     )
                 )
-            ).scalar_one_or_none()
+            ).first()
             if target is None:
                 raise NotFound("that account is not a collaborator")
-            if target == "owner":
+            if target.role == "owner":
                 raise BadRequest("the owner cannot leave; delete the project instead")
             await conn.execute(
                 delete(ProjectUser).where(
@@ -344,10 +347,44 @@ class ProjectService:
             await notify(conn, PROJECT_ACCESS, str(project_id))
             await events.record(
                 conn,
-                "project.collaborator_removed",
+                "project.collaborator_left" if leaving else "project.collaborator_removed",
                 account_id=principal.account_id,
-                project=str(project_id),
+                project_id=project_id,
                 collaborator=str(account_id),
+                name=target.name,
+            )
+
+    async def _edit_details(
+        self,
+        conn: AsyncConnection,
+        principal: Principal,
+        project_id: uuid.UUID,
+        values: dict[str, Any],
+    ) -> None:
+        """Store a new title and/or description; the project log says what changed."""
+        before = (
+            await conn.execute(
+                select(Project.title, Project.description)
+                .where(Project.project_id == project_id)
+                .with_for_update()
+            )
+        ).one()
+        await conn.execute(
+            update(Project)
+            .where(Project.project_id == project_id)
+            .values(**values, last_edited=datetime.now(UTC))
+        )
+        for field, old in before._mapping.items():
+            if field not in values or values[field] == old:
+                continue
+            # Titles are short and say what changed; descriptions may be long: not copied.
+            data = {"title": values[field], "previous": old} if field == "title" else {}
+            await events.record(
+                conn,
+                f"project.{field}_changed",
+                account_id=principal.account_id,
+                project_id=project_id,
+                **data,
             )
 
     async def default_quotas(self, conn: AsyncConnection) -> dict[str, Any]:

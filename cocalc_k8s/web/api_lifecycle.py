@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from cocalc_k8s.core.project_state import ProjectState
-from cocalc_k8s.keys import LIFECYCLE
+from cocalc_k8s.keys import CONNECTIONS, LIFECYCLE
 from cocalc_k8s.web.access import project_access
 from cocalc_k8s.web.jsonio import json_response
 
@@ -20,7 +20,7 @@ KEEPALIVE = 15.0
 async def _request(request: web.Request, action: str) -> web.Response:
     access = await project_access(request)
     manager = request.app[LIFECYCLE]
-    await manager.request(access.project_id, action)
+    await manager.request(access.project_id, action, account_id=access.principal.account_id)
     return json_response({"state": (await manager.state(access.project_id)).value}, status=202)
 
 
@@ -55,7 +55,9 @@ async def progress(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    async with manager.subscribe(access.project_id) as events:
+    # admin: counted among the connected clients while it is open
+    tracked = request.app[CONNECTIONS].track("progress", access.principal.account_id)
+    async with manager.subscribe(access.project_id) as events, tracked:
         state = (await manager.state(access.project_id)).value
         first: dict[str, Any] = {"state": state}
         last = manager.last_progress(access.project_id)

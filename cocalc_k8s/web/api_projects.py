@@ -51,7 +51,12 @@ async def patch_project(request: web.Request) -> web.Response:
 async def delete_project(request: web.Request) -> web.Response:
     access = await project_access(request)
     await request.app[PROJECTS].delete(access.principal, access.project_id)
-    await request.app[LIFECYCLE].request(access.project_id, "stop")
+    await request.app[LIFECYCLE].request(
+        access.project_id,
+        "stop",
+        account_id=access.principal.account_id,
+        reason="the project was deleted",
+    )
     return web.Response(status=204)
 
 
