@@ -163,3 +163,35 @@ async def test_stranger_cannot_touch_files(owner: User, make_client: Any) -> Non
     assert resp.status == 404
     assert await put(stranger, project_id, "mine.txt", b"theirs") == 404
     assert (home_of(owner, project_id) / "mine.txt").read_bytes() == b"mine"
+
+
+async def test_file_actions_go_to_the_project_log(owner: User) -> None:
+    from sqlalchemy import select
+
+    from cocalc_k8s.db.models import Event
+    from cocalc_k8s.keys import ENGINE
+
+    project_id = await new_project(owner)
+    base = f"/api/v2/projects/{project_id}"
+    await put(owner, project_id, "a.txt", b"new")  # created
+    for text in (b"v1", b"v2", b"v3"):  # saved, recorded once per 10 minutes
+        await put(owner, project_id, "a.txt", text)
+    await owner.call("POST", base + "/files-ops", {"op": "mkdir", "path": "d"})
+    await owner.call("POST", base + "/files-ops", {"op": "copy", "src": "a.txt", "dst": "d/b"})
+    await owner.call("POST", base + "/files-ops", {"op": "move", "src": "a.txt", "dst": "c"})
+    await owner.call("DELETE", base + "/files/c")
+    async with owner.client.app[ENGINE].connect() as conn:
+        rows = await conn.execute(
+            select(Event.kind, Event.data, Event.account_id)
+            .where(Event.project_id == project_id)
+            .order_by(Event.id)
+        )
+        log = [(kind, data) for kind, data, account in rows if str(account) == owner.account_id]
+    assert [e for e in log if e[0].startswith("file.")] == [
+        ("file.created", {"path": "a.txt"}),
+        ("file.saved", {"path": "a.txt"}),
+        ("file.created", {"path": "d"}),
+        ("file.copied", {"path": "a.txt", "to": "d/b"}),
+        ("file.moved", {"path": "a.txt", "to": "c"}),
+        ("file.deleted", {"path": "c"}),
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
 class RangeNotSatisfiable(Exception):
@@ -34,3 +35,16 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if start >= size or (last and int(last) < start):
         raise RangeNotSatisfiable
     return start, end
+
+
+def parse_content_range(header: str) -> tuple[int, int, int | None]:
+    """(first, last inclusive, total or None) of a request's `Content-Range: bytes a-b/n`.
+
+    Raises ValueError for anything else (a chunked upload needs a definite range)."""
+    match = _CONTENT_RANGE.match(header.strip())
+    if match is None:
+        raise ValueError("Content-Range must look like 'bytes first-last/total'")
+    first, last, total = match.groups()
+    if int(last) < int(first):
+        raise ValueError("Content-Range ends before it starts")
+    return int(first), int(last), None if total == "*" else int(total)

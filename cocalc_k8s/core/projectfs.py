@@ -385,9 +385,58 @@ class ProjectFS:
                 raise BadRequest(f"{rel_path}: not a regular file")
             mode = stat.S_IMODE(loc.st.st_mode) & 0o777 if loc.st else None
             writer = AtomicWrite(os.dup(loc.dir_fd), loc.name, rel_path, max_bytes, mode)
+            writer.created = loc.st is None
             if self.owner is not None:
                 os.fchown(writer.fd, *self.owner)
             return writer
+
+    def check_target(self, rel_path: str) -> None:
+        """Fail now if a file could not be written at ``rel_path`` (a directory, not a
+        regular file, outside the home); missing parents are fine, they will be made."""
+        try:
+            with self._locate(rel_path, follow_last=True) as loc:
+                if loc.name is None or (loc.st is not None and stat.S_ISDIR(loc.st.st_mode)):
+                    raise BadRequest(f"{rel_path or 'the home directory'}: is a directory")
+                if loc.st is not None and not stat.S_ISREG(loc.st.st_mode):
+                    raise BadRequest(f"{rel_path}: not a regular file")
+        except NotFound:
+            pass
+
+    def install(self, rel_path: str, src_dir_fd: int, src_name: str) -> None:
+        """Move a finished file from a hub-private directory to ``rel_path`` atomically
+        (replacing a file there, keeping its permissions); parents are created. Across
+        file systems it is copied through an `AtomicWrite` instead."""
+        with self._locate(rel_path, follow_last=True, create_parents=True) as loc:
+            if loc.name is None or (loc.st is not None and stat.S_ISDIR(loc.st.st_mode)):
+                raise BadRequest(f"{rel_path or 'the home directory'}: is a directory")
+            if loc.st is not None and not stat.S_ISREG(loc.st.st_mode):
+                raise BadRequest(f"{rel_path}: not a regular file")
+            mode = stat.S_IMODE(loc.st.st_mode) & 0o777 if loc.st else 0o644
+            os.chmod(src_name, mode, dir_fd=src_dir_fd)  # the source directory is the hub's
+            if self.owner is not None:
+                os.chown(src_name, *self.owner, dir_fd=src_dir_fd, follow_symlinks=False)
+            try:
+                os.rename(src_name, loc.name, src_dir_fd=src_dir_fd, dst_dir_fd=loc.dir_fd)
+                os.fsync(loc.dir_fd)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    _fail(exc, rel_path)
+        with (
+            open(os.open(src_name, _READ_FLAGS, dir_fd=src_dir_fd), "rb") as src,
+            self.begin_write(rel_path, max_bytes=1 << 62) as writer,
+        ):
+            os.set_blocking(src.fileno(), True)
+            while chunk := src.read(1 << 20):
+                writer.write(chunk)
+            writer.commit()
+        os.unlink(src_name, dir_fd=src_dir_fd)
+
+    def open_dir(self, rel_path: str) -> int:
+        """A descriptor of the directory ``rel_path`` (the caller closes it); walking down
+        from it with ``O_NOFOLLOW`` and ``follow_symlinks=False`` stays in the home."""
+        with self._locate(rel_path, follow_last=True) as loc:
+            return self._open_dir(loc, rel_path)
 
     def write_atomic(self, rel_path: str, chunks: Iterable[bytes], max_bytes: int) -> int:
         """Replace (or create) a file with ``chunks``; returns the size written.
@@ -491,6 +540,7 @@ class AtomicWrite:
         self._rel = rel_path
         self._max = max_bytes
         self.size = 0
+        self.created = False  # True when no file was there before
         self._temp: str | None = TEMP_PREFIX + secrets.token_hex(8)
         try:
             self._fd = os.open(self._temp, _CREATE_FLAGS, 0o666, dir_fd=dir_fd)

@@ -10,10 +10,12 @@ import asyncio
 import os
 import uuid
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from cocalc_k8s.core.errors import BadRequest
 from cocalc_k8s.core.projectfs import AtomicWrite, Entry, ProjectFS
+from cocalc_k8s.services.file_events import FileEvents
+from cocalc_k8s.services.uploads import Uploads
 
 FILE_OPS = ("move", "copy", "mkdir")
 
@@ -22,6 +24,11 @@ class ProjectFiles:
     def __init__(self, projects_root: Path, *, max_file_bytes: int) -> None:
         self.projects_root = projects_root
         self.max_file_bytes = max_file_bytes
+        # Staging beside the projects' root, never inside it (see services.uploads).
+        self.uploads = Uploads(
+            projects_root.parent / "uploads", self.fs, max_file_bytes=max_file_bytes
+        )
+        self.events = FileEvents()
 
     async def fs(self, project_id: uuid.UUID) -> ProjectFS:
         home = self.projects_root / str(project_id)
@@ -45,18 +52,34 @@ class ProjectFiles:
         fs = await self.fs(project_id)
         await asyncio.to_thread(fs.delete, path)
 
-    async def operate(self, project_id: uuid.UUID, body: dict[str, Any]) -> None:
-        """`{"op": "move"|"copy", "src", "dst"}` or `{"op": "mkdir", "path"}`."""
+    async def open_dir(self, project_id: uuid.UUID, path: str) -> int:
+        """A confined descriptor of a directory (for a zip of it); the caller closes it."""
+        fs = await self.fs(project_id)
+        return await asyncio.to_thread(fs.open_dir, path)
+
+    async def operate(self, project_id: uuid.UUID, body: dict[str, Any]) -> FileOp:
+        """`{"op": "move"|"copy", "src", "dst"}` or `{"op": "mkdir", "path"}`; returns
+        what was done, for the project log."""
         op = body.get("op")
         if op not in FILE_OPS:
             raise BadRequest(f"op must be one of {', '.join(FILE_OPS)}")
         fs = await self.fs(project_id)
         if op == "mkdir":
-            await asyncio.to_thread(fs.mkdir, _path(body, "path"))
-        elif op == "move":
-            await asyncio.to_thread(fs.move, _path(body, "src"), _path(body, "dst"))
-        else:
-            await asyncio.to_thread(fs.copy, _path(body, "src"), _path(body, "dst"))
+            path = _path(body, "path")
+            await asyncio.to_thread(fs.mkdir, path)
+            return FileOp("file.created", path, None)
+        src, dst = _path(body, "src"), _path(body, "dst")
+        if op == "move":
+            await asyncio.to_thread(fs.move, src, dst)
+            return FileOp("file.moved", src, dst)
+        await asyncio.to_thread(fs.copy, src, dst)
+        return FileOp("file.copied", src, dst)
+
+
+class FileOp(NamedTuple):
+    kind: str  # the project log's event kind
+    path: str
+    to: str | None
 
 
 def _path(body: dict[str, Any], key: str) -> str:

@@ -1,5 +1,6 @@
 """A project's files over HTTP: listing, download (Range, ETag), atomic upload, delete,
-move/copy/mkdir. Served from the hub's storage, so they work while the project is stopped.
+move/copy/mkdir, a folder as a zip. Served from the hub's storage, so they work while the
+project is stopped. File actions go to the project log (services.file_events).
 
 Downloads never run as pages of the hub's origin: every response carries
 `Content-Security-Policy: sandbox` and `nosniff`, and active types (HTML, SVG, XML) are
@@ -10,14 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+import os
 from email.utils import formatdate
+from urllib.parse import quote
 
 from aiohttp import web
 
 from cocalc_k8s.core.errors import PayloadTooLarge
 from cocalc_k8s.core.http_range import RangeNotSatisfiable, parse_range
-from cocalc_k8s.keys import ACTIVITY, FILES
-from cocalc_k8s.web.access import project_access
+from cocalc_k8s.keys import ACTIVITY, ENGINE, FILES, PROJECTS
+from cocalc_k8s.services.zip_stream import zip_filename, zip_pieces
+from cocalc_k8s.web import api_uploads
+from cocalc_k8s.web.access import ProjectAccess, project_access
 from cocalc_k8s.web.jsonio import json_response, read_json
 
 CHUNK = 256 * 1024
@@ -96,21 +101,86 @@ async def upload(request: web.Request) -> web.Response:
     finally:
         await asyncio.to_thread(writer.abort)
     request.app[ACTIVITY].touch(access.project_id)
+    path = request.match_info["path"]
+    if writer.created:
+        await _log(request, access, "file.created", path)
+    else:
+        await files.events.saved(
+            request.app[ENGINE],
+            account_id=access.principal.account_id,
+            project_id=access.project_id,
+            path=path,
+        )
     return json_response({"size": writer.size}, status=201)
 
 
 async def delete(request: web.Request) -> web.Response:
     access = await project_access(request)
-    await request.app[FILES].delete(access.project_id, request.match_info["path"])
+    path = request.match_info["path"]
+    await request.app[FILES].delete(access.project_id, path)
     request.app[ACTIVITY].touch(access.project_id)
+    await _log(request, access, "file.deleted", path)
     return web.Response(status=204)
 
 
 async def operate(request: web.Request) -> web.Response:
     access = await project_access(request)
-    await request.app[FILES].operate(access.project_id, await read_json(request))
+    done = await request.app[FILES].operate(access.project_id, await read_json(request))
     request.app[ACTIVITY].touch(access.project_id)
+    await _log(request, access, done.kind, done.path, **({"to": done.to} if done.to else {}))
     return web.Response(status=204)
+
+
+async def download_zip(request: web.Request) -> web.StreamResponse:
+    """`?path=folder` as a streamed zip (symlinks left out, see services.zip_stream)."""
+    access = await project_access(request)
+    path = request.query.get("path", "")
+    dir_fd = await request.app[FILES].open_dir(access.project_id, path)
+    try:
+        title = "" if path.strip("/") else await _title(request, access)
+        name = zip_filename(path, title)
+    except BaseException:
+        await asyncio.to_thread(os.close, dir_fd)
+        raise
+    ascii_name = name.encode("ascii", "replace").decode().replace("?", "_")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/zip",
+            "Content-Disposition": (
+                f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+            ),
+            "Content-Security-Policy": "sandbox",
+            "Cache-Control": "private, no-store",
+        }
+    )
+    pieces = zip_pieces(dir_fd)
+    try:
+        await response.prepare(request)
+        async for piece in pieces:
+            await response.write(piece)
+        await response.write_eof()
+    finally:
+        await pieces.aclose()
+    request.app[ACTIVITY].touch(access.project_id)
+    return response
+
+
+async def _title(request: web.Request, access: ProjectAccess) -> str:
+    project = await request.app[PROJECTS].get(access.principal, access.project_id)
+    return str(project["title"])
+
+
+async def _log(
+    request: web.Request, access: ProjectAccess, kind: str, path: str, **data: str
+) -> None:
+    await request.app[FILES].events.record(
+        request.app[ENGINE],
+        kind,
+        account_id=access.principal.account_id,
+        project_id=access.project_id,
+        path=path,
+        **data,
+    )
 
 
 def routes() -> list[web.AbstractRouteDef]:
@@ -121,4 +191,6 @@ def routes() -> list[web.AbstractRouteDef]:
         web.put(base + "/files/{path:.+}", upload),
         web.delete(base + "/files/{path:.+}", delete),
         web.post(base + "/files-ops", operate),
+        web.get(base + "/zip", download_zip),
+        *api_uploads.routes(base),
     ]

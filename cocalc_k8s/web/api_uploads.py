@@ -1,0 +1,129 @@
+"""Chunked, resumable uploads over HTTP (see services.uploads for the staging rules).
+
+    POST   …/uploads               {"path", "size"} → 201 the upload (its id, offset 0)
+    GET    …/uploads               this account's unfinished uploads in the project
+    GET    …/uploads/{id}          the upload; HEAD gives the offset in `Upload-Offset`
+    PUT    …/uploads/{id}          a chunk: `Content-Range: bytes a-b/size` or
+                                   `Upload-Offset: a`; 200 the new state, 409 with
+                                   `{"offset"}` when a is past the committed offset
+    DELETE …/uploads/{id}          cancel; the staged bytes are deleted
+
+Only the account that created an upload sees it; every call first passes the project's
+access check. The last chunk moves the file into place and answers `"complete": true`.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cocalc_k8s.core.errors import BadRequest
+from cocalc_k8s.core.http_range import parse_content_range
+from cocalc_k8s.keys import ACTIVITY, ENGINE, FILES, PROJECTS
+from cocalc_k8s.services.uploads import OffsetMismatch, UploadState
+from cocalc_k8s.web.access import project_access
+from cocalc_k8s.web.jsonio import json_response, read_json
+
+CHUNK = 256 * 1024
+
+
+def _answer(state: UploadState, status: int = 200) -> web.Response:
+    response = json_response(state, status=status)
+    response.headers["Upload-Offset"] = str(state["offset"])
+    return response
+
+
+async def create(request: web.Request) -> web.Response:
+    access = await project_access(request)
+    body = await read_json(request)
+    project = await request.app[PROJECTS].get(access.principal, access.project_id)
+    state = await request.app[FILES].uploads.create(
+        access.project_id,
+        access.principal.account_id,
+        path=body.get("path"),
+        size=body.get("size"),
+        quota_bytes=int(project["quota"]["disk_mb"]) * 1024 * 1024,
+    )
+    response = _answer(state, status=201)
+    response.headers["Location"] = f"{request.path}/{state['upload_id']}"
+    return response
+
+
+async def pending(request: web.Request) -> web.Response:
+    access = await project_access(request)
+    uploads = request.app[FILES].uploads
+    found = await uploads.pending(access.project_id, access.principal.account_id)
+    return json_response({"uploads": found})
+
+
+async def status(request: web.Request) -> web.Response:
+    access = await project_access(request)
+    uploads = request.app[FILES].uploads
+    state = await uploads.status(
+        access.project_id, access.principal.account_id, request.match_info["upload_id"]
+    )
+    return _answer(state)
+
+
+async def put_chunk(request: web.Request) -> web.Response:
+    access = await project_access(request)
+    offset, length = _chunk_position(request)
+    files = request.app[FILES]
+    try:
+        state, completed = await files.uploads.write(
+            access.project_id,
+            access.principal.account_id,
+            request.match_info["upload_id"],
+            offset=offset,
+            length=length,
+            chunks=request.content.iter_chunked(CHUNK),
+        )
+    except OffsetMismatch as exc:
+        response = json_response({"error": exc.message, "offset": exc.expected}, status=409)
+        response.headers["Upload-Offset"] = str(exc.expected)
+        return response
+    request.app[ACTIVITY].touch(access.project_id)
+    if completed:
+        await files.events.record(
+            request.app[ENGINE],
+            "file.uploaded",
+            account_id=access.principal.account_id,
+            project_id=access.project_id,
+            path=state["path"],
+        )
+    return _answer(state)
+
+
+async def cancel(request: web.Request) -> web.Response:
+    access = await project_access(request)
+    await request.app[FILES].uploads.abort(
+        access.project_id, access.principal.account_id, request.match_info["upload_id"]
+    )
+    return web.Response(status=204)
+
+
+def _chunk_position(request: web.Request) -> tuple[int, int | None]:
+    """(offset, length or None) of a chunk, from Content-Range or Upload-Offset."""
+    length = request.content_length
+    if "Content-Range" in request.headers:
+        try:
+            first, last, _total = parse_content_range(request.headers["Content-Range"])
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        if length is not None and length != last - first + 1:
+            raise BadRequest("Content-Range and Content-Length disagree")
+        return first, last - first + 1
+    raw = request.headers.get("Upload-Offset", "")
+    if not raw.isdigit():
+        raise BadRequest("a chunk needs a Content-Range or an Upload-Offset header")
+    return int(raw), length
+
+
+def routes(base: str) -> list[web.AbstractRouteDef]:
+    return [
+        web.post(base + "/uploads", create),
+        web.get(base + "/uploads", pending),
+        web.get(base + "/uploads/{upload_id}", status),
+        web.put(base + "/uploads/{upload_id}", put_chunk),
+        web.patch(base + "/uploads/{upload_id}", put_chunk),
+        web.delete(base + "/uploads/{upload_id}", cancel),
+    ]
