@@ -34,6 +34,7 @@ from cocalc_k8s.keys import (
     ADMIN,
     AGENTS,
     API_KEYS,
+    CONNECTIONS,
     CONTENT_GATE,
     CONTENT_ORIGIN,
     CULLER,
@@ -45,6 +46,7 @@ from cocalc_k8s.keys import (
     SECRET_KEY,
     SESSIONS,
     SETTINGS,
+    SIGNUP_TOKENS,
     SITE_SETTINGS,
     TEMPLATES,
 )
@@ -56,6 +58,7 @@ from cocalc_k8s.services.accounts import AccountPolicy, AccountService
 from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.admin import AdminService
 from cocalc_k8s.services.api_keys import ApiKeyService
+from cocalc_k8s.services.connections import Connections
 from cocalc_k8s.services.culler import Culler
 from cocalc_k8s.services.files import ProjectFiles
 from cocalc_k8s.services.lifecycle import REQUESTS_CHANNEL, LifecycleManager
@@ -63,7 +66,8 @@ from cocalc_k8s.services.metrics import HubMetrics
 from cocalc_k8s.services.principal_cache import PrincipalCache
 from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
-from cocalc_k8s.services.site_settings import SiteSettings
+from cocalc_k8s.services.signup_tokens import SignupTokens
+from cocalc_k8s.services.site_settings import SITE_CHANNEL, SiteSettings
 from cocalc_k8s.web.auth import identify
 from cocalc_k8s.web.csrf import csrf_protect
 from cocalc_k8s.web.errors import handle_errors
@@ -96,7 +100,6 @@ def _account_policy(settings: Settings) -> AccountPolicy:
     return AccountPolicy(
         admin_email=settings.admin_email.lower() if settings.admin_email else None,
         first_account_admin=settings.first_account_admin,
-        allow_sign_up=settings.allow_sign_up,
         login_attempts=settings.login_attempts,
         login_window=settings.login_window,
     )
@@ -145,12 +148,18 @@ def create_app(
     app[METRICS] = HubMetrics()
     projects_root = settings.data_dir / "projects"
     principals = PrincipalCache()
+    app[CONNECTIONS] = Connections()
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         engine = create_hub_engine(database_url, pool_size=settings.db_pool_size)
         app[ENGINE] = engine
         app[METRICS].watch_pool(engine)
-        app[ACCOUNTS] = AccountService(engine, _account_policy(settings), cache=principals)
+        app[SITE_SETTINGS] = SiteSettings(engine, allow_sign_up=settings.allow_sign_up)
+        await app[SITE_SETTINGS].reload()
+        app[ACCOUNTS] = AccountService(
+            engine, _account_policy(settings), cache=principals, site=app[SITE_SETTINGS]
+        )
+        app[SIGNUP_TOKENS] = SignupTokens(engine)
         app[SESSIONS] = SessionService(
             engine, lifetime=timedelta(days=settings.session_days), cache=principals
         )
@@ -159,8 +168,7 @@ def create_app(
         app[FILES] = ProjectFiles(projects_root, max_file_bytes=settings.max_file_mb * 1024**2)
         app[ACTIVITY] = ActivityRecorder(engine)
         app[AGENTS] = AgentClient()
-        app[SITE_SETTINGS] = SiteSettings(engine)
-        app[ADMIN] = AdminService(engine, accounts=app[ACCOUNTS])
+        app[ADMIN] = AdminService(engine, accounts=app[ACCOUNTS], connections=app[CONNECTIONS])
         backend = project_backend(settings)
         app[LIFECYCLE] = LifecycleManager(engine, backend, projects_root=projects_root)
         app[CULLER] = Culler(engine, app[LIFECYCLE])
@@ -178,10 +186,12 @@ def create_app(
         listener.subscribe(CREDENTIALS, principals.drop_account_id)
         listener.subscribe(REQUESTS_CHANNEL, manager.on_request_notification)
         listener.subscribe(PROJECT_ACCESS, access.members_changed)
+        listener.subscribe(SITE_CHANNEL, app[SITE_SETTINGS].changed)
         listener.on_reset(principals.disable)
         listener.on_reset(access.forget)
         listener.on_connected(principals.enable)
         listener.on_connected(manager.on_listening)
+        listener.on_connected(app[SITE_SETTINGS].changed)  # it may have missed a change
         leader = LeaderLock(database_url, key=LIFECYCLE_LEADER)
         leader.on_change(manager.on_leadership)
         leader.on_change(app[CULLER].on_leadership)

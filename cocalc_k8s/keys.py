@@ -13,12 +13,14 @@ from cocalc_k8s.services.accounts import AccountService
 from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.admin import AdminService
 from cocalc_k8s.services.api_keys import ApiKeyService
+from cocalc_k8s.services.connections import Connections
 from cocalc_k8s.services.culler import Culler
 from cocalc_k8s.services.files import ProjectFiles
 from cocalc_k8s.services.lifecycle import LifecycleManager
 from cocalc_k8s.services.metrics import HubMetrics
 from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
+from cocalc_k8s.services.signup_tokens import SignupTokens
 from cocalc_k8s.services.site_settings import SiteSettings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -39,3 +41,5 @@ SITE_SETTINGS = web.AppKey("site_settings", SiteSettings)
 CONTENT_ORIGIN = web.AppKey("content_origin", str)  # the content origin's URL, once bound
 CONTENT_GATE = web.AppKey("content_gate", ContentGate)
 ADMIN = web.AppKey("admin", AdminService)
+CONNECTIONS = web.AppKey("connections", Connections)  # admin: open long-lived connections
+SIGNUP_TOKENS = web.AppKey("signup_tokens", SignupTokens)  # admin: sign-up by token

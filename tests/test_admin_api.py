@@ -10,17 +10,27 @@ from tests.conftest import sign_up, unique_email
 from tests.test_projects_api import User, new_project
 
 
+async def new_admin(make_client: Any, **settings: Any) -> User:
+    """An admin (by COCALC_ADMIN_EMAIL) on a new hub."""
+    email = unique_email("admin")
+    client = await make_client(admin_email=email, **settings)
+    return User(client, await sign_up(client, email=email))
+
+
+async def new_member(admin: User, make_client: Any) -> User:
+    """Someone else, signed up on the admin's hub."""
+    client = await make_client(same_hub_as=admin.client)
+    return User(client, await sign_up(client))
+
+
 @pytest.fixture
 async def admin(make_client: Any) -> User:
-    email = unique_email("admin")
-    client = await make_client(admin_email=email)
-    return User(client, await sign_up(client, email=email))
+    return await new_admin(make_client)
 
 
 @pytest.fixture
 async def user(admin: User, make_client: Any) -> User:
-    client = await make_client(same_hub_as=admin.client)
-    return User(client, await sign_up(client))
+    return await new_member(admin, make_client)
 
 
 async def test_only_admins_get_in(user: User) -> None:
@@ -88,10 +98,10 @@ async def test_admin_page(admin: User, user: User) -> None:
         "/admin/quotas",
         data={"csrf_token": admin.headers["X-CSRF-Token"], "idle_timeout": "lots"},
     )
-    assert resp.status == 400 and "numbers" in await resp.text()
+    assert resp.status == 400 and "Idle timeout (minutes) must be a number" in await resp.text()
     resp = await admin.client.post(
         "/admin/quotas",
-        data={"csrf_token": admin.headers["X-CSRF-Token"], "idle_timeout": "1800"},
+        data={"csrf_token": admin.headers["X-CSRF-Token"], "idle_timeout": "30"},  # minutes
         allow_redirects=False,
     )
     assert resp.status == 303

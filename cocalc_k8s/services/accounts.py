@@ -1,9 +1,11 @@
-"""Accounts: sign up, sign in (rate-limited), profile and password changes, admins."""
+"""Accounts: sign up (open, closed or by token), sign in (rate-limited), profile and
+password changes, admins, bans."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -15,46 +17,72 @@ from cocalc_k8s.core.errors import Conflict, Forbidden, NotFound, RateLimited, U
 from cocalc_k8s.core.ratelimit import FailureWindow
 from cocalc_k8s.db.models import Account, Session
 from cocalc_k8s.db.notify import CREDENTIALS, notify
-from cocalc_k8s.services import events
+from cocalc_k8s.services import events, signup_tokens
 from cocalc_k8s.services.passwords import hash_password, needs_rehash, verify_password
 from cocalc_k8s.services.principal_cache import PrincipalCache
+from cocalc_k8s.services.site_settings import SiteSettings
 
 BAD_CREDENTIALS = "wrong email or password"
+BANNED = "this account has been banned; contact the site's admins"
+# What an account looks like to itself and to admins.
+ACCOUNT_COLUMNS = (
+    Account.account_id,
+    Account.email,
+    Account.name,
+    Account.is_admin,
+    Account.created,
+    Account.banned,
+)
+CLOSED = "sign-up is closed on this server; ask an admin for an account"
 
 
 @dataclass(frozen=True, slots=True)
 class AccountPolicy:
     admin_email: str | None = None
     first_account_admin: bool = False
-    allow_sign_up: bool = True
     login_attempts: int = 10
     login_window: float = 900.0
 
 
 class AccountService:
     def __init__(
-        self, engine: AsyncEngine, policy: AccountPolicy, *, cache: PrincipalCache | None = None
+        self,
+        engine: AsyncEngine,
+        policy: AccountPolicy,
+        *,
+        cache: PrincipalCache | None = None,
+        site: SiteSettings | None = None,
     ) -> None:
         self.engine = engine
         self.policy = policy
         self.cache = cache or PrincipalCache()
+        self.site = site or SiteSettings(engine)
         self._per_account = FailureWindow(limit=policy.login_attempts, window=policy.login_window)
         self._per_address = FailureWindow(
             limit=policy.login_attempts * 5, window=policy.login_window
         )
 
-    async def sign_up(self, *, email: Any, password: Any, name: Any) -> uuid.UUID:
-        """Create an account. Raises BadRequest on invalid input, Conflict on a taken email."""
-        if not self.policy.allow_sign_up:
-            raise Forbidden("sign-up is closed on this server; ask an admin for an account")
+    async def sign_up(
+        self, *, email: Any, password: Any, name: Any, token: Any = None
+    ) -> uuid.UUID:
+        """Create an account. BadRequest on invalid input, Conflict on a taken email,
+        Forbidden while sign-up is closed or for a bad token while it is by token (the
+        token's use is counted in the same transaction as the new account)."""
         email = validation.email(email)
         name = validation.name(name)
         password = validation.password(password)
+        async with self.engine.connect() as conn:  # refuse before the costly hashing
+            if await self.site.sign_up_mode(conn) == "closed":
+                raise Forbidden(CLOSED)
         password_hash = await hash_password(password)
         account_id = uuid.uuid4()
         async with self.engine.begin() as conn:
             # Serialises concurrent first sign-ups so only one can be "the first account".
             await conn.execute(select(func.pg_advisory_xact_lock(7_001)))
+            mode = await self.site.sign_up_mode(conn)
+            if mode == "closed":
+                raise Forbidden(CLOSED)
+            used = await signup_tokens.consume(conn, token) if mode == "token" else None
             first = (await conn.execute(select(func.count()).select_from(Account))).scalar_one()
             is_admin = email == self.policy.admin_email or (
                 self.policy.first_account_admin and first == 0
@@ -73,7 +101,9 @@ class AccountService:
             )
             if row.first() is None:
                 raise Conflict("an account with this email already exists")
-            await events.record(conn, "account.created", account_id=account_id, admin=is_admin)
+            await events.record(
+                conn, "account.created", account_id=account_id, admin=is_admin, token=used
+            )
         return account_id
 
     async def authenticate(self, *, email: Any, password: Any, address: str) -> uuid.UUID:
@@ -95,7 +125,9 @@ class AccountService:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(Account.account_id, Account.password_hash).where(Account.email == email)
+                    select(Account.account_id, Account.password_hash, Account.banned).where(
+                        Account.email == email
+                    )
                 )
             ).first()
         if not await verify_password(row.password_hash if row else None, password[:256]):
@@ -104,6 +136,8 @@ class AccountService:
             raise Unauthorized(BAD_CREDENTIALS)
         assert row is not None
         self._per_account.reset(account_key)
+        if row.banned is not None:  # told only to whoever knows the password
+            raise Forbidden(BANNED)
         if needs_rehash(row.password_hash):
             await self._store_password(row.account_id, await hash_password(password))
         account_id: uuid.UUID = row.account_id
@@ -113,13 +147,7 @@ class AccountService:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(
-                        Account.account_id,
-                        Account.email,
-                        Account.name,
-                        Account.is_admin,
-                        Account.created,
-                    ).where(Account.account_id == account_id)
+                    select(*ACCOUNT_COLUMNS).where(Account.account_id == account_id)
                 )
             ).first()
         if row is None:
@@ -198,6 +226,34 @@ class AccountService:
                 raise NotFound("no such account")
             await events.record(
                 conn, "account.admin_set", account_id=by, target=str(account_id), is_admin=is_admin
+            )
+            await notify(conn, CREDENTIALS, str(account_id))
+        self.cache.drop_account(account_id)
+
+    async def set_banned(self, account_id: uuid.UUID, banned: bool, *, by: uuid.UUID) -> None:
+        """Ban (or unban) an account. A ban deletes its sessions and, through NOTIFY, ends
+        every cached credential at once on every hub; its API keys stop working (they are
+        checked against the ban) and come back with an unban."""
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    update(Account)
+                    .where(Account.account_id == account_id)
+                    .values(banned=datetime.now(UTC) if banned else None)
+                    .returning(Account.is_admin, Account.email)
+                )
+            ).first()
+            if row is None:
+                raise NotFound("no such account")
+            if banned:
+                await conn.execute(delete(Session).where(Session.account_id == account_id))
+            await events.record(
+                conn,
+                "account.banned" if banned else "account.unbanned",
+                account_id=by,
+                target=str(account_id),
+                email=row.email,
+                target_is_admin=row.is_admin,
             )
             await notify(conn, CREDENTIALS, str(account_id))
         self.cache.drop_account(account_id)

@@ -1,4 +1,5 @@
-"""What admins see and change across the site: stats, accounts, projects."""
+"""What admins see and change across the site: stats, accounts (admin rights, bans),
+projects."""
 
 from __future__ import annotations
 
@@ -11,20 +12,30 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cocalc_k8s.core.errors import BadRequest
 from cocalc_k8s.db.models import Account, Project, Session
-from cocalc_k8s.services.accounts import AccountService
+from cocalc_k8s.services.accounts import ACCOUNT_COLUMNS, AccountService
+from cocalc_k8s.services.connections import Connections
 from cocalc_k8s.services.projects import contains_pattern
 
 LIMIT = 200
 
 
 class AdminService:
-    def __init__(self, engine: AsyncEngine, *, accounts: AccountService) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        accounts: AccountService,
+        connections: Connections | None = None,
+    ) -> None:
         self.engine = engine
         self.account_service = accounts
+        self.connections = connections or Connections()
 
     async def stats(self) -> dict[str, Any]:
         async with self.engine.connect() as conn:
-            accounts = (await conn.execute(select(func.count()).select_from(Account))).scalar_one()
+            accounts, banned = (
+                await conn.execute(select(func.count(), func.count(Account.banned)))
+            ).one()
             states = await conn.execute(
                 select(Project.state, func.count())
                 .where(Project.deleted.is_(None))
@@ -36,16 +47,16 @@ class AdminService:
             ).scalar_one()
         return {
             "accounts": accounts,
+            "banned_accounts": banned,
             "projects": sum(by_state.values()),
             "running_projects": by_state.get("running", 0),
             "projects_by_state": by_state,
             "active_sessions": sessions,
+            **self.connections.stats(),
         }
 
     async def accounts(self, search: str = "") -> list[dict[str, Any]]:
-        query = select(
-            Account.account_id, Account.email, Account.name, Account.is_admin, Account.created
-        ).order_by(Account.created.desc())
+        query = select(*ACCOUNT_COLUMNS).order_by(Account.created.desc())
         if search.strip():
             pattern = contains_pattern(search.strip())
             query = query.where(
@@ -83,3 +94,25 @@ class AdminService:
         if account_id == by and not is_admin:
             raise BadRequest("you cannot remove your own admin rights")
         await self.account_service.set_admin(account_id, is_admin, by=by)
+
+    async def update_account(
+        self, by: uuid.UUID, account_id: uuid.UUID, body: dict[str, Any]
+    ) -> None:
+        """`{"is_admin": bool}` and/or `{"banned": bool}`."""
+        unknown = set(body) - {"is_admin", "banned"}
+        if unknown or not body:
+            raise BadRequest("give is_admin and/or banned (true or false)")
+        for field, value in body.items():
+            if not isinstance(value, bool):
+                raise BadRequest(f"{field} must be true or false")
+        if "banned" in body:
+            await self.set_banned(by, account_id, body["banned"])
+        if "is_admin" in body:
+            await self.set_admin(by, account_id, body["is_admin"])
+
+    async def set_banned(self, by: uuid.UUID, account_id: uuid.UUID, banned: Any) -> None:
+        if not isinstance(banned, bool):
+            raise BadRequest("banned must be true or false")
+        if account_id == by and banned:
+            raise BadRequest("you cannot ban yourself")
+        await self.account_service.set_banned(account_id, banned, by=by)

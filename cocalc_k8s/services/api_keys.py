@@ -92,7 +92,7 @@ class ApiKeyService:
                         ApiKey.id, Account.account_id, Account.email, Account.name, Account.is_admin
                     )
                     .join(Account, Account.account_id == ApiKey.account_id)
-                    .where(ApiKey.key_hash == token_hash(key))
+                    .where(ApiKey.key_hash == token_hash(key), Account.banned.is_(None))
                 )
             ).first()
             if row is None:

@@ -51,6 +51,7 @@ class SessionService:
                     .join(Session, Session.account_id == Account.account_id)
                     .where(Session.token_hash == token_hash(token))
                     .where(Session.expires > datetime.now(UTC))
+                    .where(Account.banned.is_(None))
                 )
             ).first()
         if row is None:

@@ -7,7 +7,8 @@ import uuid
 from aiohttp import web
 
 from cocalc_k8s.core.errors import NotFound
-from cocalc_k8s.keys import ADMIN, SITE_SETTINGS
+from cocalc_k8s.keys import ADMIN, SIGNUP_TOKENS, SITE_SETTINGS
+from cocalc_k8s.services.site_settings import SiteConfig
 from cocalc_k8s.web.auth import require_admin
 from cocalc_k8s.web.jsonio import json_response, read_json
 
@@ -22,6 +23,21 @@ async def put_default_quotas(request: web.Request) -> web.Response:
     body = await read_json(request)
     changed = await request.app[SITE_SETTINGS].change_default_quotas(admin.account_id, body)
     return json_response(changed)
+
+
+def _site(config: SiteConfig) -> web.Response:
+    return json_response({"site_name": config.site_name, "sign_up": config.sign_up})
+
+
+async def get_site_settings(request: web.Request) -> web.Response:
+    require_admin(request)
+    return _site(await request.app[SITE_SETTINGS].reload())
+
+
+async def patch_site_settings(request: web.Request) -> web.Response:
+    admin = require_admin(request)
+    body = await read_json(request)
+    return _site(await request.app[SITE_SETTINGS].change(admin.account_id, body))
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -43,23 +59,54 @@ async def projects(request: web.Request) -> web.Response:
     return json_response({"projects": found})
 
 
-async def set_admin(request: web.Request) -> web.Response:
+async def patch_account(request: web.Request) -> web.Response:
+    """`{"is_admin": bool}` and/or `{"banned": bool}`."""
     admin = require_admin(request)
     try:
         account_id = uuid.UUID(request.match_info["account_id"])
     except ValueError:
         raise NotFound("no such account") from None
     body = await read_json(request)
-    await request.app[ADMIN].set_admin(admin.account_id, account_id, body.get("is_admin"))
+    await request.app[ADMIN].update_account(admin.account_id, account_id, body)
+    return web.Response(status=204)
+
+
+async def list_signup_tokens(request: web.Request) -> web.Response:
+    require_admin(request)
+    return json_response({"tokens": await request.app[SIGNUP_TOKENS].list()})
+
+
+async def create_signup_token(request: web.Request) -> web.Response:
+    """`{"description"?, "max_uses"?, "expires_days"?}` → the token, shown this once."""
+    admin = require_admin(request)
+    body = await read_json(request)
+    created = await request.app[SIGNUP_TOKENS].create(
+        admin.account_id,
+        description=body.get("description"),
+        max_uses=body.get("max_uses"),
+        expires_days=body.get("expires_days"),
+    )
+    return json_response(created, status=201)
+
+
+async def revoke_signup_token(request: web.Request) -> web.Response:
+    admin = require_admin(request)
+    await request.app[SIGNUP_TOKENS].revoke(admin.account_id, request.match_info["prefix"])
     return web.Response(status=204)
 
 
 def routes() -> list[web.AbstractRouteDef]:
+    base = "/api/v2/admin"
     return [
-        web.get("/api/v2/admin/stats", stats),
-        web.get("/api/v2/admin/accounts", accounts),
-        web.patch("/api/v2/admin/accounts/{account_id}", set_admin),
-        web.get("/api/v2/admin/projects", projects),
-        web.get("/api/v2/admin/default-quotas", get_default_quotas),
-        web.patch("/api/v2/admin/default-quotas", put_default_quotas),
+        web.get(base + "/stats", stats),
+        web.get(base + "/accounts", accounts),
+        web.patch(base + "/accounts/{account_id}", patch_account),
+        web.get(base + "/projects", projects),
+        web.get(base + "/default-quotas", get_default_quotas),
+        web.patch(base + "/default-quotas", put_default_quotas),
+        web.get(base + "/site-settings", get_site_settings),
+        web.patch(base + "/site-settings", patch_site_settings),
+        web.get(base + "/signup-tokens", list_signup_tokens),
+        web.post(base + "/signup-tokens", create_signup_token),
+        web.delete(base + "/signup-tokens/{prefix}", revoke_signup_token),
     ]

@@ -1,4 +1,7 @@
-"""POST /api/v2/auth/sign-up | sign-in | sign-out."""
+"""POST /api/v2/auth/sign-up | sign-in | sign-out.
+
+Sign-up takes `token` while the site's sign-up is "by token"; it is 403 while closed.
+Sign-in of a banned account is 403 with a message (after the right password only)."""
 
 from __future__ import annotations
 
@@ -34,7 +37,10 @@ async def open_session(request: web.Request, account_id: object, *, status: int)
 async def sign_up(request: web.Request) -> web.Response:
     body = await read_json(request)
     account_id = await request.app[ACCOUNTS].sign_up(
-        email=body.get("email"), password=body.get("password"), name=body.get("name")
+        email=body.get("email"),
+        password=body.get("password"),
+        name=body.get("name"),
+        token=body.get("token"),
     )
     return await open_session(request, account_id, status=201)
 

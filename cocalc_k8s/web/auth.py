@@ -36,7 +36,7 @@ async def identify(request: web.Request, handler: Handler) -> web.StreamResponse
     if key is not None:
         principal = await request.app[API_KEYS].principal(key)
         if principal is None:
-            raise Unauthorized("invalid API key")
+            raise Unauthorized("invalid API key (revoked, or its account is banned)")
     else:
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:

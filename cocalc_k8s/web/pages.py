@@ -13,8 +13,8 @@ from aiohttp import web
 
 from cocalc_k8s.core.errors import DomainError
 from cocalc_k8s.core.tokens import token_hash
-from cocalc_k8s.keys import ACCOUNTS, API_KEYS, SESSIONS, SETTINGS
-from cocalc_k8s.web import pages_admin, pages_projects
+from cocalc_k8s.keys import ACCOUNTS, API_KEYS, SESSIONS, SITE_SETTINGS
+from cocalc_k8s.web import pages_admin, pages_admin_site, pages_projects
 from cocalc_k8s.web.api_auth import client_address
 from cocalc_k8s.web.auth import (
     SESSION_COOKIE,
@@ -44,14 +44,27 @@ async def landing(request: web.Request) -> web.Response:
 async def sign_up_page(request: web.Request) -> web.Response:
     if principal_of(request):
         raise web.HTTPSeeOther("/account")
+    return _sign_up_form(request, form={}, next_path=safe_next(request.query.get("next")))
+
+
+def _sign_up_form(
+    request: web.Request,
+    *,
+    form: dict[str, str],
+    next_path: str,
+    error: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    """The form as the site's sign-up mode wants it: open, by token, or closed."""
     return render(
         request,
         "sign_up.html",
+        status=status,
         page="sign-up",
-        form={},
-        error=None,
-        next=safe_next(request.query.get("next")),
-        allowed=request.app[SETTINGS].allow_sign_up,
+        form={k: v for k, v in form.items() if k != "password"},
+        error=error,
+        next=next_path,
+        mode=request.app[SITE_SETTINGS].current.sign_up,
     )
 
 
@@ -60,18 +73,14 @@ async def sign_up_submit(request: web.Request) -> web.Response:
     target = safe_next(form.get("next"))
     try:
         account_id = await request.app[ACCOUNTS].sign_up(
-            email=form.get("email"), password=form.get("password"), name=form.get("name")
+            email=form.get("email"),
+            password=form.get("password"),
+            name=form.get("name"),
+            token=form.get("token"),
         )
     except DomainError as exc:
-        return render(
-            request,
-            "sign_up.html",
-            status=exc.status,
-            page="sign-up",
-            form=form,
-            error=exc.message,
-            next=target,
-            allowed=request.app[SETTINGS].allow_sign_up,
+        return _sign_up_form(
+            request, form=form, next_path=target, error=exc.message, status=exc.status
         )
     return await _signed_in_redirect(request, account_id, target)
 
@@ -213,4 +222,5 @@ def routes() -> list[web.AbstractRouteDef]:
         web.post("/account/api-keys/{key_id}/revoke", api_key_revoke_submit),
         *pages_projects.routes(),
         *pages_admin.routes(),
+        *pages_admin_site.routes(),
     ]

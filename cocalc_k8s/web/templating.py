@@ -9,7 +9,8 @@ import jinja2
 from aiohttp import web
 
 from cocalc_k8s import __version__
-from cocalc_k8s.keys import TEMPLATES
+from cocalc_k8s.keys import SITE_SETTINGS, TEMPLATES
+from cocalc_k8s.services.site_settings import DEFAULT_SITE_NAME
 from cocalc_k8s.web.auth import principal_of
 from cocalc_k8s.web.csrf import token_for
 
@@ -28,6 +29,7 @@ def create_environment() -> jinja2.Environment:
     )
     # Globals, so that pages rendered outside `render` (the error page) have them too.
     env.globals["version"] = __version__
+    env.globals["site_name"] = DEFAULT_SITE_NAME
     return env
 
 
@@ -37,6 +39,9 @@ def render(
     context.setdefault("static_url", lambda name: static_url(request.app, name))
     context.setdefault("principal", principal_of(request))
     context.setdefault("csrf_token", token_for(request))
+    site = request.app.get(SITE_SETTINGS)
+    if site is not None:  # the in-memory copy: no database query per page
+        context.setdefault("site_name", site.current.site_name)
     html = request.app[TEMPLATES].get_template(template).render(**context)
     response = web.Response(status=status, text=html, content_type="text/html")
     response.headers["Cache-Control"] = "no-store"

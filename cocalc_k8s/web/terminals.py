@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from cocalc_k8s.core.errors import BadRequest, DomainError
-from cocalc_k8s.keys import ACTIVITY, AGENTS, LIFECYCLE, PROJECTS, SESSIONS
+from cocalc_k8s.keys import ACTIVITY, AGENTS, CONNECTIONS, LIFECYCLE, PROJECTS, SESSIONS
 from cocalc_k8s.web.access import ProjectAccess, project_access
 from cocalc_k8s.web.jsonio import json_response
 
@@ -42,6 +42,7 @@ async def open_terminal(request: web.Request) -> web.StreamResponse:
     upstream = await request.app[AGENTS].terminal(address, name)
     browser = web.WebSocketResponse(heartbeat=30, max_msg_size=1 << 20)
     await browser.prepare(request)
+    closed = request.app[CONNECTIONS].opened("terminal", access.principal.account_id)  # admin
     tasks = [
         asyncio.create_task(_downstream(upstream, browser)),
         asyncio.create_task(_upstream(request, access, browser, upstream)),
@@ -51,6 +52,7 @@ async def open_terminal(request: web.Request) -> web.StreamResponse:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         revoked = any(t is tasks[2] for t in done)
     finally:
+        closed()  # admin: connected clients
         for task in tasks:
             task.cancel()
         for task in tasks:
