@@ -1,7 +1,8 @@
-// The Settings tab: collaborators (add by email, remove, leave), the quota, and
-// deleting the project (owner).
-import { api, h } from "./api.js";
+// The Settings tab: collaborators (add by email, remove, leave), the quota, the project
+// log, and deleting the project (owner).
+import { api, debounce, h } from "./api.js";
 import { ask } from "./dialog.js";
+import { projectLog } from "./project-log.js";
 
 const QUOTA_LABELS = {
   memory_mb: ["Memory", (v) => `${v} MB`],
@@ -17,6 +18,16 @@ export function mount(panel, project) {
   const people = h("ul", { class: "people", "data-testid": "collaborators" });
   const quota = h("dl", { class: "quota", "data-testid": "quota" });
   const canManage = project.role === "owner" || project.role === "admin";
+  const log = projectLog(project);
+  let visible = false;
+  // A start, stop or rename (by anyone: the state stream is shared) shows in the log.
+  const refreshLog = debounce(() => { if (visible) log.refresh(); }, 250);
+  let lastState = project.state;
+  project.onState((state) => {
+    if (state !== lastState) refreshLog();
+    lastState = state;
+  });
+  project.onChange(refreshLog);
   const addForm = h("form", { class: "row", "data-testid": "add-collaborator" },
     h("div", { class: "field grow" },
       h("label", { for: "collaborator-email" }, "Add a collaborator by email"),
@@ -41,6 +52,7 @@ export function mount(panel, project) {
       quota,
       h("p", { class: "muted hint" }, "Admins can change a project's quota."),
     ),
+    log.section,
     project.role === "owner" ? danger : null,
   );
 
@@ -85,6 +97,7 @@ export function mount(panel, project) {
       addForm.reset();
       say(`${email} was added. They will see the project in their list.`);
       await load();
+      refreshLog();
     } catch (err) {
       say(`Could not add ${email}: ${err.message}`, true);
     }
@@ -107,7 +120,10 @@ export function mount(panel, project) {
       return;
     }
     if (leaving) location.assign("/projects");
-    else await load();
+    else {
+      await load();
+      refreshLog();
+    }
   }
 
   async function deleteProject() {
@@ -123,8 +139,10 @@ export function mount(panel, project) {
 
   return {
     async show() {
+      visible = true;
       try { await load(); } catch (err) { say(`Could not load the settings: ${err.message}`, true); }
+      await log.refresh();
     },
-    hide() {},
+    hide() { visible = false; },
   };
 }

@@ -25,6 +25,7 @@ const buttons = Object.fromEntries(
   [...document.querySelectorAll("[data-action]")].map((b) => [b.dataset.action, b]),
 );
 const stateListeners = new Set();
+const changeListeners = new Set();
 
 const project = {
   id: boot.project_id,
@@ -38,6 +39,11 @@ const project = {
     stateListeners.add(fn);
     fn(project.state);
     return () => stateListeners.delete(fn);
+  },
+  /** Calls fn() after this page changed the project's details (title, description). */
+  onChange(fn) {
+    changeListeners.add(fn);
+    return () => changeListeners.delete(fn);
   },
   navigate,
 };
@@ -137,10 +143,37 @@ detailsForm.addEventListener("submit", async (e) => {
     descEl.textContent = saved.description;
     document.title = `${saved.title} · CoCalc`;
     editDetails(false);
+    for (const fn of changeListeners) fn();
   } catch (err) {
     detailsError.hidden = false;
     detailsError.textContent = err.message;
   }
+});
+
+// --- a server on a port of the user's choice, on the content origin ---------------------
+
+const portForm = document.getElementById("port-form");
+const portError = document.getElementById("port-error");
+
+/** "8000" → the URL of that port's server, or null when it is not a port number. */
+export function portUrl(content, kind, text) {
+  if (!/^\d{1,5}$/.test(text.trim())) return null;
+  const port = Number(text);
+  if (port < 1 || port > 65535) return null;
+  return `${content}/${kind === "server" ? "server" : "port"}/${port}/`;
+}
+
+portForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const url = portUrl(portForm.dataset.content, portForm.elements.kind.value, portForm.elements.port.value);
+  portError.hidden = url !== null;
+  portForm.elements.port.setAttribute("aria-invalid", String(url === null));
+  if (url === null) {
+    portError.textContent = "Enter a port number from 1 to 65535.";
+    portForm.elements.port.focus();
+    return;
+  }
+  window.open(url, "_blank", "noopener");
 });
 
 // --- tabs ------------------------------------------------------------------------------
