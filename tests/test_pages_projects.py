@@ -136,6 +136,11 @@ async def test_project_page_renders_each_tab(client: Client, tab: str, path: str
     assert f'data-tab="{name}" aria-current="page"' in html
     assert "&#34;path&#34;: &#34;" + path + "&#34;" in html
     assert 'src="/static/project.js?v=' in html
+    # The first tab's modules are preloaded, each one served (a stale name is a miss).
+    preloaded = re.findall(r'<link rel="modulepreload" href="(/static/[^"?]+)">', html)
+    assert "/static/api.js" in preloaded and len(preloaded) >= 2
+    for url in preloaded:
+        assert (await client.get(url)).status == 200, url
 
 
 async def test_edit_without_a_path_goes_to_files(client: Client) -> None:
@@ -230,4 +235,6 @@ async def test_project_page_links_servers_on_the_content_origin(client: Any) -> 
     html = await (await client.get(f"/projects/{project_id}/files/")).text()
     content = client.app[CONTENT_ORIGIN]
     assert f'href="{content}/{project_id}/port/jupyterlab/lab"' in html
+    assert f'id="port-form" data-content="{content}/{project_id}"' in html
+    assert 'type="number" min="1" max="65535"' in html
     assert not content.startswith(str(client.make_url("")).rstrip("/"))  # another origin

@@ -242,4 +242,5 @@ addEventListener("popstate", () => {
 });
 
 const start = parseLocation();
-navigate(start.tab, start.path, { push: false });
+// "cocalc-ready": the first tab has shown its content (bench/page_tti.py reads it).
+navigate(start.tab, start.path, { push: false }).then(() => performance.mark("cocalc-ready"));

@@ -70,11 +70,16 @@ async def progress(request: web.Request) -> web.StreamResponse:
             try:
                 event = await asyncio.wait_for(events.get(), KEEPALIVE)
             except TimeoutError:
-                await response.write(b": keep-alive\n\n")
-                continue
+                event = {}
             if event.get("closing"):
                 return response
-            await _send(response, event)
+            try:
+                if event:
+                    await _send(response, event)
+                else:
+                    await response.write(b": keep-alive\n\n")
+            except ConnectionResetError:  # the browser went away: nothing left to do
+                return response
             if follow:
                 continue
             if "done" in event if _pending(request) else event.get("state") in SETTLED:
