@@ -195,3 +195,15 @@ async def test_file_actions_go_to_the_project_log(owner: User) -> None:
         ("file.moved", {"path": "a.txt", "to": "c"}),
         ("file.deleted", {"path": "c"}),
     ]
+
+
+async def test_pdf_for_the_viewer_is_sandboxed_and_framable_by_the_hub(owner: User) -> None:
+    project_id = await new_project(owner)
+    await put(owner, project_id, "p.pdf", b"%PDF-1.1 fake")
+    url = f"/api/v2/projects/{project_id}/files/p.pdf"
+    resp = await owner.client.get(url, params={"view": "1"})
+    assert resp.headers["Content-Security-Policy"] == "sandbox; frame-ancestors 'self'"
+    assert resp.headers["X-Frame-Options"] == "SAMEORIGIN"
+    resp = await owner.client.get(url)
+    assert resp.headers["Content-Security-Policy"] == "sandbox"
+    assert resp.headers["X-Frame-Options"] == "DENY"

@@ -1,11 +1,14 @@
 // The Files tab: listing with breadcrumbs, new file/folder, upload (button and
-// drag-and-drop, a progress bar per file), download, rename/move, copy, delete.
-import { api, csrfToken, h, humanSize, relativeTime } from "./api.js";
+// drag-and-drop, chunked and resumable, a progress bar per file), download (a folder as a
+// zip), rename/move, copy, delete; images and PDFs open in a viewer.
+import { api, h, humanSize, relativeTime } from "./api.js";
 import { ask } from "./dialog.js";
+import { viewer, viewerKind } from "./file-viewer.js";
+import { cancelUpload, unfinished, uploadFile } from "./uploads.js";
 
 const TEXT_EXTENSIONS = new Set(
   ("txt md markdown py js mjs ts tsx jsx json ipynb css html htm yaml yml toml ini cfg conf " +
-    "sh bash zsh r tex bib c h cpp hpp cc java go rs rb pl php sql csv tsv xml svg log env " +
+    "sh bash zsh r tex bib c h cpp hpp cc java go rs rb pl php sql csv tsv xml log env " +
     "gitignore dockerfile makefile rst org jl m lua scala kt swift").split(" "),
 );
 
@@ -25,6 +28,7 @@ export function mount(panel, project) {
   let dir = "";
   let entries = [];
   const fileUrl = (path) => `${project.api}/files/${encodePath(path)}`;
+  const zipUrl = (path) => `${project.api}/zip?path=${encodeURIComponent(path)}`;
 
   const crumbs = h("nav", { class: "breadcrumbs", "aria-label": "Folder" });
   const fileInput = h("input", {
@@ -46,16 +50,21 @@ export function mount(panel, project) {
   const uploads = h("ul", { class: "uploads", "aria-label": "Uploads", "data-testid": "uploads" });
   const dropHint = h("div", { class: "drop-hint", "aria-hidden": "true" }, "Drop files to upload them here");
 
+  const zipLink = h("a", { class: "button small secondary", "data-testid": "zip-folder", href: zipUrl("") }, "Download folder (zip)");
   const toolbar = h("div", { class: "files-toolbar" },
     crumbs,
     h("div", { class: "toolbar-actions" },
       h("button", { type: "button", class: "small secondary", onclick: newFile }, "New file"),
       h("button", { type: "button", class: "small secondary", onclick: newFolder }, "New folder"),
       h("button", { type: "button", class: "small", onclick: () => fileInput.click() }, "Upload"),
+      zipLink,
       fileInput,
     ),
   );
-  panel.replaceChildren(toolbar, status, uploads, h("div", { class: "table-wrap" }, table), empty, dropHint);
+  const resumable = h("p", { class: "alert", hidden: true, "data-testid": "resumable" });
+  const listingView = h("div", {}, h("div", { class: "table-wrap" }, table), empty);
+  const viewerSlot = h("div", { hidden: true });
+  panel.replaceChildren(toolbar, status, resumable, uploads, listingView, viewerSlot, dropHint);
 
   function showStatus(message, error = false) {
     status.textContent = message;
@@ -94,11 +103,15 @@ export function mount(panel, project) {
       ? h("a", { href: `${project.base}/files/${encodePath(path)}/`, class: "entry dir", "data-path": path }, `${entry.name}/`)
       : isText(entry.name, entry.size)
         ? h("a", { href: `${project.base}/edit/${encodePath(path)}`, class: "entry file", "data-edit": path }, entry.name)
-        : h("a", { href: fileUrl(path), class: "entry file", target: "_blank", rel: "noopener" }, entry.name);
+        : viewerKind(entry.name)
+          ? h("a", { href: fileUrl(path), class: "entry file", "data-view": path }, entry.name)
+          : h("a", { href: fileUrl(path), class: "entry file", download: entry.name }, entry.name);
     const menu = h("details", { class: "menu" },
       h("summary", { "aria-label": `Actions for ${entry.name}`, title: "Actions" }, "⋯"),
       h("div", { class: "menu-items" },
-        entry.is_dir ? null : h("a", { href: fileUrl(path), download: entry.name }, "Download"),
+        entry.is_dir
+          ? h("a", { href: zipUrl(path), download: `${entry.name}.zip` }, "Download as zip")
+          : h("a", { href: fileUrl(path), download: entry.name }, "Download"),
         h("button", { type: "button", onclick: () => rename(entry) }, "Rename or move"),
         h("button", { type: "button", onclick: () => copy(entry) }, "Copy"),
         h("button", { type: "button", class: "danger-text", onclick: () => remove(entry) }, "Delete"),
@@ -112,8 +125,33 @@ export function mount(panel, project) {
     );
   }
 
+  function showViewer(path) {
+    const view = viewer({ name: baseName(path), url: fileUrl(path), onClose: closeViewer });
+    viewerSlot.replaceChildren(view.element);
+    viewerSlot.hidden = false;
+    listingView.hidden = true;
+    view.focus();
+  }
+
+  function closeViewer() {
+    viewerSlot.replaceChildren();
+    viewerSlot.hidden = true;
+    listingView.hidden = false;
+  }
+
+  function showResumable() {
+    const paths = unfinished(project.id);
+    resumable.hidden = !paths.length;
+    resumable.className = "alert";
+    resumable.textContent = paths.length
+      ? `Unfinished upload${paths.length > 1 ? "s" : ""}: ${paths.join(", ")}. Upload the same file again to continue where it stopped.`
+      : "";
+  }
+
   async function load() {
     renderCrumbs();
+    showResumable();
+    zipLink.href = zipUrl(dir);
     const data = await api("GET", `${project.api}/listing?path=${encodeURIComponent(dir)}`);
     entries = data.entries;
     body.replaceChildren(...entries.map(row));
@@ -166,45 +204,41 @@ export function mount(panel, project) {
     await load();
   }
 
-  // --- uploads: one XHR per file, for its upload progress events ---------------------
+  // --- uploads: chunked and resumable (uploads.js), a progress bar each ---------------
   function upload(file) {
     const target = dir;
     const path = join(target, file.name);
-    const bar = h("progress", { max: "100", value: "0", "aria-label": `Upload of ${file.name}` });
+    const bar = h("progress", { max: String(file.size || 1), value: "0", "aria-label": `Upload of ${file.name}` });
     const text = h("span", { class: "muted upload-text" }, `0 of ${humanSize(file.size)}`);
     const cancel = h("button", { type: "button", class: "link small" }, "Cancel");
     const item = h("li", { class: "upload", "data-testid": "upload" }, h("span", { class: "upload-name" }, file.name), bar, text, cancel);
     uploads.append(item);
-    const xhr = new XMLHttpRequest();
-    xhr.open("PUT", fileUrl(path));
-    xhr.setRequestHeader("X-CSRF-Token", csrfToken());
-    xhr.setRequestHeader("Accept", "application/json");
-    xhr.upload.onprogress = (e) => {
-      if (!e.lengthComputable) return;
-      bar.value = Math.round((e.loaded / e.total) * 100);
-      text.textContent = `${humanSize(e.loaded)} of ${humanSize(e.total)}`;
-    };
+    const controller = new AbortController();
     const finish = (message, error) => {
       cancel.remove();
       text.textContent = message;
       item.classList.add(error ? "failed" : "done");
       if (!error) setTimeout(() => item.remove(), 4000);
     };
-    xhr.onload = () => {
-      if (xhr.status >= 200 && xhr.status < 300) {
-        bar.value = 100;
-        finish(`uploaded, ${humanSize(file.size)}`, false);
-        if (target === dir) load();
-      } else {
-        let message = `failed (${xhr.status})`;
-        try { message = `failed: ${JSON.parse(xhr.responseText).error}`; } catch { /* not JSON */ }
-        finish(message, true);
-      }
+    cancel.addEventListener("click", () => {
+      controller.abort();
+      cancelUpload({ api: project.api, projectId: project.id, path, file }).then(showResumable);
+    });
+    const onProgress = (done) => {
+      bar.value = done;
+      text.textContent = `${humanSize(done)} of ${humanSize(file.size)}`;
     };
-    xhr.onerror = () => finish("failed: the connection broke", true);
-    xhr.onabort = () => finish("cancelled", true);
-    cancel.addEventListener("click", () => xhr.abort());
-    xhr.send(file);
+    uploadFile({ api: project.api, projectId: project.id, path, file, onProgress, signal: controller.signal })
+      .then(() => {
+        bar.value = bar.max;
+        finish(`uploaded, ${humanSize(file.size)}`, false);
+        if (target === dir && viewerSlot.hidden) load();
+        else showResumable();
+      })
+      .catch((err) => {
+        finish(err.name === "AbortError" ? "cancelled" : `failed: ${err.message}`, true);
+        showResumable();
+      });
   }
 
   fileInput.addEventListener("change", () => {
@@ -226,10 +260,11 @@ export function mount(panel, project) {
 
   // Links navigate inside the page; modified clicks open new tabs as usual.
   panel.addEventListener("click", (e) => {
-    const link = e.target.closest("a[data-path], a[data-edit]");
+    const link = e.target.closest("a[data-path], a[data-edit], a[data-view]");
     if (!link || e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
     e.preventDefault();
-    if (link.dataset.edit !== undefined) project.navigate("edit", link.dataset.edit);
+    if (link.dataset.view !== undefined) showViewer(link.dataset.view);
+    else if (link.dataset.edit !== undefined) project.navigate("edit", link.dataset.edit);
     else project.navigate("files", link.dataset.path);
   });
   // One open action menu at a time; Escape closes it.
@@ -244,6 +279,7 @@ export function mount(panel, project) {
   return {
     async show(path) {
       dir = path || "";
+      closeViewer();
       await attempt("list the folder", load);
     },
     hide() {},

@@ -53,11 +53,17 @@ async def download(request: web.Request) -> web.StreamResponse:
             "Accept-Ranges": "bytes",
             "Content-Security-Policy": "sandbox",
             "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",  # streamed: the headers middleware comes too late
             "Cache-Control": "private, no-cache",
         }
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers=headers)
         content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        if content_type == "application/pdf" and request.query.get("view"):
+            # The Files tab's PDF viewer frames this; still sandboxed, and only its own
+            # origin may frame it.
+            headers["Content-Security-Policy"] = "sandbox; frame-ancestors 'self'"
+            headers["X-Frame-Options"] = "SAMEORIGIN"
         if content_type in ACTIVE_TYPES:
             name = path.rsplit("/", 1)[-1].replace('"', "")
             headers["Content-Disposition"] = f'attachment; filename="{name}"'
