@@ -272,6 +272,7 @@ def http_rounds(
     rounds: int,
     connections: int,
     backend_proc: psutil.Process,
+    only: set[str],
 ) -> dict[tuple[str, str], list[Load]]:
     """Per (case, target name): one Load per round; the targets' order rotates each round."""
     results: dict[tuple[str, str], list[Load]] = collections.defaultdict(list)
@@ -280,6 +281,7 @@ def http_rounds(
         ("/1m", "/1m", connections, seconds),
         ("/small c1", "/small", 1, max(1, seconds // 2)),
     ]
+    cases = [case for case in cases if case[0].split()[0].lstrip("/") in only]
     for t in targets:  # warm-up: connections, pools, caches
         run_wrk(t.base + "/small", t.headers, 1, connections, {})
     for r in range(rounds):
@@ -303,7 +305,8 @@ def http_rounds(
 
 def report_http(results: dict[tuple[str, str], list[Load]], names: list[str]) -> None:
     def med(case: str, name: str, attr: str) -> float:
-        return median([getattr(load, attr) for load in results[(case, name)]])
+        values = [getattr(load, attr) for load in results[(case, name)]]
+        return median(values) if values else float("nan")
 
     def cpu(case: str, name: str, key: str) -> str:
         values = [load.cpu[key] for load in results[(case, name)] if key in load.cpu]
@@ -545,7 +548,11 @@ def main() -> None:
     parser.add_argument("--ws-interval", type=float, default=5, help="seconds between echoes")
     parser.add_argument("--no-chp", action="store_true", help="skip configurable-http-proxy")
     parser.add_argument("--uvloop", action="store_true", help="uvloop in the hub and backend")
+    parser.add_argument(
+        "--only", default="small,1m,ws", help="what to measure: small, 1m, ws (comma-separated)"
+    )
     args = parser.parse_args()
+    only = set(args.only.split(","))
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed (Debian: apt-get install wrk)")
     signal.signal(signal.SIGTERM, _terminate)
@@ -603,8 +610,12 @@ def main() -> None:
             args.rounds,
             args.connections,
             psutil.Process(backend_process.pid),
+            only,
         )
-        report_http(results, [t.name for t in targets])
+        if only & {"small", "1m"}:
+            report_http(results, [t.name for t in targets])
+        if "ws" not in only:
+            return
 
         run = asyncio.run
         if args.uvloop:

@@ -13,6 +13,7 @@ a few seconds and dropped at once when the project's members change.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
@@ -46,6 +47,7 @@ class ContentGate:
     activity: ActivityRecorder
     agents: AgentClient
     _named: dict[tuple[str, str | None, str], int] = field(default_factory=dict)
+    _port_checks: dict[tuple[uuid.UUID, int], asyncio.Future[bool]] = field(default_factory=dict)
 
     async def __call__(self, head: RequestHead) -> Decision:
         target = head.target.decode("latin-1")
@@ -107,9 +109,34 @@ class ContentGate:
                 port = await self._named_port(route, address)
             except DomainError as exc:
                 return _error(head, exc.status, exc.message)
-        elif not await self.lifecycle.backend.serves_port(route.project_id, port):
+        elif not await self._serves_port(route.project_id, port):
             return _error(head, 403, f"port {port} is not served by this project")
         return Allow(route, address.host, port, route.upstream_path, on_tunnel=track)
+
+    async def _serves_port(self, project_id: uuid.UUID, port: int) -> bool:
+        """The backend's answer, which it caches briefly. Requests arriving while a check
+        is under way wait for that one: when an answer expires under load, every request
+        in flight would otherwise start a check of its own (reading /proc in a thread, or
+        asking the cluster)."""
+        key = (project_id, port)
+        pending = self._port_checks.get(key)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this request was cancelled, not the check
+            return await self.lifecycle.backend.serves_port(project_id, port)
+        pending = self._port_checks[key] = asyncio.get_running_loop().create_future()
+        try:
+            verdict = await self.lifecycle.backend.serves_port(project_id, port)
+        except BaseException:
+            pending.cancel()  # whoever waits makes a check of its own
+            raise
+        finally:
+            del self._port_checks[key]
+        pending.set_result(verdict)
+        return verdict
 
     async def _named_port(self, route: Route, address: AgentAddress) -> int:
         """The port of a named server, started by the agent on first use."""

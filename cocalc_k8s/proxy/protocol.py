@@ -27,11 +27,13 @@ import httptools
 from cocalc_k8s.proxy import messages
 from cocalc_k8s.proxy.messages import RequestHead
 from cocalc_k8s.proxy.routing import Route
+from cocalc_k8s.proxy.splice import MIN_BODY, Pipe, Splice, socket_fd
 from cocalc_k8s.proxy.upstream import UpstreamConnection, UpstreamPool
 
 log = logging.getLogger(__name__)
 
 SLOT_WAIT = 30.0  # seconds a request waits for one of its project's connection slots
+PENDING_LIMIT = 256 * 1024  # request body bytes held while the gate decides; then pause
 
 
 @dataclass(slots=True)
@@ -77,7 +79,11 @@ class ClientConnection(asyncio.Protocol):
         self._busy = False  # a request is being answered
         self._keep_alive = True
         self._stash: list[bytes] = []  # the next request, arrived before the reply was done
-        self._paused = False
+        self._holds: set[str] = set()  # why reading from the client is paused, if it is
+        self._pending_size = 0
+        self._body_left = 0  # bytes of a request body of known length still to come
+        self._pipe: Pipe | None = None
+        self._splice: Splice | None = None  # a request body moving in the kernel
 
     # -- transport callbacks ------------------------------------------------------------
 
@@ -94,10 +100,12 @@ class ClientConnection(asyncio.Protocol):
         if self._busy and self.body_done:
             # A next request before this reply is done (pipelining): keep it for later.
             self._stash.append(data)
-            self._pause()
+            self._hold("next")
             return
         try:
             self.parser.feed_data(data)
+            if self._body_left >= MIN_BODY and self._splice is None:
+                self._splice_request()
         except httptools.HttpParserUpgrade as upgrade:
             # The rest of `data` belongs to the upgraded protocol: hold it for the tunnel.
             offset = upgrade.args[0] if upgrade.args else len(data)
@@ -108,20 +116,27 @@ class ClientConnection(asyncio.Protocol):
             self._fail(messages.simple_response(400, b"malformed HTTP request", close=True))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._splice is not None:
+            self._splice.cancel()
+            self._splice = None
         if self.tunnel is not None:
             self.tunnel.close()
         if self.exchange is not None:
             self.exchange.client_lost()
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None
 
     def pause_writing(self) -> None:
         if self.exchange is not None and self.exchange.upstream.transport is not None:
             self.exchange.upstream.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.exchange is not None and self.exchange.upstream.transport is not None:
-            self.exchange.upstream.transport.resume_reading()
+        exchange = self.exchange
+        if exchange is not None and exchange.splice is None and exchange.upstream.transport:
+            exchange.upstream.transport.resume_reading()
 
     # -- parser callbacks -----------------------------------------------------------------
 
@@ -129,6 +144,7 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         self.head = RequestHead(method=b"", target=b"", client=self.client, scheme=self.scheme)
         self.pending_body = []
+        self._pending_size = 0
         self.body_done = False
 
     def on_url(self, url: bytes) -> None:
@@ -146,18 +162,27 @@ class ClientConnection(asyncio.Protocol):
         head.upgrade = self.parser.should_upgrade()
         encoding = head.get(b"transfer-encoding")
         head.chunked = encoding is not None and b"chunked" in encoding.lower()
+        self._body_left = 0
+        if not head.chunked:
+            length = head.get(b"content-length")
+            if length is not None and length.isdigit():
+                self._body_left = int(length)
         # Read now: llhttp resets its flags once the message is parsed.
         self._keep_alive = self.parser.should_keep_alive() and not head.upgrade
         self._busy = True
         if head.upgrade:
-            self._pause()  # the rest belongs to the tunnel, if there is one
+            self._hold("upgrade")  # the rest belongs to the tunnel, if there is one
         self._task = asyncio.get_running_loop().create_task(self._handle(head))
 
     def on_body(self, body: bytes) -> None:
+        self._body_left -= len(body)
         if self.exchange is not None and self.exchange.sent_head:
             self.exchange.send_body(body)
-        else:
-            self.pending_body.append(body)
+            return
+        self.pending_body.append(body)
+        self._pending_size += len(body)
+        if self._pending_size > PENDING_LIMIT:
+            self._hold("gate")  # no unbounded buffering while the gate decides
 
     def on_message_complete(self) -> None:
         self.body_done = True
@@ -182,10 +207,7 @@ class ClientConnection(asyncio.Protocol):
 
     async def _forward(self, head: RequestHead, allow: Allow, keep_alive: bool) -> None:
         limit = self.pool.limit(allow.route.project_id)
-        try:
-            async with asyncio.timeout(SLOT_WAIT):
-                await limit.acquire()
-        except TimeoutError:
+        if not limit.try_take() and not await limit.take(SLOT_WAIT):
             message = "too many requests to this project at once; try again"
             self._write(messages.error_response(head, 503, message))
             self._finish(keep_alive and self.body_done)
@@ -210,10 +232,14 @@ class ClientConnection(asyncio.Protocol):
             upstream.sink = exchange
             exchange.start(self.pending_body, self.body_done)
             self.pending_body = []
+            self._release("gate")
             try:
                 tunnel = await exchange.done
             finally:
                 self.exchange = None
+                if self._splice is not None:  # answered before the request body was read
+                    self._splice.cancel()
+                    self._splice = None
         finally:
             limit.release()  # an open tunnel does not hold one of the project's slots
         if tunnel:
@@ -234,9 +260,7 @@ class ClientConnection(asyncio.Protocol):
         closed = asyncio.get_running_loop().create_future()
         unregister = allow.on_tunnel(lambda: self._close()) if allow.on_tunnel else None
         self._tunnel_closed = closed
-        if self.transport is not None and self._paused:
-            self._paused = False
-            self.transport.resume_reading()
+        self._release("upgrade")
         try:
             await closed
         finally:
@@ -259,6 +283,10 @@ class ClientConnection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
+    def _writelines(self, data: list[bytes]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(data)
+
     def _finish(self, keep_alive: bool) -> None:
         """The response is complete: read the next request, or close."""
         self._busy = False
@@ -267,17 +295,57 @@ class ClientConnection(asyncio.Protocol):
         if not keep_alive:
             self.transport.close()
             return
-        if self._paused:
-            self._paused = False
-            self.transport.resume_reading()
+        self._release("next")
         if self._stash:
             data, self._stash = b"".join(self._stash), []
             self.data_received(data)
 
-    def _pause(self) -> None:
-        if not self._paused and self.transport is not None:
-            self._paused = True
+    def _hold(self, reason: str) -> None:
+        """Stop reading from the client until every reason given is released."""
+        if not self._holds and self.transport is not None:
             self.transport.pause_reading()
+        self._holds.add(reason)
+
+    def _release(self, reason: str) -> None:
+        if reason in self._holds:
+            self._holds.discard(reason)
+            if not self._holds and self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def pipe(self) -> Pipe:
+        """This connection's pipe for splicing bodies (a new one if the last was left dirty)."""
+        if self._pipe is not None and self._pipe.dirty:
+            self._pipe.close()
+            self._pipe = None
+        if self._pipe is None:
+            self._pipe = Pipe()
+        return self._pipe
+
+    def _splice_request(self) -> None:
+        """The rest of a large request body goes to the project's server in the kernel."""
+        exchange = self.exchange
+        if exchange is None or not exchange.sent_head or self.scheme != "http":
+            return
+        upstream = exchange.upstream.transport
+        source, sink = socket_fd(self.transport), socket_fd(upstream)
+        if source is None or sink is None or upstream is None:
+            return
+        self._hold("splice")
+        self._splice = Splice(self.pipe(), source, sink, upstream, self._body_left, self._spliced)
+
+    def _spliced(self, ok: bool) -> None:
+        self._splice = None
+        self._body_left = 0
+        if not ok:  # the client or the project's server went away mid-body
+            if self.exchange is not None:
+                self.exchange.client_lost()
+            if self.transport is not None:
+                self.transport.close()
+            return
+        # The parser still waits for the body it never saw: the next request gets a new one.
+        self.parser = httptools.HttpRequestParser(self)
+        self.on_message_complete()
+        self._release("splice")
 
     def _fail(self, raw: bytes) -> None:
         self._write(raw)
@@ -296,12 +364,10 @@ class _TunnelSink:
         self.client.tunnel_ended()
 
     def pause_client(self) -> None:
-        if self.client.transport is not None:
-            self.client.transport.pause_reading()
+        self.client._hold("upstream")
 
     def resume_client(self) -> None:
-        if self.client.transport is not None:
-            self.client.transport.resume_reading()
+        self.client._release("upstream")
 
 
 class Exchange:
@@ -331,6 +397,7 @@ class Exchange:
         self._out: list[bytes] = []
         self._remaining = 0  # body bytes still to come, once they need no parsing
         self._upstream_keep_alive = False
+        self.splice: Splice | None = None  # the response body moving in the kernel
 
     # -- request side ---------------------------------------------------------------------
 
@@ -351,8 +418,8 @@ class Exchange:
         transport = self.upstream.transport
         if transport is None or not data:
             return
-        if self.head.chunked:
-            transport.write(b"%x\r\n" % len(data) + data + b"\r\n")
+        if self.head.chunked:  # re-framed without copying the chunk into a new bytes
+            transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
         else:
             transport.write(data)
 
@@ -365,18 +432,48 @@ class Exchange:
     def upstream_data(self, data: bytes) -> None:
         if self._remaining:
             self._pass_through(data)
-            return
-        # What one read of the upstream produces (head, body, end) goes out in one write.
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
+        else:
+            # What one read of the upstream produces (head, body, end) goes out in one write.
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade as upgrade:
+                self._flush()
+                offset = upgrade.args[0] if upgrade.args else len(data)
+                self._upgraded(data[offset:])
+            except httptools.HttpParserError:
+                self.upstream.reusable = False
+                self.upstream.close()
             self._flush()
-            offset = upgrade.args[0] if upgrade.args else len(data)
-            self._upgraded(data[offset:])
-        except httptools.HttpParserError:
-            self.upstream.reusable = False
-            self.upstream.close()
-        self._flush()
+        if self._remaining >= MIN_BODY:
+            self._splice_response()
+
+    def _splice_response(self) -> None:
+        """The rest of a large body of known length goes to the client in the kernel."""
+        client = self.client.transport
+        upstream = self.upstream.transport
+        if self.client.scheme != "http" or client is None or upstream is None:
+            return
+        source, sink = socket_fd(upstream), socket_fd(client)
+        if source is None or sink is None:
+            return
+        upstream.pause_reading()
+        self.splice = Splice(
+            self.client.pipe(), source, sink, client, self._remaining, self._spliced
+        )
+        self._remaining = 0
+
+    def _spliced(self, ok: bool) -> None:
+        self.splice = None
+        if ok:
+            self._complete(self._upstream_keep_alive)
+            return
+        self.upstream.reusable = False  # half a body: neither connection can be reused
+        self.upstream.close()
+        self.reusable_client = False
+        if self.client.transport is not None:
+            self.client.transport.close()
+        if not self.done.done():
+            self.done.set_result(False)
 
     def _pass_through(self, data: bytes) -> None:
         """The rest of a body of known length goes straight to the client, unparsed."""
@@ -394,7 +491,10 @@ class Exchange:
         if self._out:
             out = self._out
             self._out = []
-            self.client._write(out[0] if len(out) == 1 else b"".join(out))
+            if len(out) == 1:
+                self.client._write(out[0])
+            else:
+                self.client._writelines(out)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -408,9 +508,16 @@ class Exchange:
             self.headers = []
             self._interim = True
             return
-        has_length = any(name.lower() == b"content-length" for name, _ in self.headers)
+        length: bytes | None = None
+        encoding = b""
+        for name, value in self.headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                length = value
+            elif lower == b"transfer-encoding":
+                encoding = value
+        has_length = length is not None
         self.no_body = self.no_body or status in (204, 304)
-        encoding = next((v for n, v in self.headers if n.lower() == b"transfer-encoding"), b"")
         upstream_chunked = b"chunked" in encoding.lower()
         self.chunked_out = not self.no_body and (upstream_chunked or not has_length)
         self._close_delimited = not self.no_body and not upstream_chunked and not has_length
@@ -427,8 +534,7 @@ class Exchange:
         self._emit(head)
         self.responded = True
         self._upstream_keep_alive = self.parser.should_keep_alive()  # valid only now
-        if has_length and not self.chunked_out and not self.no_body:
-            length = next(v for n, v in self.headers if n.lower() == b"content-length")
+        if length is not None and not self.chunked_out and not self.no_body:
             with contextlib.suppress(ValueError):
                 self._remaining = int(length)
         if self.no_body:
@@ -439,7 +545,7 @@ class Exchange:
             return
         self._remaining = max(0, self._remaining - len(body))
         if self.chunked_out:
-            self._emit(b"%x\r\n" % len(body) + body + b"\r\n")
+            self._out += (b"%x\r\n" % len(body), body, b"\r\n")
         else:
             self._emit(body)
 
@@ -476,6 +582,9 @@ class Exchange:
             self.done.set_result(True)
 
     def upstream_lost(self) -> None:
+        if self.splice is not None:
+            self.splice.cancel()
+            self.splice = None
         self._flush()
         if self.done.done():
             return
@@ -498,18 +607,19 @@ class Exchange:
         self.done.set_result(False)
 
     def client_lost(self) -> None:
+        if self.splice is not None:
+            self.splice.cancel()
+            self.splice = None
         self.upstream.reusable = False
         self.upstream.close()
         if not self.done.done():
             self.done.set_result(False)
 
     def pause_client(self) -> None:
-        if self.client.transport is not None:
-            self.client.transport.pause_reading()
+        self.client._hold("upstream")
 
     def resume_client(self) -> None:
-        if self.client.transport is not None:
-            self.client.transport.resume_reading()
+        self.client._release("upstream")
 
 
 async def serve(
