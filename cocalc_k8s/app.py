@@ -186,6 +186,7 @@ def create_app(
         listener.subscribe(CREDENTIALS, principals.drop_account_id)
         listener.subscribe(REQUESTS_CHANNEL, manager.on_request_notification)
         listener.subscribe(PROJECT_ACCESS, access.members_changed)
+        listener.subscribe(CREDENTIALS, access.account_changed)
         listener.subscribe(SITE_CHANNEL, app[SITE_SETTINGS].changed)
         listener.on_reset(principals.disable)
         listener.on_reset(access.forget)

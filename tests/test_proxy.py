@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from cocalc_k8s.keys import CONTENT_ORIGIN
+from cocalc_k8s.keys import ACCOUNTS, CONTENT_ORIGIN
 from tests.conftest import sign_up
 from tests.project_servers import project_uid, served_as
 from tests.test_lifecycle import wait_state
@@ -357,3 +357,34 @@ async def test_ports_of_others_are_refused(
         async with session.get(url) as resp:
             assert resp.status == 200  # its own server, of course
     await owner.call("POST", f"/api/v2/projects/{other}/stop")
+
+
+async def test_banned_collaborator_loses_content_cookie_and_open_websocket(
+    setup: dict[str, Any], project_server: int, make_client: Any
+) -> None:
+    owner: User = setup["owner"]
+    bob_client = await make_client(same_hub_as=owner.client)
+    bob = User(bob_client, await sign_up(bob_client))
+    await owner.call(
+        "POST",
+        f"/api/v2/projects/{setup['project_id']}/collaborators",
+        {"email": bob.info["email"]},
+    )
+    # Bob's browser: the hub cookie, exchanged for a content-origin cookie by redirects.
+    jar = aiohttp.CookieJar(unsafe=True)
+    for cookie in bob_client.session.cookie_jar:
+        jar.update_cookies({cookie.key: cookie.value}, bob_client.make_url("/"))
+    base = f"{setup['content']}/{setup['project_id']}/port/{project_server}"
+    async with aiohttp.ClientSession(cookie_jar=jar, headers={"Accept": "text/html"}) as browser:
+        async with browser.get(f"{base}/echo") as resp:
+            assert resp.status == 200
+        async with browser.ws_connect(f"{base}/ws", origin=setup["content"]) as ws:
+            await ws.send_str("hi")
+            assert await ws.receive_str() == "echo:hi"
+            await owner.client.app[ACCOUNTS].set_banned(bob.account_id, True, by=owner.account_id)
+            async with asyncio.timeout(5):
+                msg = await ws.receive()
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        # The content cookie (valid for hours) no longer opens the project either.
+        async with browser.get(f"{base}/echo", allow_redirects=False) as resp:
+            assert resp.status in (302, 303, 403, 404), resp.status

@@ -66,6 +66,19 @@ class AccessCache:
             del self._roles[key]
         asyncio.get_running_loop().create_task(self._recheck(project_id))
 
+    def account_changed(self, payload: str) -> None:
+        """NOTIFY callback: an account's credentials changed (banned, made admin, password):
+        its cached roles go, and its open tunnels are re-checked now."""
+        self._generation += 1
+        try:
+            account_id = uuid.UUID(payload)
+        except ValueError:
+            self._roles.clear()
+            return
+        for key in [k for k in self._roles if k[0] == account_id]:
+            del self._roles[key]
+        asyncio.get_running_loop().create_task(self._recheck(account_id=account_id))
+
     def forget(self) -> None:
         """The listener reconnected: cached roles may have missed a change."""
         self._generation += 1
@@ -84,8 +97,15 @@ class AccessCache:
 
         return untrack
 
-    async def _recheck(self, project_id: uuid.UUID | None = None) -> None:
-        for key in [k for k in self._tunnels if project_id is None or k[1] == project_id]:
+    async def _recheck(
+        self, project_id: uuid.UUID | None = None, account_id: uuid.UUID | None = None
+    ) -> None:
+        for key in [
+            k
+            for k in self._tunnels
+            if (project_id is None or k[1] == project_id)
+            and (account_id is None or k[0] == account_id)
+        ]:
             self._roles.pop(key, None)
             if await self.role(*key) is None:
                 for close in list(self._tunnels.get(key, ())):

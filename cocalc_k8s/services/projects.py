@@ -86,7 +86,9 @@ class ProjectService:
         return role
 
     async def role_of(self, account_id: uuid.UUID, project_id: uuid.UUID) -> Role | None:
-        """The account's role in a live project (admins: "admin"), or None. One query."""
+        """The account's role in a live project (admins: "admin"), or None; always None for
+        a banned account (this is what the content origin and open sockets recheck). One
+        query."""
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -100,7 +102,11 @@ class ProjectService:
                             ProjectUser.account_id == Account.account_id,
                         ),
                     )
-                    .where(Account.account_id == account_id, Project.deleted.is_(None))
+                    .where(
+                        Account.account_id == account_id,
+                        Account.banned.is_(None),
+                        Project.deleted.is_(None),
+                    )
                 )
             ).first()
         if row is None:
