@@ -141,6 +141,8 @@ async def test_project_page_renders_each_tab(client: Client, tab: str, path: str
     assert "/static/api.js" in preloaded and len(preloaded) >= 2
     for url in preloaded:
         assert (await client.get(url)).status == 200, url
+    if name == "edit":  # CodeMirror's chunks too, not discovered one import at a time
+        assert sum("/codemirror-" in url for url in preloaded) >= 3
 
 
 async def test_edit_without_a_path_goes_to_files(client: Client) -> None:

@@ -19,6 +19,7 @@ export function mount(panel, project) {
   let previewOn = false;
   let previewTimer = null;
   const theme = new cm.Compartment();
+  const language = new cm.Compartment();
 
   const fileLabel = h("a", { class: "editor-path", href: project.base + "/files/" });
   const state = h("span", { class: "save-state", role: "status", "aria-live": "polite", "data-testid": "save-state" });
@@ -111,10 +112,11 @@ export function mount(panel, project) {
     const isMarkdown = /\.(md|markdown)$/i.test(newPath);
     previewButton.hidden = !isMarkdown;
     togglePreview(false);
+    // The text is shown as soon as it arrives; its language (a chunk of its own) follows.
+    const languageLoad = cm.languageFor(newPath);
     let text;
-    let language;
     try {
-      [text, language] = await Promise.all([source.open(), cm.languageFor(newPath)]);
+      text = await source.open();
     } catch (err) {
       setSaveState("", "error");
       error.hidden = false;
@@ -142,7 +144,7 @@ export function mount(panel, project) {
           cm.EditorView.lineWrapping,
           cm.EditorView.contentAttributes.of({ "aria-label": `Contents of ${newPath}` }),
           theme.of(dark.matches ? cm.oneDark : []),
-          language ?? [],
+          language.of([]),
           source.extensions(),
           cm.EditorView.updateListener.of((update) => { if (update.docChanged) changed(); }),
         ],
@@ -150,6 +152,11 @@ export function mount(panel, project) {
     });
     dirty = false;
     setSaveState("Saved", "saved");
+    const shown = view;
+    languageLoad.then(
+      (extension) => { if (extension && view === shown) view.dispatch({ effects: language.reconfigure(extension) }); },
+      () => {}, // no highlighting is better than no editor
+    );
     if (isMarkdown && innerWidth > 900) togglePreview(true);
     view.focus();
   }

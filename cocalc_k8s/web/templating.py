@@ -13,6 +13,7 @@ from cocalc_k8s.keys import SITE_SETTINGS, TEMPLATES
 from cocalc_k8s.services.site_settings import DEFAULT_SITE_NAME
 from cocalc_k8s.web.auth import principal_of
 from cocalc_k8s.web.csrf import token_for
+from cocalc_k8s.web.module_graph import module_closure
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = PACKAGE_DIR / "templates"
@@ -37,6 +38,7 @@ def render(
     request: web.Request, template: str, *, status: int = 200, **context: Any
 ) -> web.Response:
     context.setdefault("static_url", lambda name: static_url(request.app, name))
+    context.setdefault("module_preloads", lambda *entries: module_closure(STATIC_DIR, entries))
     context.setdefault("principal", principal_of(request))
     context.setdefault("csrf_token", token_for(request))
     site = request.app.get(SITE_SETTINGS)
