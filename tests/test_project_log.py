@@ -118,6 +118,21 @@ async def test_start_and_stop_name_who_asked(make_user: Any) -> None:
     ]
 
 
+async def test_a_command_that_starts_the_project_names_who_ran_it(make_user: Any) -> None:
+    alice = await make_user()
+    project_id = await new_project(alice)
+    url = f"/api/v2/projects/{project_id}"
+    status, body = await alice.call("POST", url + "/exec", {"command": "echo hi"})
+    assert status == 200, body
+
+    started = [e for e in await log_of(alice, project_id) if e["kind"].endswith("_requested")]
+    assert [(e["kind"], actor(e), e["data"].get("reason")) for e in started] == [
+        ("project.start_requested", alice.account_id, "ran a command")
+    ]
+    await alice.call("POST", url + "/stop")
+    await wait_state(alice, project_id, "stopped")
+
+
 async def test_the_culler_stop_is_logged_without_an_account(
     make_user: Any, database_url: str
 ) -> None:

@@ -92,7 +92,12 @@ class ContentGate:
         if address is None and route.name is not None:
             # A named server of a stopped project: start the project and carry on.
             try:
-                address = await self.lifecycle.agent(route.project_id, wait=90)
+                address = await self.lifecycle.agent(
+                    route.project_id,
+                    wait=90,
+                    account_id=account_id,
+                    reason=f"opened {route.name}",
+                )
             except DomainError as exc:
                 return _error(head, exc.status, exc.message)
         if address is None:

@@ -422,16 +422,23 @@ class LifecycleManager:
     # -- agent access and progress ----------------------------------------------------
 
     async def agent(
-        self, project_id: uuid.UUID, *, start: bool = True, wait: float = 30
+        self,
+        project_id: uuid.UUID,
+        *,
+        start: bool = True,
+        wait: float = 30,
+        account_id: uuid.UUID | None = None,
+        reason: str = "needed by a terminal or command",
     ) -> AgentAddress:
-        """The running agent's address; starts the project first when asked."""
+        """The running agent's address; starts the project first when asked (in the
+        project log: by `account_id`, for `reason`)."""
         address = self.backend.address(project_id)
         if address is not None:
             return address
         if not start:
             raise Unavailable("the project is not running")
         async with self.subscribe(project_id) as events:
-            await self.request(project_id, "start", reason="needed by a terminal or command")
+            await self.request(project_id, "start", account_id=account_id, reason=reason)
             try:
                 async with asyncio.timeout(wait):
                     while (address := self.backend.address(project_id)) is None:

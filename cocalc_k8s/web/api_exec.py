@@ -35,7 +35,9 @@ async def execute(request: web.Request) -> web.Response:
     forwarded: dict[str, Any] = {"command": command, "timeout": timeout}
     if "cwd" in body:
         forwarded["cwd"] = body["cwd"]
-    address = await request.app[LIFECYCLE].agent(access.project_id)
+    address = await request.app[LIFECYCLE].agent(
+        access.project_id, account_id=access.principal.account_id, reason="ran a command"
+    )
     request.app[ACTIVITY].touch(access.project_id)
     result = await request.app[AGENTS].call(
         address, "POST", "/exec", body=forwarded, seconds=timeout + 15

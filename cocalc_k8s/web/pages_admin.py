@@ -125,7 +125,7 @@ async def stop_project_submit(request: web.Request) -> web.Response:
     async def action(principal: Principal, form: dict[str, str]) -> str:
         project_id = _id(request, "project_id", "project")
         await request.app[PROJECTS].access(principal, project_id)  # NotFound if gone
-        await request.app[LIFECYCLE].request(project_id, "stop")
+        await request.app[LIFECYCLE].request(project_id, "stop", account_id=principal.account_id)
         return "stop"
 
     return await act(request, action)

@@ -38,7 +38,9 @@ async def open_terminal(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if not NAME.match(name):
         raise BadRequest("a terminal name has 1 to 64 letters, digits, '.', '_' or '-'")
-    address = await request.app[LIFECYCLE].agent(access.project_id)
+    address = await request.app[LIFECYCLE].agent(
+        access.project_id, account_id=access.principal.account_id, reason="opened a terminal"
+    )
     upstream = await request.app[AGENTS].terminal(address, name)
     browser = web.WebSocketResponse(heartbeat=30, max_msg_size=1 << 20)
     await browser.prepare(request)
