@@ -132,7 +132,9 @@ class Settings:
     )
     allow_sign_up: bool = _setting(
         True,
-        "Let anyone who reaches the hub create an account. Turn off for closed installs.",
+        "Let anyone who reaches the hub create an account. Turn off for closed installs. "
+        "Only the default: once an admin chooses open, closed or by token on the admin "
+        "page, that choice (stored in the database) wins.",
         env="COCALC_ALLOW_SIGN_UP",
         flag="--allow-sign-up",
     )
