@@ -9,6 +9,8 @@ Start-up order (each a cleanup context, closed in reverse):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -238,10 +240,17 @@ def create_app(
         for server in servers:
             await server.wait_closed()
 
+    async def upload_sweeper(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(app[FILES].uploads.sweep_forever())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     async def end_streams(app: web.Application) -> None:
         app[LIFECYCLE].end_streams()  # before aiohttp waits for open requests to finish
 
-    app.cleanup_ctx.extend([services, background, content_origin, loop_lag_probe])
+    app.cleanup_ctx.extend([services, background, content_origin, upload_sweeper, loop_lag_probe])
     app.on_shutdown.append(end_streams)
     setup_routes(app)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)

@@ -79,7 +79,7 @@ def empty_database_url(postgres: EmbeddedPostgres) -> Iterator[str]:
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Any:
     def make(**overrides: Any) -> Settings:
-        return Settings(data_dir=tmp_path / "data", **overrides)
+        return Settings(**{"data_dir": tmp_path / "data", **overrides})
 
     return make
 

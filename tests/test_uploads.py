@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from cocalc_k8s.db.models import Event
-from cocalc_k8s.keys import ENGINE, FILES
+from cocalc_k8s.keys import ENGINE, FILES, SETTINGS
 from tests.conftest import sign_up
 from tests.test_files_api import home_of
 from tests.test_projects_api import User, new_project
@@ -215,6 +216,21 @@ async def test_cancel_and_expiry(owner: User) -> None:
     assert await uploads.sweep(now=time.time() + 25 * 3600, force=True) == 1
     assert (await owner.call("GET", f"{url}/{old_id}"))[0] == 404
     assert list((uploads.root / project_id).iterdir()) == []
+
+
+async def test_a_starting_hub_sweeps_abandoned_uploads(owner: User, make_client: Any) -> None:
+    project_id = await new_project(owner)
+    upload_id = await start(owner, project_id, "abandoned.bin", 10)
+    staged = owner.client.app[FILES].uploads.root / project_id
+    day_ago = time.time() - 25 * 3600
+    for path in staged.iterdir():
+        os.utime(path, (day_ago, day_ago))
+    # Nobody uploads again: a hub starting on the same data directory removes it anyway.
+    await make_client(data_dir=owner.client.app[SETTINGS].data_dir)
+    deadline = time.monotonic() + 10
+    while any(staged.iterdir()):
+        assert time.monotonic() < deadline, f"upload {upload_id} was not swept"
+        await asyncio.sleep(0.05)
 
 
 async def test_empty_file(owner: User) -> None:

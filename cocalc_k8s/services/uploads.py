@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import time
@@ -35,6 +36,8 @@ from typing import Any, TypedDict
 
 from cocalc_k8s.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from cocalc_k8s.core.projectfs import ProjectFS, split_path
+
+log = logging.getLogger(__name__)
 
 EXPIRE_SECONDS = 24 * 3600
 COMPLETED_KEEP_SECONDS = 3600
@@ -154,6 +157,16 @@ class Uploads:
             return 0
         self._swept = now
         return await asyncio.to_thread(self._sweep, now)
+
+    async def sweep_forever(self) -> None:
+        """Delete expired uploads now and every `SWEEP_INTERVAL`, for as long as the hub
+        runs (so abandoned uploads go even when nobody uploads again)."""
+        while True:
+            try:
+                await self.sweep(force=True)
+            except OSError:
+                log.exception("sweeping expired uploads failed; trying again later")
+            await asyncio.sleep(SWEEP_INTERVAL)
 
     # -- staging, blocking --------------------------------------------------------
 
