@@ -237,6 +237,7 @@ class ClientConnection(asyncio.Protocol):
                 tunnel = await exchange.done
             finally:
                 self.exchange = None
+                exchange.detach()
                 if self._splice is not None:  # answered before the request body was read
                     self._splice.cancel()
                     self._splice = None
@@ -493,6 +494,8 @@ class Exchange:
             self._out = []
             if len(out) == 1:
                 self.client._write(out[0])
+            elif sum(map(len, out)) < 65536:
+                self.client._write(b"".join(out))  # cheaper than a vectored write
             else:
                 self.client._writelines(out)
 
@@ -580,6 +583,13 @@ class Exchange:
         self.upstream.reusable = False
         if not self.done.done():
             self.done.set_result(True)
+
+    def detach(self) -> None:
+        """Drop the parser, which refers back to this exchange: without the cycle, the
+        exchange is freed at once rather than by the garbage collector."""
+        del self.parser
+        if self.upstream.sink is self:
+            self.upstream.sink = None
 
     def upstream_lost(self) -> None:
         if self.splice is not None:
