@@ -39,6 +39,28 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
+UNLABELLED = """() => [...document.querySelectorAll(
+    "input:not([type=hidden]), select, textarea, button, a[href]")]
+  .filter((el) => el.getClientRects().length > 0 && !el.closest("[aria-hidden=true]"))
+  .filter((el) => !(el.labels?.length || el.getAttribute("aria-label")
+    || el.getAttribute("aria-labelledby") || el.title || el.textContent.trim()
+    || (el.type === "submit" && el.value)))
+  .map((el) => el.outerHTML.slice(0, 160))"""
+
+
+async def layout_problems(page: Page) -> list[str]:
+    """What breaks the layout rules on the current page: sideways scrolling, or a visible
+    control (input, button, link) that assistive technology could not name."""
+    problems = []
+    overflow = await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    if overflow > 0:
+        problems.append(f"scrolls sideways by {overflow}px")
+    problems += [f"no accessible name: {html}" for html in await page.evaluate(UNLABELLED)]
+    return problems
+
+
 class Console:
     """Everything a page reports as an error: console errors, CSP violations, exceptions."""
 
@@ -180,6 +202,23 @@ async def test_console_watch_sees_csp_violations(browser: Browser, hub: str) -> 
     assert any("script-src" in e for e in console.errors)
 
 
+async def test_layout_check_sees_unlabelled_controls_and_overflow(
+    browser: Browser, hub: str
+) -> None:
+    """The layout checks below are not vacuous."""
+    page = await new_page(browser, Console())
+    await page.goto(f"{hub}/sign-in")
+    assert await layout_problems(page) == []
+    await page.evaluate(
+        """() => { const i = document.createElement("input"); document.body.append(i);
+                   const d = document.createElement("div"); d.textContent = "x";
+                   d.style.position = "absolute"; d.style.left = "5000px";
+                   document.body.append(d); }"""
+    )
+    problems = await layout_problems(page)
+    assert len(problems) == 2 and "sideways" in problems[0] and "<input>" in problems[1]
+
+
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 async def test_pages_fit_the_screen(browser: Browser, hub: str, viewport: dict[str, int]) -> None:
     """No sideways scrolling on any page, at desktop and phone widths. With COCALC_SHOTS
@@ -190,10 +229,7 @@ async def test_pages_fit_the_screen(browser: Browser, hub: str, viewport: dict[s
     width = "desktop" if viewport is DESKTOP else "phone"
 
     async def check(name: str) -> None:
-        overflow = await page.evaluate(
-            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
-        assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {width} width"
+        assert await layout_problems(page) == [], f"{name} at {width} width"
         if shots:
             for scheme in ("light", "dark"):
                 await page.emulate_media(color_scheme=scheme)

@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import unique_email
-from tests.test_browser import Console, fill_sign_in, fill_sign_up, new_page
+from tests.test_browser import (
+    DESKTOP,
+    PHONE,
+    Console,
+    fill_sign_in,
+    fill_sign_up,
+    layout_problems,
+    new_page,
+)
 from tests.test_browser_projects import create_project, open_tab, signed_up
 
 with contextlib.suppress(ImportError):  # reported by the browser fixture
@@ -165,3 +173,18 @@ async def test_sign_up_by_token_and_the_site_name(
         await site.get_by_role("button", name="Save site settings").click()
         await expect(admin.get_by_test_id("message")).to_have_text("Site settings saved.")
     assert console.errors == [], "\n".join(console.errors)
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+async def test_admin_page_fits_the_screen(
+    admin_hub: tuple[str, str], browser: Browser, viewport: dict[str, int]
+) -> None:
+    hub, email = admin_hub
+    console = Console()
+    page = await new_page(browser, console, viewport=viewport)
+    await page.goto(f"{hub}/sign-up")
+    await fill_sign_up(page, name="Root", email=email)
+    await page.goto(f"{hub}/admin")
+    await expect(page.get_by_role("heading", name="Administration")).to_be_visible()
+    assert await layout_problems(page) == []
+    assert console.errors == []

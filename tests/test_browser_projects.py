@@ -22,6 +22,7 @@ from tests.test_browser import (
     PHONE,
     Console,
     fill_sign_up,
+    layout_problems,
     new_page,
 )
 
@@ -197,10 +198,7 @@ async def test_project_pages_fit_the_screen(
     width = "desktop" if viewport is DESKTOP else "phone"
 
     async def check(name: str) -> None:
-        overflow = await page.evaluate(
-            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
-        assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {width} width"
+        assert await layout_problems(page) == [], f"{name} at {width} width"
         if shots:
             for scheme in ("light", "dark"):
                 await page.emulate_media(color_scheme=scheme)
