@@ -142,10 +142,42 @@ def _browser_missing() -> str | None:
     return None
 
 
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the test item, so fixtures can tell a failure."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+async def _screenshots_of_failure(request: pytest.FixtureRequest, chromium: Any) -> None:
+    """A failed browser test leaves a screenshot of every page it had open in
+    $COCALC_SHOTS, or test-artifacts/ (CI keeps that folder)."""
+    report = getattr(request.node, "report_call", None)
+    if report is None or not report.failed:
+        return
+    folder = Path(os.environ.get("COCALC_SHOTS") or ARTIFACTS)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in request.node.nodeid)
+    pages = [page for context in chromium.contexts for page in context.pages]
+    for number, page in enumerate(pages):
+        path = folder / f"{name}-{number}.png"
+        try:
+            await page.screenshot(path=str(path), full_page=True, timeout=5_000)
+        except Exception as exc:  # a crashed page must not hide the test's own failure
+            print(f"no screenshot of page {number}: {exc}")
+        else:
+            print(f"screenshot of the failure: {path}")
+
+
 @pytest.fixture
-async def browser() -> AsyncIterator[Any]:
+async def browser(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     """Debian's Chromium, headless, through Playwright. Skipped when either is missing,
-    except under CI (the CI variable set), where that is a failure."""
+    except under CI (the CI variable set), where that is a failure. A failing test leaves
+    screenshots of its pages (see `_screenshots_of_failure`)."""
     missing = _browser_missing()
     if missing:
         if os.environ.get("CI"):
@@ -159,5 +191,6 @@ async def browser() -> AsyncIterator[Any]:
         )
         try:
             yield chromium
+            await _screenshots_of_failure(request, chromium)
         finally:
             await chromium.close()
