@@ -3,6 +3,7 @@ per test module (cloned from a migrated template in milliseconds), real hubs on 
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import shutil
@@ -160,7 +161,7 @@ async def _screenshots_of_failure(request: pytest.FixtureRequest, chromium: Any)
     if report is None or not report.failed:
         return
     folder = Path(os.environ.get("COCALC_SHOTS") or ARTIFACTS)
-    folder.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in request.node.nodeid)
     pages = [page for context in chromium.contexts for page in context.pages]
     for number, page in enumerate(pages):
