@@ -72,7 +72,9 @@ async def open_tab(page: Page, name: str) -> None:
 async def test_a_project_from_creation_to_stop(hub: str, browser: Browser) -> None:
     # `hub` first: the browser (and its open progress streams) closes before the hub.
     console = Console()
-    page = await signed_up(browser, console, hub, "Ada")
+    page = await signed_up(
+        browser, console, hub, "Ada", permissions=["clipboard-read", "clipboard-write"]
+    )
     url = await create_project(page, hub, "Analytical <Engine>")
     project_id = url.rsplit("/", 1)[-1]
 
@@ -157,6 +159,22 @@ async def test_a_project_from_creation_to_stop(hub: str, browser: Browser) -> No
     await page.keyboard.type("echo hello-$RANDOM\n")
     rows = page.get_by_test_id("terminal").locator(".xterm-rows")
     await expect(rows).to_contain_text(re.compile(r"hello-\d+"))
+    # Copy and paste with Ctrl+Shift+C / V: a double click selects a word of the output.
+    await page.keyboard.type("echo copy-$((6*7))x\n")
+    await expect(rows).to_contain_text("copy-42x")
+    box = await rows.get_by_text("copy-42x", exact=True).last.bounding_box()
+    assert box is not None
+    await page.mouse.dblclick(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await page.keyboard.press("Control+Shift+C")
+    deadline = asyncio.get_running_loop().time() + 10
+    while await page.evaluate("navigator.clipboard.readText()") != "copy-42x":
+        assert asyncio.get_running_loop().time() < deadline, "the selection was not copied"
+        await asyncio.sleep(0.05)
+    await page.evaluate("navigator.clipboard.writeText('echo pasted-$((5*5))')")
+    await page.keyboard.press("Control+Shift+V")
+    await expect(rows).to_contain_text("echo pasted-$((5*5))")
+    await page.keyboard.press("Enter")
+    await expect(rows).to_contain_text("pasted-25")
 
     # A second account, added as collaborator, sees the project.
     friend_console = Console()

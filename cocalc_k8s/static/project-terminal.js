@@ -2,6 +2,8 @@
 // {"type":"input"} and {"type":"resize"} text frames; receives binary output and a final
 // {"type":"exit","code"} text frame. Follows the panel's size (fit addon) and reconnects
 // with backoff after a drop; the agent replays its scrollback on each connection.
+// Copy and paste: Ctrl+Shift+C / Ctrl+Shift+V (Ctrl+C stays the shell's interrupt), the
+// browser's own copy/paste (menus, Cmd+C/V), and the toolbar buttons.
 import { Terminal, FitAddon } from "./vendor/xterm-6.0.0.js";
 import { h } from "./api.js";
 
@@ -17,9 +19,11 @@ export function mount(panel, project) {
   loadStylesheet(new URL("./vendor/xterm-6.0.0.css", import.meta.url).pathname);
   const status = h("span", { class: "terminal-status muted", role: "status", "aria-live": "polite", "data-testid": "terminal-status" });
   const reconnectButton = h("button", { type: "button", class: "small secondary", hidden: true, onclick: () => connect() }, "Reconnect");
+  const copyButton = h("button", { type: "button", class: "small secondary", title: "Copy the selection (Ctrl+Shift+C)", onclick: () => copySelection() }, "Copy");
+  const pasteButton = h("button", { type: "button", class: "small secondary", title: "Paste (Ctrl+Shift+V)", onclick: () => pasteClipboard() }, "Paste");
   const host = h("div", { class: "terminal-host", "data-testid": "terminal" });
   panel.replaceChildren(
-    h("div", { class: "terminal-toolbar" }, status, h("span", { class: "spacer" }), reconnectButton),
+    h("div", { class: "terminal-toolbar" }, status, h("span", { class: "spacer" }), copyButton, pasteButton, reconnectButton),
     host,
   );
 
@@ -107,6 +111,32 @@ export function mount(panel, project) {
     try { fit.fit(); } catch { return; }
     send({ type: "resize", rows: term.rows, cols: term.cols });
   }
+
+  async function copySelection() {
+    const text = term.getSelection();
+    if (text) {
+      try { await navigator.clipboard.writeText(text); } catch { setStatus("The browser did not allow copying; use its Copy menu"); }
+    }
+    term.focus();
+  }
+
+  async function pasteClipboard() {
+    try {
+      const text = await navigator.clipboard.readText();
+      if (text) term.paste(text); // bracketed paste when the shell asked for it
+    } catch {
+      setStatus("The browser did not allow reading the clipboard; use its Paste menu");
+    }
+    term.focus();
+  }
+
+  term.attachCustomKeyEventHandler((event) => {
+    if (event.type !== "keydown" || !event.ctrlKey || !event.shiftKey || event.altKey) return true;
+    const key = event.key.toLowerCase();
+    if (key === "c") { event.preventDefault(); copySelection(); return false; }
+    if (key === "v") { event.preventDefault(); pasteClipboard(); return false; }
+    return true;
+  });
 
   term.onData((data) => {
     if (exited) {
