@@ -93,14 +93,25 @@ async def test_chunked_upload_survives_a_failed_chunk_and_a_reload(
 ) -> None:
     page, home = await project_page(browser, hub, client)
     async with screenshot_on_failure(page, tmp_path / "upload.png"):
-        # One chunk fails once (the connection drops): it is retried and the file arrives.
+        # One chunk fails once (the connection drops), another arrives damaged once (the
+        # hub refuses it by its SHA-256): both are sent again and the file arrives whole.
         aborted: list[str] = []
+        damaged: list[str] = []
+        digests: list[str | None] = []
 
         async def fail_once(route: Route, request: Request) -> None:
-            second = request.headers.get("upload-offset") == str(CHUNK)
-            if request.method == "PUT" and second and not aborted:
+            if request.method == "PUT":
+                digests.append(request.headers.get("content-digest"))
+            offset = request.headers.get("upload-offset")
+            if request.method == "PUT" and offset == str(CHUNK) and not aborted:
                 aborted.append(request.url)
                 await route.abort("connectionreset")
+                return
+            if request.method == "PUT" and offset == str(2 * CHUNK) and not damaged:
+                damaged.append(request.url)
+                body = bytearray(request.post_data_buffer or b"")
+                body[100] ^= 0xFF
+                await route.continue_(post_data=bytes(body))
                 return
             await route.continue_()
 
@@ -112,6 +123,8 @@ async def test_chunked_upload_survives_a_failed_chunk_and_a_reload(
         row = page.get_by_role("row", name="big.bin")
         await expect(row.get_by_test_id("size")).to_have_text("20 MB", timeout=60_000)
         assert aborted, "the failing chunk was never sent"
+        assert damaged, "the damaged chunk was never sent"
+        assert digests and all(d and d.startswith("sha-256=:") for d in digests), digests
         assert (home / "big.bin").read_bytes() == data
         await page.unroute("**/uploads/*")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -231,6 +233,47 @@ async def test_a_starting_hub_sweeps_abandoned_uploads(owner: User, make_client:
     while any(staged.iterdir()):
         assert time.monotonic() < deadline, f"upload {upload_id} was not swept"
         await asyncio.sleep(0.05)
+
+
+def digest(data: bytes) -> str:
+    return "sha-256=:" + base64.b64encode(hashlib.sha256(data).digest()).decode() + ":"
+
+
+async def test_a_chunk_with_a_digest_is_kept_whole_or_not_at_all(owner: User) -> None:
+    project_id = await new_project(owner)
+    data = os.urandom(3 * MiB)
+    upload_id = await start(owner, project_id, "checked.bin", len(data))
+    first = data[: 2 * MiB]
+    status, body = await send(
+        owner, project_id, upload_id, 0, first, **{"Content-Digest": digest(first)}
+    )
+    assert status == 200 and body["offset"] == 2 * MiB, body
+    # Damaged on the way: refused, and nothing of it is kept (the offset stays).
+    rest = data[2 * MiB :]
+    damaged = rest[:-1] + bytes([rest[-1] ^ 1])
+    status, body = await send(
+        owner, project_id, upload_id, 2 * MiB, damaged, **{"Content-Digest": digest(rest)}
+    )
+    assert status == 422 and "send it again" in body["error"], body
+    resp = await owner.client.head(f"{base(project_id)}/{upload_id}")
+    assert resp.headers["Upload-Offset"] == str(2 * MiB)
+    # A retry that overlaps what is stored is checked over the whole chunk as sent.
+    overlap = data[MiB:]
+    status, body = await send(
+        owner,
+        project_id,
+        upload_id,
+        MiB,
+        overlap,
+        **{"Content-Digest": "md5=:eA==:, " + digest(overlap)},
+    )
+    assert status == 200 and body["complete"], body
+    assert (home_of(owner, project_id) / "checked.bin").read_bytes() == data
+    other = await start(owner, project_id, "bad-header.bin", 3)
+    status, body = await send(
+        owner, project_id, other, 0, b"abc", **{"Content-Digest": "sha-256=:bm90IDMy:"}
+    )
+    assert status == 400 and "32 bytes" in body["error"]
 
 
 async def test_empty_file(owner: User) -> None:

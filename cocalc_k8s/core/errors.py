@@ -35,6 +35,10 @@ class PayloadTooLarge(DomainError):
     status = 413
 
 
+class Unprocessable(DomainError):
+    status = 422
+
+
 class RateLimited(DomainError):
     status = 429
 

@@ -24,6 +24,8 @@ are written one at a time, under a lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -34,7 +36,13 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypedDict
 
-from cocalc_k8s.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from cocalc_k8s.core.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+)
 from cocalc_k8s.core.projectfs import ProjectFS, split_path
 
 log = logging.getLogger(__name__)
@@ -60,6 +68,14 @@ class OffsetMismatch(Conflict):
     def __init__(self, expected: int) -> None:
         super().__init__(f"the upload continues at offset {expected}")
         self.expected = expected
+
+
+class DigestMismatch(Unprocessable):
+    """A chunk's bytes do not match the SHA-256 its sender gave: nothing of it was kept,
+    and sending it again is the cure."""
+
+    def __init__(self) -> None:
+        super().__init__("the chunk arrived damaged (its SHA-256 differs); send it again")
 
 
 class Uploads:
@@ -125,9 +141,12 @@ class Uploads:
         offset: int,
         length: int | None,
         chunks: AsyncIterable[bytes],
+        sha256: bytes | None = None,
     ) -> tuple[UploadState, bool]:
         """Append a chunk that starts at `offset`; at its last byte the upload completes.
-        Returns the new state and whether this call completed it."""
+        With `sha256` (of the whole chunk as sent) the chunk is kept whole or not at all:
+        a broken stream or other bytes leave the upload where it was. Returns the new
+        state and whether this call completed it."""
         async with self._lock(upload_id):
             state = await self.status(project_id, account_id, upload_id)
             if offset > state["offset"]:
@@ -138,7 +157,7 @@ class Uploads:
                 return state, False
             part = self._dir(project_id) / f"{upload_id}.part"
             skip, room = state["offset"] - offset, state["size"] - state["offset"]
-            state["offset"] += await _append(part, chunks, skip=skip, room=room)
+            state["offset"] += await _append(part, chunks, skip=skip, room=room, sha256=sha256)
             if state["offset"] < state["size"]:
                 return state, False
             await self._complete(project_id, upload_id, state)
@@ -278,28 +297,61 @@ def _write_meta(path: Path, meta: dict[str, Any]) -> None:
     os.replace(temp, path)
 
 
-async def _append(part: Path, chunks: AsyncIterable[bytes], *, skip: int, room: int) -> int:
+async def _append(
+    part: Path,
+    chunks: AsyncIterable[bytes],
+    *,
+    skip: int,
+    room: int,
+    sha256: bytes | None = None,
+) -> int:
     """Append `chunks` to `part`, dropping the first `skip` bytes; at most `room` bytes.
-    Returns how many bytes were appended (they stay even if the stream then breaks)."""
+    Returns how many bytes were appended. Without `sha256` what arrived stays even if the
+    stream then breaks; with it, the chunk is checked and cut off again unless whole and
+    equal (hashing runs in the worker thread, with the writes)."""
     fd = await asyncio.to_thread(os.open, part, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-    written = 0
-    buffer = bytearray()
+    hasher = hashlib.sha256() if sha256 is not None else None
+    start = await asyncio.to_thread(lambda: os.fstat(fd).st_size)
+    received = written = 0
+    pending = bytearray()
+
+    async def flush() -> None:
+        nonlocal skip, written
+        data = bytes(pending)
+        pending.clear()
+        dropped = min(skip, len(data))
+        skip -= dropped
+        written += await asyncio.to_thread(_hash_and_write, hasher, fd, data, dropped)
+
     try:
+        skipped = skip
         async for chunk in chunks:
-            if skip:
-                dropped = min(skip, len(chunk))
-                chunk, skip = chunk[dropped:], skip - dropped
-            if written + len(buffer) + len(chunk) > room:
+            received += len(chunk)
+            if received - skipped > room:
                 raise BadRequest("the chunk ends past the upload's size")
-            buffer += chunk
-            if len(buffer) >= WRITE_BUFFER:
-                written += await asyncio.to_thread(_write_all, fd, bytes(buffer))
-                buffer.clear()
+            pending += chunk
+            if len(pending) >= WRITE_BUFFER:
+                await flush()
+        await flush()
+        if hasher is not None and hasher.digest() != sha256:
+            raise DigestMismatch()
+    except BaseException:
+        if hasher is not None:  # all or nothing
+            await asyncio.to_thread(os.ftruncate, fd, start)
+            written = 0
+        elif pending:
+            with contextlib.suppress(OSError):
+                await flush()
+        raise
     finally:
-        if buffer:
-            written += await asyncio.to_thread(_write_all, fd, bytes(buffer))
         await asyncio.to_thread(os.close, fd)
     return written
+
+
+def _hash_and_write(hasher: Any, fd: int, data: bytes, dropped: int) -> int:
+    if hasher is not None:
+        hasher.update(data)  # releases the GIL for large buffers
+    return _write_all(fd, data[dropped:])
 
 
 def _write_all(fd: int, data: bytes) -> int:

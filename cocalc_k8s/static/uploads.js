@@ -2,7 +2,9 @@
 // A file goes up in CHUNK-sized PUTs at explicit offsets. A failed chunk is retried with
 // backoff, after asking the hub where the upload stands; the upload id is remembered in
 // localStorage under (project, path, size, lastModified), so choosing the same file again
-// after a reload or a network drop continues where it stopped.
+// after a reload or a network drop continues where it stopped. Each chunk carries its
+// SHA-256 (Content-Digest) where the browser can compute it (a secure context: https or
+// loopback), so the hub keeps it whole or not at all; a damaged chunk (422) is retried.
 import { csrfToken } from "./api.js";
 
 export const CHUNK = 8 * 1024 * 1024;
@@ -24,6 +26,13 @@ export function unfinished(projectId) {
   return Object.keys(remembered())
     .filter((key) => key.startsWith(`${projectId}|`))
     .map((key) => key.split("|")[1]);
+}
+
+/** `{"Content-Digest": "sha-256=:…:"}` for a chunk, or nothing without WebCrypto. */
+async function digestHeader(blob) {
+  if (!globalThis.crypto?.subtle) return {};
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", await blob.arrayBuffer()));
+  return { "Content-Digest": `sha-256=:${btoa(String.fromCharCode(...hash))}:` };
 }
 
 class UploadError extends Error {
@@ -83,7 +92,9 @@ export async function uploadFile({ api, projectId, path, file, onProgress, signa
   while (!state.complete) {
     const end = Math.min(offset + CHUNK, file.size);
     try {
-      state = await call("PUT", url, { body: file.slice(offset, end), headers: { "Upload-Offset": String(offset) }, signal });
+      const chunk = file.slice(offset, end);
+      const headers = { "Upload-Offset": String(offset), ...(await digestHeader(chunk)) };
+      state = await call("PUT", url, { body: chunk, headers, signal });
       offset = state.offset;
       failures = 0;
       onProgress(offset);

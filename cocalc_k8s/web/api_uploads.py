@@ -5,7 +5,9 @@
     GET    …/uploads/{id}          the upload; HEAD gives the offset in `Upload-Offset`
     PUT    …/uploads/{id}          a chunk: `Content-Range: bytes a-b/size` or
                                    `Upload-Offset: a`; 200 the new state, 409 with
-                                   `{"offset"}` when a is past the committed offset
+                                   `{"offset"}` when a is past the committed offset;
+                                   with `Content-Digest: sha-256=:…:` kept whole or
+                                   not at all (422 when the bytes differ)
     DELETE …/uploads/{id}          cancel; the staged bytes are deleted
 
 Only the account that created an upload sees it; every call first passes the project's
@@ -13,6 +15,10 @@ access check. The last chunk moves the file into place and answers `"complete": 
 """
 
 from __future__ import annotations
+
+import base64
+import binascii
+import re
 
 from aiohttp import web
 
@@ -24,6 +30,7 @@ from cocalc_k8s.web.access import project_access
 from cocalc_k8s.web.jsonio import json_response, read_json
 
 CHUNK = 256 * 1024
+SHA256_DIGEST = re.compile(r"(?:^|,)\s*sha-256\s*=\s*:([^:]*):")
 
 
 def _answer(state: UploadState, status: int = 200) -> web.Response:
@@ -76,6 +83,7 @@ async def put_chunk(request: web.Request) -> web.Response:
             offset=offset,
             length=length,
             chunks=request.content.iter_chunked(CHUNK),
+            sha256=_sha256(request),
         )
     except OffsetMismatch as exc:
         response = json_response({"error": exc.message, "offset": exc.expected}, status=409)
@@ -116,6 +124,24 @@ def _chunk_position(request: web.Request) -> tuple[int, int | None]:
     if not raw.isdigit():
         raise BadRequest("a chunk needs a Content-Range or an Upload-Offset header")
     return int(raw), length
+
+
+def _sha256(request: web.Request) -> bytes | None:
+    """The chunk's SHA-256 from `Content-Digest: sha-256=:<base64>:` (RFC 9530), if sent;
+    other algorithms are ignored."""
+    header = request.headers.get("Content-Digest")
+    if header is None:
+        return None
+    match = SHA256_DIGEST.search(header)
+    if match is None:
+        return None
+    try:
+        digest = base64.b64decode(match.group(1), validate=True)
+    except binascii.Error:
+        digest = b""
+    if len(digest) != 32:
+        raise BadRequest("Content-Digest: sha-256 must be 32 bytes in base64")
+    return digest
 
 
 def routes(base: str) -> list[web.AbstractRouteDef]:
