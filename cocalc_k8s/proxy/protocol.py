@@ -28,7 +28,7 @@ from cocalc_k8s.proxy import messages
 from cocalc_k8s.proxy.messages import RequestHead
 from cocalc_k8s.proxy.routing import Route
 from cocalc_k8s.proxy.splice import MIN_BODY, Pipe, Splice, socket_fd
-from cocalc_k8s.proxy.upstream import UpstreamConnection, UpstreamPool
+from cocalc_k8s.proxy.upstream import BODY_READ, HEAD_READ, UpstreamConnection, UpstreamPool
 
 log = logging.getLogger(__name__)
 
@@ -355,6 +355,8 @@ class ClientConnection(asyncio.Protocol):
 
 
 class _TunnelSink:
+    read_size = BODY_READ
+
     def __init__(self, client: ClientConnection) -> None:
         self.client = client
 
@@ -386,6 +388,7 @@ class Exchange:
         self.head = head
         self.allow = allow
         self.done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.read_size = HEAD_READ  # BODY_READ once a body streams through Python
         self.sent_head = False
         self.parser = httptools.HttpResponseParser(self)
         self.headers: messages.Headers = []
@@ -536,6 +539,7 @@ class Exchange:
         )
         self._emit(head)
         self.responded = True
+        self.read_size = BODY_READ  # a large body that cannot be spliced goes this way
         self._upstream_keep_alive = self.parser.should_keep_alive()  # valid only now
         if length is not None and not self.chunked_out and not self.no_body:
             with contextlib.suppress(ValueError):

@@ -13,11 +13,20 @@ import httptools
 
 CONNECT_TIMEOUT = 5.0
 IDLE_KEEP = 128  # idle connections kept per upstream (above the per-project limit)
+HEAD_READ = 32 * 1024  # what is read while a response head is awaited
+BODY_READ = 256 * 1024  # what is read while a body or a tunnel passes through Python
+
+# One read buffer for every upstream connection: each read is copied out before the
+# event loop reads anything else, so none needs a buffer of its own (a thousand open
+# WebSockets would otherwise hold a thousand of them).
+_BUFFER = memoryview(bytearray(BODY_READ))
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(asyncio.BufferedProtocol):
     """One connection to a project's server. The proxy that borrows it sets `sink`, the
-    object that receives the response (see `protocol.Exchange`)."""
+    object that receives the response (see `protocol.Exchange`); the sink's `read_size`
+    says how much to read at once. While a head is awaited that is little: the rest of a
+    large body is then left in the socket for `splice` to move without reading it."""
 
     def __init__(self, key: tuple[str, int]) -> None:
         self.key = key
@@ -29,9 +38,13 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        sink = self.sink
+        return _BUFFER[: sink.read_size] if sink is not None else _BUFFER[:HEAD_READ]
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self.sink is not None:
-            self.sink.upstream_data(data)
+            self.sink.upstream_data(bytes(_BUFFER[:nbytes]))
         else:  # bytes while idle: the server is not speaking HTTP/1.1 as we expect
             self.close()
 
