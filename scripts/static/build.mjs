@@ -3,6 +3,7 @@
 import * as esbuild from "esbuild";
 import fs from "node:fs";
 import path from "node:path";
+import zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -82,6 +83,13 @@ const licences = [...packages].sort().map((pkg) => {
   return `== ${pkg} ${version(pkg)} ==\n\n${text.trim()}\n`;
 });
 fs.writeFileSync(path.join(out, "LICENSES.txt"), licences.join("\n"));
+// Gzipped twins of the bundles: the hub's static files handler sends `x.js.gz` for `x.js`
+// to browsers that accept gzip (tests/test_static_files.py checks each twin's content).
+for (const f of fs.readdirSync(out, { recursive: true })) {
+  if (!/\.(js|css)$/.test(f)) continue;
+  const p = path.join(out, f);
+  fs.writeFileSync(`${p}.gz`, zlib.gzipSync(fs.readFileSync(p), { level: 9 }));
+}
 for (const f of fs.readdirSync(out, { recursive: true }).sort()) {
   const p = path.join(out, f);
   if (fs.statSync(p).isFile()) console.log(`${String(fs.statSync(p).size).padStart(8)}  vendor/${f}`);
