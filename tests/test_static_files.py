@@ -37,7 +37,7 @@ async def test_the_hub_sends_the_twin_to_browsers_that_accept_gzip(client: Any) 
     resp = await client.get(url, headers={"Accept-Encoding": "gzip, br"}, auto_decompress=False)
     assert resp.status == 200
     assert resp.headers["Content-Encoding"] == "gzip"
-    assert resp.headers["Content-Type"].startswith("text/javascript")
+    assert resp.headers["Content-Type"].endswith("/javascript")
     assert gzip.decompress(await resp.read()) == bundle.read_bytes()
     plain = await client.get(url, headers={"Accept-Encoding": "identity"}, auto_decompress=False)
     assert "Content-Encoding" not in plain.headers
