@@ -28,11 +28,13 @@ export function mount(panel, project) {
   const saveButton = h("button", { type: "button", class: "small", onclick: () => saveNow() }, "Save");
   const error = h("p", { class: "alert error", role: "alert", hidden: true });
   const host = h("div", { class: "editor-host", "data-testid": "editor" });
+  const keysHint = h("p", { class: "visually-hidden", id: "editor-keys-hint" }, "Tab indents. To leave the editor by keyboard, press Escape, then Tab.");
   const preview = h("div", { class: "markdown-preview", hidden: true, "aria-label": "Preview", "data-testid": "preview" });
   const split = h("div", { class: "editor-split" }, host, preview);
   panel.replaceChildren(
     h("div", { class: "editor-toolbar" }, fileLabel, state, h("span", { class: "spacer" }), findButton, previewButton, saveButton),
     error,
+    keysHint,
     split,
   );
 
@@ -142,7 +144,7 @@ export function mount(panel, project) {
             ...cm.historyKeymap, ...cm.foldKeymap, cm.indentWithTab,
           ]),
           cm.EditorView.lineWrapping,
-          cm.EditorView.contentAttributes.of({ "aria-label": `Contents of ${newPath}` }),
+          cm.EditorView.contentAttributes.of({ "aria-label": `Contents of ${newPath}`, "aria-describedby": keysHint.id }),
           theme.of(dark.matches ? cm.oneDark : []),
           language.of([]),
           source.extensions(),
