@@ -59,7 +59,7 @@ def stream_digest(size: int) -> str:
 
 def large_app() -> web.Application:
     """PUT …/upload digests what it receives; GET …/download?size=N[&chunked=1] sends the
-    test stream."""
+    test stream; …/truncated and …/early misbehave (see tests/test_proxy_splice.py)."""
 
     async def upload(request: web.Request) -> web.Response:
         digest = hashlib.sha256()
@@ -88,9 +88,25 @@ def large_app() -> web.Application:
         await response.write_eof()
         return response
 
+    async def truncated(request: web.Request) -> web.StreamResponse:
+        """Promises 4 MiB, sends 1 MiB, hangs up."""
+        response = web.StreamResponse()
+        response.content_length = 4 * BLOCK
+        await response.prepare(request)
+        await response.write(block(0))
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    async def early(request: web.Request) -> web.Response:
+        """Answers without reading the body."""
+        return web.json_response({"error": "too large"}, status=413)
+
     app = web.Application()
     app.router.add_put("/{prefix:.*}/upload", upload)
     app.router.add_get("/{prefix:.*}/download", download)
+    app.router.add_get("/{prefix:.*}/truncated", truncated)
+    app.router.add_put("/{prefix:.*}/early", early)
     return app
 
 

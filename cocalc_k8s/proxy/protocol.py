@@ -241,6 +241,8 @@ class ClientConnection(asyncio.Protocol):
                 if self._splice is not None:  # answered before the request body was read
                     self._splice.cancel()
                     self._splice = None
+                if not self.body_done:  # the server holds half a request: not reusable
+                    upstream.reusable = False
         finally:
             limit.release()  # an open tunnel does not hold one of the project's slots
         if tunnel:
