@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, quote, urlsplit
 
 from cocalc_k8s.backends.agent_client import AgentClient
@@ -32,6 +34,7 @@ from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.lifecycle import LifecycleManager
 
+T = TypeVar("T")
 COOKIE = "cocalc_content"
 AUTH_PATH = "/_cocalc/auth"
 
@@ -47,7 +50,7 @@ class ContentGate:
     activity: ActivityRecorder
     agents: AgentClient
     _named: dict[tuple[str, str | None, str], int] = field(default_factory=dict)
-    _port_checks: dict[tuple[uuid.UUID, int], asyncio.Future[bool]] = field(default_factory=dict)
+    _pending: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
 
     async def __call__(self, head: RequestHead) -> Decision:
         target = head.target.decode("latin-1")
@@ -69,7 +72,8 @@ class ContentGate:
     async def _account(self, head: RequestHead, route: Route) -> uuid.UUID | None:
         authorization = head.get(b"authorization")
         if authorization and authorization[:10].lower() == b"bearer ck_":
-            principal = await self.api_keys.principal(authorization[7:].decode("latin-1"))
+            key = authorization[7:].decode("latin-1")
+            principal = await self._shared(key, lambda: self.api_keys.principal(key))
             return principal.account_id if principal else None
         cookie = head.get(b"cookie")
         if not cookie:
@@ -114,34 +118,36 @@ class ContentGate:
                 port = await self._named_port(route, address)
             except DomainError as exc:
                 return _error(head, exc.status, exc.message)
-        elif not await self._serves_port(route.project_id, port):
+        elif not await self._shared(
+            (route.project_id, port),
+            lambda: self.lifecycle.backend.serves_port(route.project_id, port),
+        ):
             return _error(head, 403, f"port {port} is not served by this project")
         return Allow(route, address.host, port, route.upstream_path, on_tunnel=track)
 
-    async def _serves_port(self, project_id: uuid.UUID, port: int) -> bool:
-        """The backend's answer, which it caches briefly. Requests arriving while a check
-        is under way wait for that one: when an answer expires under load, every request
-        in flight would otherwise start a check of its own (reading /proc in a thread, or
-        asking the cluster)."""
-        key = (project_id, port)
-        pending = self._port_checks.get(key)
+    async def _shared(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()`; requests that arrive while one with the same key is under way wait for
+        its answer instead. The backend and the API keys cache their answers briefly; when
+        an answer expires under load, every request in flight would otherwise make a check
+        of its own (a database query, a read of /proc, a call to the cluster)."""
+        pending = self._pending.get(key)
         if pending is not None:
             try:
-                return await asyncio.shield(pending)
+                return cast(T, await asyncio.shield(pending))
             except asyncio.CancelledError:
                 if not pending.cancelled():
                     raise  # this request was cancelled, not the check
-            return await self.lifecycle.backend.serves_port(project_id, port)
-        pending = self._port_checks[key] = asyncio.get_running_loop().create_future()
+            return await call()
+        pending = self._pending[key] = asyncio.get_running_loop().create_future()
         try:
-            verdict = await self.lifecycle.backend.serves_port(project_id, port)
+            answer = await call()
         except BaseException:
             pending.cancel()  # whoever waits makes a check of its own
             raise
         finally:
-            del self._port_checks[key]
-        pending.set_result(verdict)
-        return verdict
+            del self._pending[key]
+        pending.set_result(answer)
+        return answer
 
     async def _named_port(self, route: Route, address: AgentAddress) -> int:
         """The port of a named server, started by the agent on first use."""
