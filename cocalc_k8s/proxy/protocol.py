@@ -4,9 +4,14 @@ Why not aiohttp's client and server: per request they build header dicts, reques
 response objects and payload streams on both sides; measured here that costs about as much
 as the project's server itself. This engine parses each message once, forwards header
 lines it does not need to change as they are, streams bodies as they arrive (re-framing
-chunked bodies) and keeps upstream connections alive in a pool. After a `101 Switching
-Protocols` the two sockets are simply joined, so WebSocket frames, pings and close codes
-pass through untouched.
+chunked bodies) and keeps upstream connections alive in a pool. The rest of a large body
+of known length, either way, is moved socket to socket in the kernel (`splice`). After a
+`101 Switching Protocols` the two sockets are simply joined, so WebSocket frames, pings
+and close codes pass through untouched.
+
+Memory stays bounded whatever the sizes: a side that cannot keep up pauses reading from
+the other (transport flow control, `_hold` for the client side), and a request body that
+arrives while the gate decides is held only up to PENDING_LIMIT.
 
 One request at a time per client connection (browsers do not pipeline): reading from the
 client pauses from the end of a request until its response is complete.
