@@ -10,6 +10,7 @@ reloads after its own changes, so its next page already shows them. Security dec
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cocalc_k8s.core import validation
@@ -25,6 +27,8 @@ from cocalc_k8s.core.quotas import DefaultQuotas, validate_quota
 from cocalc_k8s.db.models import SiteSetting
 from cocalc_k8s.db.notify import notify
 from cocalc_k8s.services import events
+
+log = logging.getLogger(__name__)
 
 DEFAULT_QUOTAS = "default_quotas"
 SITE_NAME = "site_name"
@@ -65,8 +69,13 @@ class SiteSettings:
         self._reloads: set[asyncio.Task[SiteConfig]] = set()
 
     async def reload(self) -> SiteConfig:
-        async with self.engine.connect() as conn:
-            self.current = await self._config(conn)
+        """Read the settings again. While the database is unreachable the last known ones
+        stay (the defaults at start-up); the listener reloads when it connects."""
+        try:
+            async with self.engine.connect() as conn:
+                self.current = await self._config(conn)
+        except (DBAPIError, OSError) as exc:
+            log.warning("site settings not read, keeping the last known ones: %s", exc)
         return self.current
 
     def changed(self, payload: str = "") -> None:
