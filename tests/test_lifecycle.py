@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
+import tempfile
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -185,3 +189,27 @@ async def test_open_progress_streams_end_when_the_hub_stops(make_client: Any) ->
     async with asyncio.timeout(5):
         rest = await resp.content.read()  # the stream ends instead of waiting for events
     assert b"closing" not in rest
+
+
+@pytest.fixture
+def broken_python() -> Iterator[str]:
+    """A "python" that says why it cannot run the agent, and exits (a broken install)."""
+    folder = Path(tempfile.mkdtemp(prefix="cocalc-broken-python-"))
+    folder.chmod(0o755)  # the project's own user runs it
+    fake = folder / "python"
+    fake.write_text("#!/bin/sh\necho 'No module named cocalc_k8s.agent' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    yield str(fake)
+    shutil.rmtree(folder)
+
+
+async def test_an_agent_that_dies_at_start_says_why(owner: User, broken_python: str) -> None:
+    backend = owner.client.app[LIFECYCLE].backend
+    real, backend.python = backend.python, broken_python  # type: ignore[attr-defined]
+    try:
+        project_id = await new_project(owner)
+        await owner.call("POST", f"/api/v2/projects/{project_id}/start")
+        project = await wait_state(owner, project_id, "failed")
+    finally:
+        backend.python = real  # type: ignore[attr-defined]
+    assert "exited at start (code 1): No module named cocalc_k8s.agent" in project["error"]

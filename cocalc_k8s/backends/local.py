@@ -161,7 +161,7 @@ class LocalBackend(ProjectBackend):
         self._agents[spec.project_id] = agent
         try:
             async with asyncio.timeout(START_TIMEOUT):
-                port = await self._read_port(agent)
+                port = await self._read_port(agent, spec.project_id)
                 agent.address = AgentAddress("127.0.0.1", port, token)
                 progress("Waiting for the project to answer", 70)
                 await self._wait_healthy(agent.address)
@@ -195,17 +195,23 @@ class LocalBackend(ProjectBackend):
         finally:
             log_file.close()
         assert process.stdin is not None
-        process.stdin.write(token.encode() + b"\n")
-        await process.stdin.drain()
+        # An agent that dies at once closes its stdin: reading its stdout tells why.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            process.stdin.write(token.encode() + b"\n")
+            await process.stdin.drain()
         process.stdin.close()
         return _Agent(process=process, uid=spec.uid)
 
-    async def _read_port(self, agent: _Agent) -> int:
+    async def _read_port(self, agent: _Agent, project_id: uuid.UUID) -> int:
         assert agent.process.stdout is not None
         line = await agent.process.stdout.readline()
         if not line:
             code = await agent.process.wait()
-            raise BackendError(f"the project's agent exited at start (code {code})")
+            log_path = self.log_dir / f"{project_id}.log"
+            last = await asyncio.to_thread(_last_line, log_path)
+            raise BackendError(
+                f"the project's agent exited at start (code {code})" + (f": {last}" if last else "")
+            )
         try:
             port = int(json.loads(line)["port"])
         except (ValueError, KeyError, TypeError):
@@ -279,3 +285,14 @@ async def _terminate_group(process: asyncio.subprocess.Process) -> None:
 async def _drain(stream: asyncio.StreamReader) -> None:
     while await stream.read(65536):
         pass
+
+
+def _last_line(path: Path, limit: int = 300) -> str:
+    """The last non-empty line of a log (the reason an agent died), shortened."""
+    try:
+        with path.open("rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
+            lines = [x for x in log.read().decode("utf-8", "replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    return lines[-1].strip()[:limit] if lines else ""
