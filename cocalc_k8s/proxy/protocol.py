@@ -67,6 +67,32 @@ Gate = Callable[[RequestHead], Awaitable[Decision]]
 
 
 class ClientConnection(asyncio.Protocol):
+    # Slots: one of these lives as long as each client connection (a thousand WebSockets).
+    __slots__ = (
+        "_body_left",
+        "_busy",
+        "_holds",
+        "_keep_alive",
+        "_pending_size",
+        "_pipe",
+        "_splice",
+        "_stash",
+        "_task",
+        "_tunnel_closed",
+        "_url",
+        "body_done",
+        "client",
+        "exchange",
+        "gate",
+        "head",
+        "parser",
+        "pending_body",
+        "pool",
+        "scheme",
+        "transport",
+        "tunnel",
+    )
+
     def __init__(self, gate: Gate, pool: UpstreamPool, *, scheme: str = "http") -> None:
         self.gate = gate
         self.pool = pool
@@ -89,6 +115,7 @@ class ClientConnection(asyncio.Protocol):
         self._body_left = 0  # bytes of a request body of known length still to come
         self._pipe: Pipe | None = None
         self._splice: Splice | None = None  # a request body moving in the kernel
+        self._tunnel_closed: asyncio.Future[None] | None = None
 
     # -- transport callbacks ------------------------------------------------------------
 
@@ -283,7 +310,7 @@ class ClientConnection(asyncio.Protocol):
             self.transport.close()
         if self.tunnel is not None:
             self.tunnel.close()
-        closed = getattr(self, "_tunnel_closed", None)
+        closed = self._tunnel_closed
         if closed is not None and not closed.done():
             closed.set_result(None)
 

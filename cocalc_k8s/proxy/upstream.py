@@ -28,6 +28,8 @@ class UpstreamConnection(asyncio.BufferedProtocol):
     says how much to read at once. While a head is awaited that is little: the rest of a
     large body is then left in the socket for `splice` to move without reading it."""
 
+    __slots__ = ("closed", "key", "reusable", "sink", "transport")
+
     def __init__(self, key: tuple[str, int]) -> None:
         self.key = key
         self.transport: asyncio.Transport | None = None
