@@ -97,8 +97,8 @@ class Splice:
                 if got > 0:
                     self.left -= got
                     self.buffered += got
-            if not self._drain() or got < 0:
-                return
+            if not self._drain() or got < room:
+                return  # blocked, finished, or the socket gave all it had: wait for more
 
     def _drain(self) -> bool:
         """Empty the pipe into the sink; False when it stopped (full, finished or failed)."""
@@ -114,6 +114,9 @@ class Splice:
                 self._wait_for_sink()
                 return False
             except OSError:
+                self._end(False)
+                return False
+            if n == 0:  # cannot happen with bytes in the pipe; never spin on it
                 self._end(False)
                 return False
             self.buffered -= n
