@@ -57,6 +57,9 @@ export function h(tag, attrs = {}, ...children) {
 const UNITS = ["B", "KB", "MB", "GB", "TB"];
 
 /** 1536 → "1.5 KB"; decimal units, as file managers show them. */
+/** A project path for a URL: each segment encoded, the slashes kept. */
+export const encodePath = (path) => path.split("/").map(encodeURIComponent).join("/");
+
 export function humanSize(bytes) {
   if (bytes < 1000) return `${bytes} B`;
   let value = bytes;

@@ -2,8 +2,7 @@
 // GET and saved with PUT (the editor autosaves). The collaborative editing step swaps
 // in a source with the same shape whose `extensions()` binds the editor to a shared
 // document (Yjs) and whose `save` is a no-op, without touching the editor module.
-import { ApiError, csrfToken } from "./api.js";
-import { encodePath } from "./project-files.js";
+import { ApiError, csrfToken, encodePath } from "./api.js";
 
 export const MAX_EDITABLE_BYTES = 5_000_000;
 

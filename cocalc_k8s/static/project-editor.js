@@ -2,9 +2,8 @@
 // search/replace (Ctrl-F), autosave with a visible saved/unsaved state, and a live
 // preview for markdown. The text comes from a document source (document-source.js).
 import * as cm from "./vendor/codemirror-6.43.15.js";
-import { h } from "./api.js";
+import { encodePath, h } from "./api.js";
 import { fileSource } from "./document-source.js";
-import { encodePath } from "./project-files.js";
 
 const AUTOSAVE_MS = 800;
 const dark = matchMedia("(prefers-color-scheme: dark)");

@@ -1,7 +1,7 @@
 // The Files tab: listing with breadcrumbs, new file/folder, upload (button and
 // drag-and-drop, chunked and resumable, a progress bar per file), download (a folder as a
 // zip), rename/move, copy, delete; images and PDFs open in a viewer.
-import { api, h, humanSize, relativeTime } from "./api.js";
+import { api, encodePath, h, humanSize, relativeTime } from "./api.js";
 import { ask } from "./dialog.js";
 import { viewer, viewerKind } from "./file-viewer.js";
 import { cancelUpload, unfinished, uploadFile } from "./uploads.js";
@@ -12,7 +12,7 @@ const TEXT_EXTENSIONS = new Set(
     "gitignore dockerfile makefile rst org jl m lua scala kt swift").split(" "),
 );
 
-export const encodePath = (path) => path.split("/").map(encodeURIComponent).join("/");
+export { encodePath }; // where other modules have long found it
 const join = (dir, name) => (dir ? `${dir}/${name}` : name);
 const parentOf = (path) => path.split("/").slice(0, -1).join("/");
 const baseName = (path) => path.split("/").pop();

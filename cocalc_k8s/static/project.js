@@ -1,7 +1,7 @@
 // A project's page: title/description editing, state with start/stop/restart and live
 // progress, and the tabs. Each tab is a module loaded the first time it is shown; it
 // exports `mount(panel, project)` returning `{show(path), hide()}`.
-import { api } from "./api.js";
+import { api, encodePath } from "./api.js";
 
 document.documentElement.classList.add("js");
 const root = document.getElementById("project");
@@ -193,7 +193,6 @@ function parseLocation() {
   return { tab: TAB_MODULES[tab] ? tab : "files", path: parts.join("/").replace(/\/+$/, "") };
 }
 
-const encodePath = (path) => path.split("/").map(encodeURIComponent).join("/");
 
 export function tabUrl(tab, path = "") {
   if (tab === "files") return `${base}/files/${path ? `${encodePath(path)}/` : ""}`;
