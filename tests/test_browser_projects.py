@@ -159,6 +159,7 @@ async def test_a_project_from_creation_to_stop(hub: str, browser: Browser) -> No
     await page.keyboard.type("echo hello-$RANDOM\n")
     rows = page.get_by_test_id("terminal").locator(".xterm-rows")
     await expect(rows).to_contain_text(re.compile(r"hello-\d+"))
+    assert "I have no name" not in (await rows.text_content() or "")  # a uid of its own
     # Copy and paste with Ctrl+Shift+C / V: a double click selects a word of the output.
     await page.keyboard.type("echo copy-$((6*7))x\n")
     await expect(rows).to_contain_text("copy-42x")

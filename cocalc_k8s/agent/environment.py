@@ -23,6 +23,14 @@ def user_shell() -> str:
     return "/bin/bash"
 
 
+def has_passwd_entry() -> bool:
+    try:
+        pwd.getpwuid(os.getuid())
+    except KeyError:
+        return False
+    return True
+
+
 def user_name() -> str:
     try:
         return pwd.getpwuid(os.getuid()).pw_name
@@ -36,4 +44,8 @@ def child_environment(home: Path, *, term: str) -> dict[str, str]:
     env.setdefault("LANG", "C.UTF-8")
     user = user_name()
     env.update(HOME=str(home), USER=user, LOGNAME=user, SHELL=user_shell(), TERM=term)
+    if not has_passwd_entry():
+        # A project's own uid (the local backend as root) has no passwd entry, and bash
+        # would show "I have no name!" for \u in the prompt: show $USER instead.
+        env["PROMPT_COMMAND"] = r"PS1=${PS1//\\u/$USER}"
     return env
