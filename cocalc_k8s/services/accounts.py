@@ -146,9 +146,7 @@ class AccountService:
     async def get(self, account_id: uuid.UUID) -> dict[str, Any]:
         async with self.engine.connect() as conn:
             row = (
-                await conn.execute(
-                    select(*ACCOUNT_COLUMNS).where(Account.account_id == account_id)
-                )
+                await conn.execute(select(*ACCOUNT_COLUMNS).where(Account.account_id == account_id))
             ).first()
         if row is None:
             raise NotFound("no such account")
