@@ -25,6 +25,7 @@ from aiohttp import web
 from cocalc_k8s.backends.agent_client import AgentClient
 from cocalc_k8s.backends.base import ProjectBackend
 from cocalc_k8s.backends.local import LocalBackend
+from cocalc_k8s.core.content_origin import ContentOrigins
 from cocalc_k8s.core.errors import NotFound
 from cocalc_k8s.core.settings import Settings
 from cocalc_k8s.db.engine import create_hub_engine
@@ -39,6 +40,7 @@ from cocalc_k8s.keys import (
     CONNECTIONS,
     CONTENT_GATE,
     CONTENT_ORIGIN,
+    CONTENT_ORIGINS,
     CULLER,
     ENGINE,
     FILES,
@@ -233,6 +235,7 @@ def create_app(
         )
         port = servers[0].sockets[0].getsockname()[1]
         app[CONTENT_ORIGIN] = settings.content_origin(port)
+        app[CONTENT_ORIGINS] = app[CONTENT_GATE].origins = ContentOrigins(app[CONTENT_ORIGIN])
         yield
         for server in servers:
             server.close()

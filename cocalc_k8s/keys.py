@@ -7,6 +7,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cocalc_k8s.backends.agent_client import AgentClient
+from cocalc_k8s.core.content_origin import ContentOrigins
 from cocalc_k8s.core.settings import Settings
 from cocalc_k8s.proxy.gate import ContentGate
 from cocalc_k8s.services.accounts import AccountService
@@ -39,6 +40,8 @@ AGENTS = web.AppKey("agents", AgentClient)
 CULLER = web.AppKey("culler", Culler)
 SITE_SETTINGS = web.AppKey("site_settings", SiteSettings)
 CONTENT_ORIGIN = web.AppKey("content_origin", str)  # the content origin's URL, once bound
+# The same, per project: one shared origin, or one per project (a wildcard content URL).
+CONTENT_ORIGINS = web.AppKey("content_origins", ContentOrigins)
 CONTENT_GATE = web.AppKey("content_gate", ContentGate)
 ADMIN = web.AppKey("admin", AdminService)
 CONNECTIONS = web.AppKey("connections", Connections)  # admin: open long-lived connections

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cocalc_k8s.core.content_origin import valid_template
 from cocalc_k8s.core.errors import BadRequest
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -181,8 +182,10 @@ class Settings:
     content_url: str | None = _setting(
         None,
         "Public URL (scheme://host[:port]) of the content origin, when a load balancer or "
-        "a projects domain fronts it, e.g. https://projects.example.org. Default: derived "
-        "from host, content port and TLS.",
+        "a projects domain fronts it, e.g. https://projects.example.org. With a wildcard, "
+        "https://*.projects.example.org, each project gets an origin of its own "
+        "(https://PROJECT_ID.projects.example.org; needs wildcard DNS and certificate). "
+        "Default: derived from host, content port and TLS.",
         env="COCALC_CONTENT_URL",
         flag="--content-url",
     )
@@ -362,10 +365,10 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"--content-port must be between 0 and 65535, not {s.content_port}")
     if s.content_port and s.content_port == s.port:
         raise SettingsError("--content-port must differ from --port: it is a separate origin")
-    if s.content_url is not None:
-        parts = urlsplit(s.content_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
-            raise SettingsError("--content-url must look like https://host[:port]")
+    if s.content_url is not None and not valid_template(s.content_url):
+        raise SettingsError(
+            "--content-url must look like https://host[:port] or https://*.domain[:port]"
+        )
     if not 0 <= s.redirect_port < 65536:
         raise SettingsError(f"--redirect-port must be between 0 and 65535, not {s.redirect_port}")
     if not 0 <= s.metrics_port < 65536:

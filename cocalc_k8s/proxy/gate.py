@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from cocalc_k8s.backends.agent_client import AgentClient
 from cocalc_k8s.backends.base import AgentAddress
 from cocalc_k8s.core import content_tokens
+from cocalc_k8s.core.content_origin import ContentOrigins
 from cocalc_k8s.core.errors import DomainError
 from cocalc_k8s.proxy import messages
 from cocalc_k8s.proxy.access import AccessCache
@@ -49,6 +50,8 @@ class ContentGate:
     lifecycle: LifecycleManager
     activity: ActivityRecorder
     agents: AgentClient
+    # Set once the content origin is bound (one shared origin, or one per project).
+    origins: ContentOrigins = field(default_factory=lambda: ContentOrigins(""))
     _named: dict[tuple[str, str | None, str], int] = field(default_factory=dict)
     _pending: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
 
@@ -56,10 +59,13 @@ class ContentGate:
         target = head.target.decode("latin-1")
         try:
             if target.split("?", 1)[0].endswith(AUTH_PATH):
-                return self._exchange(target)
+                return self._exchange(head, target)
             route = parse_route(target)
         except DomainError as exc:
             return _error(head, exc.status, exc.message)
+        if not self.origins.serves(head.get(b"host"), route.project_id):
+            # Another project's origin (or none): the content lives on its own.
+            return _redirect(self.origins.url_for(route.project_id) + target, status=307)
         account_id = await self._account(head, route)
         if account_id is None:
             return self._sign_in(head, route, target)
@@ -67,12 +73,13 @@ class ContentGate:
             return _error(head, 404, "no such project")
         if _from_another_project(head, route):
             return _error(head, 403, "a page of another project cannot use this project")
+        if not _by_api_key(head) and _riding_the_cookie(head):
+            return _error(head, 403, "a page of another site cannot use this project")
         return await self._forward(head, route, account_id)
 
     async def _account(self, head: RequestHead, route: Route) -> uuid.UUID | None:
-        authorization = head.get(b"authorization")
-        if authorization and authorization[:10].lower() == b"bearer ck_":
-            key = authorization[7:].decode("latin-1")
+        if _by_api_key(head):
+            key = (head.get(b"authorization") or b"")[7:].decode("latin-1")
             principal = await self._shared(key, lambda: self.api_keys.principal(key))
             return principal.account_id if principal else None
         cookie = head.get(b"cookie")
@@ -167,7 +174,7 @@ class ContentGate:
         location = f"{self.hub_url}/content-auth?project_id={route.project_id}&next={quote(target)}"
         return _redirect(location)
 
-    def _exchange(self, target: str) -> Decision:
+    def _exchange(self, head: RequestHead, target: str) -> Decision:
         """`/{project_id}/_cocalc/auth?token=…&next=…`: trade the hub's one-minute grant for
         this origin's cookie, scoped to the project's path."""
         path, _, query = target.partition("?")
@@ -176,7 +183,11 @@ class ContentGate:
         next_path = params.get("next", ["/"])[0]
         grant = content_tokens.verify(self.secret, token, "exchange")
         prefix = path[: -len(AUTH_PATH)]
-        if grant is None or prefix != f"/{grant.project_id}":
+        if (
+            grant is None
+            or prefix != f"/{grant.project_id}"
+            or not self.origins.serves(head.get(b"host"), grant.project_id)
+        ):
             return Respond(
                 messages.simple_response(403, b"this sign-in link is invalid or expired")
             )
@@ -199,10 +210,11 @@ class ContentGate:
 
 
 def _from_another_project(head: RequestHead, route: Route) -> bool:
-    """All projects share the content origin, so a page of project A could script project
-    B as the visitor. Fetch Metadata tells same-origin requests apart: one is allowed only
-    from a page of the same project (its Referer), never from another project's page or
-    one that hides where it comes from."""
+    """When all projects share the content origin, a page of project A could script
+    project B as the visitor (with an origin per project, the browser keeps them apart).
+    Fetch Metadata tells same-origin requests apart: one is allowed only from a page of
+    the same project (its Referer), never from another project's page or one that hides
+    where it comes from."""
     if head.get(b"sec-fetch-site") != b"same-origin":
         return False  # typed, bookmarked, from the hub (same-site), or not a browser
     referer = head.get(b"referer")
@@ -211,9 +223,27 @@ def _from_another_project(head: RequestHead, route: Route) -> bool:
     return not urlsplit(referer.decode("latin-1")).path.startswith(f"/{route.project_id}/")
 
 
-def _redirect(location: str, headers: list[tuple[bytes, bytes]] | None = None) -> Respond:
+def _by_api_key(head: RequestHead) -> bool:
+    return (head.get(b"authorization") or b"")[:10].lower() == b"bearer ck_"
+
+
+def _riding_the_cookie(head: RequestHead) -> bool:
+    """A request from a page of another origin that would use the visitor's content
+    cookie (same-site pages, such as another project's origin, get it sent): only a
+    plain link followed (a GET or HEAD navigation) may, so no page elsewhere can read
+    from a project or change anything in it as its visitor."""
+    site = head.get(b"sec-fetch-site")
+    if site not in (b"same-site", b"cross-site"):
+        return False  # same origin (checked above), typed or bookmarked, or not a browser
+    navigation = head.get(b"sec-fetch-mode") == b"navigate"
+    return not (navigation and head.method in (b"GET", b"HEAD"))
+
+
+def _redirect(
+    location: str, headers: list[tuple[bytes, bytes]] | None = None, *, status: int = 302
+) -> Respond:
     extra = [(b"Location", location.encode("latin-1", "replace")), *(headers or [])]
-    return Respond(messages.simple_response(302, b"", headers=extra))
+    return Respond(messages.simple_response(status, b"", headers=extra))
 
 
 def _error(head: RequestHead, status: int, message: str) -> Respond:

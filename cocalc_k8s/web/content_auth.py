@@ -15,7 +15,7 @@ from aiohttp import web
 
 from cocalc_k8s.core import content_tokens
 from cocalc_k8s.core.errors import BadRequest
-from cocalc_k8s.keys import CONTENT_ORIGIN, PROJECTS, SECRET_KEY
+from cocalc_k8s.keys import CONTENT_ORIGINS, PROJECTS, SECRET_KEY
 from cocalc_k8s.services.projects import parse_project_id
 from cocalc_k8s.web.auth import principal_of
 
@@ -23,7 +23,8 @@ UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9
 
 
 async def to_content_origin(request: web.Request) -> web.Response:
-    raise web.HTTPTemporaryRedirect(request.app[CONTENT_ORIGIN] + request.raw_path)
+    origin = request.app[CONTENT_ORIGINS].url_for(request.match_info["project_id"].lower())
+    raise web.HTTPTemporaryRedirect(origin + request.raw_path)
 
 
 async def content_auth(request: web.Request) -> web.Response:
@@ -44,7 +45,7 @@ async def content_auth(request: web.Request) -> web.Response:
         lifetime=content_tokens.EXCHANGE_SECONDS,
     )
     target = (
-        f"{request.app[CONTENT_ORIGIN]}/{project_id}/_cocalc/auth"
+        f"{request.app[CONTENT_ORIGINS].url_for(project_id)}/{project_id}/_cocalc/auth"
         f"?token={quote(token)}&next={quote(next_path)}"
     )
     response = web.HTTPSeeOther(target)
