@@ -185,7 +185,7 @@ def create_app(
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         manager = app[LIFECYCLE]
-        access = AccessCache(app[PROJECTS])
+        access = AccessCache(app[PROJECTS], connections=app[CONNECTIONS])
         listener = Listener(database_url)
         listener.subscribe(CREDENTIALS, principals.drop_account_id)
         listener.subscribe(REQUESTS_CHANNEL, manager.on_request_notification)

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from cocalc_k8s.keys import ACCOUNTS, CONTENT_ORIGIN
+from cocalc_k8s.keys import ACCOUNTS, CONNECTIONS, CONTENT_ORIGIN
 from tests.conftest import sign_up
 from tests.project_servers import project_uid, served_as
 from tests.test_lifecycle import wait_state
@@ -196,11 +196,15 @@ async def test_project_cannot_plant_hub_cookies(setup: dict[str, Any], project_s
 
 async def test_websocket_through_the_proxy(setup: dict[str, Any], project_server: int) -> None:
     url = f"{setup['content']}/{setup['project_id']}/port/{project_server}/ws"
+    connections = setup["owner"].client.app[CONNECTIONS]
+    assert connections.stats()["connections_by_kind"].get("proxy", 0) == 0
     async with (
         aiohttp.ClientSession(headers=api(setup)) as session,
         session.ws_connect(url, protocols=("chat",)) as ws,
     ):
         assert ws.protocol == "chat"
+        # Counted among the connected clients on the admin page while it is open.
+        assert connections.stats()["connections_by_kind"]["proxy"] == 1
         await ws.send_str("hello")
         assert await ws.receive_str() == "echo:hello"
         await ws.send_bytes(b"\x01\x02\x03")
@@ -209,6 +213,10 @@ async def test_websocket_through_the_proxy(setup: dict[str, Any], project_server
         msg = await ws.receive()
         assert msg.type == aiohttp.WSMsgType.CLOSE
         assert ws.close_code == 4001
+    deadline = asyncio.get_running_loop().time() + 5
+    while connections.stats()["connections_by_kind"].get("proxy", 0):
+        assert asyncio.get_running_loop().time() < deadline, "the tunnel is still counted"
+        await asyncio.sleep(0.01)
 
 
 async def test_removed_collaborator_loses_an_open_websocket(

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from cocalc_k8s.services.connections import Connections
 from cocalc_k8s.services.projects import ProjectService, Role
 
 TTL = 5.0  # seconds: the longest a removed collaborator keeps access without a NOTIFY
@@ -18,9 +19,16 @@ Key = tuple[uuid.UUID, uuid.UUID]  # (account_id, project_id)
 
 
 class AccessCache:
-    def __init__(self, projects: ProjectService, *, ttl: float = TTL) -> None:
+    def __init__(
+        self,
+        projects: ProjectService,
+        *,
+        ttl: float = TTL,
+        connections: Connections | None = None,
+    ) -> None:
         self.projects = projects
         self.ttl = ttl
+        self.connections = connections or Connections()  # open tunnels count as clients
         self._roles: dict[Key, tuple[float, Role | None]] = {}
         self._inflight: dict[Key, asyncio.Future[Role | None]] = {}
         self._generation = 0  # bumped by every change of members: late loads are not kept
@@ -87,8 +95,10 @@ class AccessCache:
     def track(self, key: Key, close: Callable[[], None]) -> Callable[[], None]:
         """Remember an open tunnel; returns the function that forgets it again."""
         self._tunnels.setdefault(key, set()).add(close)
+        counted = self.connections.opened("proxy", key[0])
 
         def untrack() -> None:
+            counted()
             closers = self._tunnels.get(key)
             if closers is not None:
                 closers.discard(close)

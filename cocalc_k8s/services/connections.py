@@ -1,5 +1,6 @@
 """Connected clients: the long-lived connections this hub holds open (terminal WebSockets,
-progress streams), counted in memory for the admin's live stats.
+progress streams, WebSockets through the proxy), counted in memory for the admin's live
+stats.
 
 Counts are per hub process; a connection is counted from when it is accepted until its
 handler lets go of it, however it ends.
