@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Install the test dependencies (Python packages into .venv, Debian's chromium for the
-# browser tests) and run the whole suite: ruff, the import-layer contract, then pytest.
+# Install the test dependencies (Python packages into .venv; Debian's chromium for the
+# browser tests and, as root, nfs-ganesha and libnfs-utils for the NFS export test) and
+# run the whole suite: ruff, the import-layer contract, mypy, then pytest.
 # Extra arguments go to pytest. Exits non-zero on any failure, including "no tests ran".
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh"
 "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
-if [ ! -x /usr/bin/chromium ]; then
-    echo "installing Debian's chromium for the browser tests"
+packages=()
+[ -x /usr/bin/chromium ] || packages+=(chromium)
+if [ "$(id -u)" = 0 ]; then  # the NFS export test runs nfs-ganesha, which needs root
+    command -v ganesha.nfsd >/dev/null || packages+=(nfs-ganesha nfs-ganesha-vfs)
+    command -v nfs-ls >/dev/null || packages+=(libnfs-utils)
+fi
+if [ "${#packages[@]}" -gt 0 ]; then
+    echo "installing Debian packages for the tests: ${packages[*]}"
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 cd "$ROOT"
 export PATH="$VENV/bin:$PATH"
