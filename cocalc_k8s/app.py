@@ -153,6 +153,7 @@ def create_app(
     projects_root = settings.data_dir / "projects"
     principals = PrincipalCache()
     app[CONNECTIONS] = Connections()
+    app[METRICS].watch_connections(app[CONNECTIONS])
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         engine = create_hub_engine(database_url, pool_size=settings.db_pool_size)

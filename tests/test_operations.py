@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import uuid
 from typing import Any
 
 import aiohttp
@@ -104,7 +105,7 @@ def _free_port() -> int:
 
 
 async def test_separate_metrics_port_needs_no_sign_in(client: Client) -> None:
-    from cocalc_k8s.keys import METRICS
+    from cocalc_k8s.keys import CONNECTIONS, METRICS
     from cocalc_k8s.web.metrics import start_metrics_site
 
     port = _free_port()
@@ -114,7 +115,15 @@ async def test_separate_metrics_port_needs_no_sign_in(client: Client) -> None:
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
                 assert resp.status == 200
-                assert 'route="/healthz"' in await resp.text()
+                text = await resp.text()
+                assert 'route="/healthz"' in text
+                assert 'cocalc_connected_clients{kind="terminal"} 0.0' in text
+            close = client.app[CONNECTIONS].opened("terminal", uuid.uuid4())
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                text = await resp.text()
+                assert 'cocalc_connected_clients{kind="terminal"} 1.0' in text
+                assert "cocalc_connected_accounts 1.0" in text
+            close()
             async with session.get(f"http://127.0.0.1:{port}/api/v2/account") as resp:
                 assert resp.status == 404
     finally:

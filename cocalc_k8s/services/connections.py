@@ -47,6 +47,12 @@ class Connections:
         finally:
             close()
 
+    def by_kind(self) -> dict[str, int]:
+        return dict(self._by_kind)
+
+    def accounts(self) -> int:
+        return len(self._by_account)
+
     def stats(self) -> dict[str, int | dict[str, int]]:
         return {
             "connected_clients": sum(self._by_kind.values()),

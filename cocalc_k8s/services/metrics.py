@@ -9,6 +9,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cocalc_k8s.services.connections import Connections
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -29,6 +31,28 @@ class PoolCollector(Collector):
         overflow = GaugeMetricFamily("cocalc_db_pool_overflow", "Connections beyond the pool")
         overflow.add_metric([], float(max(0, getattr(pool, "overflow", lambda: 0)())))
         yield overflow
+
+
+class ConnectionsCollector(Collector):
+    """Open long-lived connections (terminals, progress streams, proxied WebSockets) and
+    the accounts holding them, read at scrape time."""
+
+    def __init__(self, connections: Connections) -> None:
+        self.connections = connections
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        clients = GaugeMetricFamily(
+            "cocalc_connected_clients", "Open long-lived connections, by kind", labels=["kind"]
+        )
+        by_kind = self.connections.by_kind()
+        for kind in sorted({"terminal", "progress", "proxy", *by_kind}):
+            clients.add_metric([kind], float(by_kind.get(kind, 0)))
+        yield clients
+        accounts = GaugeMetricFamily(
+            "cocalc_connected_accounts", "Accounts with at least one open connection"
+        )
+        accounts.add_metric([], float(self.connections.accounts()))
+        yield accounts
 
 
 class HubMetrics:
@@ -56,3 +80,6 @@ class HubMetrics:
 
     def watch_pool(self, engine: AsyncEngine) -> None:
         self.registry.register(PoolCollector(engine))
+
+    def watch_connections(self, connections: Connections) -> None:
+        self.registry.register(ConnectionsCollector(connections))
