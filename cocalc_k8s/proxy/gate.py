@@ -14,6 +14,7 @@ a few seconds and dropped at once when the project's members change.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
@@ -38,6 +39,20 @@ from cocalc_k8s.services.lifecycle import LifecycleManager
 T = TypeVar("T")
 COOKIE = "cocalc_content"
 AUTH_PATH = "/_cocalc/auth"
+ROUTE_CACHE_TARGET = 1024  # longer request targets are parsed each time (bounds the cache)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_route(target: str) -> Route:
+    return parse_route(target)
+
+
+def _route(target: str) -> Route:
+    """Pages and their polling ask for the same URLs over and over, and parsing one (its
+    project id above all) was a good part of the gate's work per request."""
+    if len(target) > ROUTE_CACHE_TARGET:
+        return parse_route(target)
+    return _cached_route(target)
 
 
 @dataclass
@@ -60,7 +75,7 @@ class ContentGate:
         try:
             if target.split("?", 1)[0].endswith(AUTH_PATH):
                 return self._exchange(head, target)
-            route = parse_route(target)
+            route = _route(target)
         except DomainError as exc:
             return _error(head, exc.status, exc.message)
         if not self.origins.serves(head.get(b"host"), route.project_id):
