@@ -182,6 +182,7 @@ def create_app(
         await app[LIFECYCLE].close()
         await app[ACTIVITY].flush()
         await app[AGENTS].close()
+        await app[SITE_SETTINGS].close()
         await engine.dispose()
 
     async def background(app: web.Application) -> AsyncIterator[None]:

@@ -84,6 +84,12 @@ class SiteSettings:
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
 
+    async def close(self) -> None:
+        """Let reloads still running finish (or end them) before the engine goes."""
+        for task in list(self._reloads):
+            task.cancel()
+        await asyncio.gather(*self._reloads, return_exceptions=True)
+
     async def sign_up_mode(self, conn: AsyncConnection) -> SignUpMode:
         """The mode as stored now (inside the caller's transaction)."""
         return (await self._config(conn)).sign_up
