@@ -29,8 +29,8 @@ from cocalc_k8s.core.content_origin import ContentOrigins
 from cocalc_k8s.core.errors import DomainError
 from cocalc_k8s.proxy import messages
 from cocalc_k8s.proxy.access import AccessCache
+from cocalc_k8s.proxy.decisions import Allow, Decision, Respond
 from cocalc_k8s.proxy.messages import RequestHead
-from cocalc_k8s.proxy.protocol import Allow, Decision, Respond
 from cocalc_k8s.proxy.routing import Route, parse_route
 from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.api_keys import ApiKeyService

@@ -1,0 +1,35 @@
+"""What the content origin's gate decides for a request: forward it (`Allow`) or answer it
+directly (`Respond`); the engine in `protocol` carries the decision out."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from cocalc_k8s.proxy.messages import RequestHead
+from cocalc_k8s.proxy.routing import Route
+
+
+@dataclass(slots=True)
+class Allow:
+    """Forward the request to host:port, asking for `path`."""
+
+    route: Route
+    host: str
+    port: int
+    path: str
+    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    sandbox: bool = False
+    on_tunnel: Callable[[Callable[[], None]], Callable[[], None]] | None = None
+
+
+@dataclass(slots=True)
+class Respond:
+    """Answer the client directly (an error, a redirect, a page)."""
+
+    raw: bytes
+    close: bool = False
+
+
+Decision = Allow | Respond
+Gate = Callable[[RequestHead], Awaitable[Decision]]
