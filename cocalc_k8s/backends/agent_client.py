@@ -3,6 +3,8 @@ with its token, timeouts, and agent failures turned into domain errors."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -84,3 +86,29 @@ class AgentClient:
             raise BadGateway("the project's terminal does not answer") from None
         except (aiohttp.ClientError, TimeoutError):
             raise BadGateway("the project does not answer") from None
+
+
+class HealthProbe:
+    """What a backend uses to wait for an agent it started: until GET /health answers 200
+    with the agent's token (the caller bounds the time). One small session, opened on
+    first use."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    async def wait(self, address: AgentAddress) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        headers = {"Authorization": f"Bearer {address.token}"}
+        delay = 0.005
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with self._session.get(address.url + "/health", headers=headers) as resp:
+                    if resp.status == 200:
+                        return
+            await asyncio.sleep(delay)  # a retry interval, not synchronisation
+            delay = min(delay * 2, 0.2)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -25,8 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiohttp
-
+from cocalc_k8s.backends.agent_client import HealthProbe
 from cocalc_k8s.backends.base import (
     AgentAddress,
     BackendError,
@@ -39,7 +38,6 @@ from cocalc_k8s.backends.pod_wait import (
     PodCallback,
     PodView,
     PodWaiters,
-    wait_healthy,
 )
 from cocalc_k8s.core.quotas import Quota
 
@@ -87,7 +85,7 @@ class KubernetesBackend(ProjectBackend):
         self._names: dict[uuid.UUID, dict[str, Any]] = {}
         self._up: set[uuid.UUID] = set()  # started (or adopted) and not being stopped
         self._waiters = PodWaiters()
-        self._http: aiohttp.ClientSession | None = None
+        self._health = HealthProbe()
         self._opened = False
         cluster.on_pod(self._pod_changed)
         cluster.on_event(self._waiters.event)
@@ -169,7 +167,7 @@ class KubernetesBackend(ProjectBackend):
         assert status is not None and status.ip
         address = AgentAddress(status.ip, status.port, self._tokens[pid])
         progress("Waiting for the project to answer", 90)
-        await wait_healthy(self._session(), address)
+        await self._health.wait(address)
         self._up.add(pid)
         progress("Running", 100)
         return address
@@ -222,13 +220,7 @@ class KubernetesBackend(ProjectBackend):
         """The hub stops; project pods keep running (the next hub adopts them)."""
         if self._opened:
             await self.cluster.close()
-        if self._http is not None:
-            await self._http.close()
-
-    def _session(self) -> aiohttp.ClientSession:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-        return self._http
+        await self._health.close()
 
 
 def _prepare_home(home: Path, uid: int) -> None:

@@ -25,8 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-
+from cocalc_k8s.backends.agent_client import HealthProbe
 from cocalc_k8s.backends.base import (
     AgentAddress,
     BackendError,
@@ -120,7 +119,7 @@ class LocalBackend(ProjectBackend):
         self.python = python
         self._agents: dict[uuid.UUID, _Agent] = {}
         self._port_checks: dict[tuple[uuid.UUID, int], tuple[float, bool]] = {}
-        self._http: aiohttp.ClientSession | None = None
+        self._health = HealthProbe()
 
     async def serves_port(self, project_id: uuid.UUID, port: int) -> bool:
         """All projects share this machine's loopback: a port is the project's only if
@@ -164,7 +163,7 @@ class LocalBackend(ProjectBackend):
                 port = await self._read_port(agent, spec.project_id)
                 agent.address = AgentAddress("127.0.0.1", port, token)
                 progress("Waiting for the project to answer", 70)
-                await self._wait_healthy(agent.address)
+                await self._health.wait(agent.address)
         except (TimeoutError, BackendError, OSError) as exc:
             await self.stop(spec.project_id)
             if isinstance(exc, TimeoutError):
@@ -220,20 +219,6 @@ class LocalBackend(ProjectBackend):
         agent.drainer = asyncio.create_task(_drain(agent.process.stdout))
         return port
 
-    async def _wait_healthy(self, address: AgentAddress) -> None:
-        session = self._session()
-        headers = {"Authorization": f"Bearer {address.token}"}
-        delay = 0.005
-        while True:
-            try:
-                async with session.get(address.url + "/health", headers=headers) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
-
     async def _watch(self, project_id: uuid.UUID, agent: _Agent) -> None:
         code = await agent.process.wait()
         if self._agents.get(project_id) is agent:
@@ -256,13 +241,7 @@ class LocalBackend(ProjectBackend):
 
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(pid) for pid in list(self._agents)))
-        if self._http is not None:
-            await self._http.close()
-
-    def _session(self) -> aiohttp.ClientSession:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-        return self._http
+        await self._health.close()
 
 
 async def _terminate_group(process: asyncio.subprocess.Process) -> None:

@@ -12,9 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-import aiohttp
-
-from cocalc_k8s.backends.base import AgentAddress, Progress
+from cocalc_k8s.backends.base import Progress
 
 
 class PodView(Protocol):
@@ -90,16 +88,3 @@ class PodWaiters:
             progress(text, self._percent[project_id])
         elif reason in _WARNINGS and message:
             progress(f"{reason}: {message}", self._percent[project_id])
-
-
-async def wait_healthy(session: aiohttp.ClientSession, address: AgentAddress) -> None:
-    """Until the agent answers GET /health with its token (the caller bounds the time)."""
-    headers = {"Authorization": f"Bearer {address.token}"}
-    delay = 0.01
-    while True:
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async with session.get(address.url + "/health", headers=headers) as resp:
-                if resp.status == 200:
-                    return
-        await asyncio.sleep(delay)  # a retry interval, not synchronisation
-        delay = min(delay * 2, 0.5)
