@@ -50,9 +50,17 @@ def render(
     return response
 
 
+_STATIC_URLS: dict[str, str] = {}
+
+
 def static_url(app: web.Application, name: str) -> str:
-    """A URL with the file's content hash (`?v=`), so browsers may cache it for good."""
-    return str(app.router["static"].url_for(filename=name))
+    """A URL with the file's content hash (`?v=`), so browsers may cache it for good.
+    aiohttp reads and hashes the file at every call; the files do not change while the
+    hub runs, so each is hashed once (not on the event loop at every page rendered)."""
+    url = _STATIC_URLS.get(name)
+    if url is None:
+        url = _STATIC_URLS[name] = str(app.router["static"].url_for(filename=name))
+    return url
 
 
 def see_other(location: str) -> web.Response:
