@@ -11,18 +11,10 @@ import psycopg
 import pytest
 
 from tests.conftest import sign_up
-from tests.test_admin_api import new_admin, new_member
+from tests.test_admin_api import admin, user
 from tests.test_projects_api import User
 
-
-@pytest.fixture
-async def admin(make_client: Any) -> User:
-    return await new_admin(make_client)
-
-
-@pytest.fixture
-async def user(admin: User, make_client: Any) -> User:
-    return await new_member(admin, make_client)
+__all__ = ["admin", "user"]  # the fixtures, shared with the admin API tests
 
 
 async def _key(user: User) -> str:

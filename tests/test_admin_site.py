@@ -12,21 +12,13 @@ import psycopg
 import pytest
 
 from tests.conftest import unique_email
-from tests.test_admin_api import new_admin, new_member
+from tests.test_admin_api import admin, user
 from tests.test_projects_api import User, new_project
+
+__all__ = ["admin", "user"]  # the fixtures, shared with the admin API tests
 
 SITE = "/api/v2/admin/site-settings"
 TOKENS = "/api/v2/admin/signup-tokens"
-
-
-@pytest.fixture
-async def admin(make_client: Any) -> User:
-    return await new_admin(make_client)
-
-
-@pytest.fixture
-async def user(admin: User, make_client: Any) -> User:
-    return await new_member(admin, make_client)
 
 
 async def _eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:

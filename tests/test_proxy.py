@@ -116,6 +116,20 @@ async def setup(make_client: Any) -> AsyncIterator[dict[str, Any]]:
     await owner.call("POST", f"/api/v2/projects/{project_id}/stop")
 
 
+async def new_collaborator(setup: dict[str, Any], make_client: Any) -> User:
+    """Another account on the same hub, added to the project."""
+    owner: User = setup["owner"]
+    client = await make_client(same_hub_as=owner.client)
+    collaborator = User(client, await sign_up(client))
+    status, body = await owner.call(
+        "POST",
+        f"/api/v2/projects/{setup['project_id']}/collaborators",
+        {"email": collaborator.info["email"]},
+    )
+    assert status == 201, body
+    return collaborator
+
+
 def api(setup: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {setup['key']}"}
 
@@ -223,13 +237,7 @@ async def test_removed_collaborator_loses_an_open_websocket(
     setup: dict[str, Any], project_server: int, make_client: Any
 ) -> None:
     owner: User = setup["owner"]
-    bob_client = await make_client(same_hub_as=owner.client)
-    bob = User(bob_client, await sign_up(bob_client))
-    await owner.call(
-        "POST",
-        f"/api/v2/projects/{setup['project_id']}/collaborators",
-        {"email": bob.info["email"]},
-    )
+    bob = await new_collaborator(setup, make_client)
     _, key = await bob.call("POST", "/api/v2/api-keys", {"name": "bob"})
     url = f"{setup['content']}/{setup['project_id']}/port/{project_server}/ws"
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key['key']}"}) as session:
@@ -371,17 +379,11 @@ async def test_banned_collaborator_loses_content_cookie_and_open_websocket(
     setup: dict[str, Any], project_server: int, make_client: Any
 ) -> None:
     owner: User = setup["owner"]
-    bob_client = await make_client(same_hub_as=owner.client)
-    bob = User(bob_client, await sign_up(bob_client))
-    await owner.call(
-        "POST",
-        f"/api/v2/projects/{setup['project_id']}/collaborators",
-        {"email": bob.info["email"]},
-    )
+    bob = await new_collaborator(setup, make_client)
     # Bob's browser: the hub cookie, exchanged for a content-origin cookie by redirects.
     jar = aiohttp.CookieJar(unsafe=True)
-    for cookie in bob_client.session.cookie_jar:
-        jar.update_cookies({cookie.key: cookie.value}, bob_client.make_url("/"))
+    for cookie in bob.client.session.cookie_jar:
+        jar.update_cookies({cookie.key: cookie.value}, bob.client.make_url("/"))
     base = f"{setup['content']}/{setup['project_id']}/port/{project_server}"
     async with aiohttp.ClientSession(cookie_jar=jar, headers={"Accept": "text/html"}) as browser:
         async with browser.get(f"{base}/echo") as resp:
