@@ -61,6 +61,19 @@ async def layout_problems(page: Page) -> list[str]:
     return problems
 
 
+async def check_layout(page: Page, name: str, viewport: dict[str, int]) -> None:
+    """No layout problems on the current page; with COCALC_SHOTS set, a full-page
+    screenshot of it, light and dark, is saved there."""
+    width = "desktop" if viewport is DESKTOP else "phone"
+    assert await layout_problems(page) == [], f"{name} at {width} width"
+    shots = os.environ.get("COCALC_SHOTS")
+    if shots:
+        for scheme in ("light", "dark"):
+            await page.emulate_media(color_scheme=scheme)
+            await page.screenshot(path=f"{shots}/{name}-{width}-{scheme}.png", full_page=True)
+        await page.emulate_media(color_scheme="light")
+
+
 class Console:
     """Everything a page reports as an error: console errors, CSP violations, exceptions."""
 
@@ -225,15 +238,9 @@ async def test_pages_fit_the_screen(browser: Browser, hub: str, viewport: dict[s
     set, a full-page screenshot of each page, light and dark, is saved there."""
     console = Console()
     page = await new_page(browser, console, viewport=viewport)
-    shots = os.environ.get("COCALC_SHOTS")
-    width = "desktop" if viewport is DESKTOP else "phone"
 
     async def check(name: str) -> None:
-        assert await layout_problems(page) == [], f"{name} at {width} width"
-        if shots:
-            for scheme in ("light", "dark"):
-                await page.emulate_media(color_scheme=scheme)
-                await page.screenshot(path=f"{shots}/{name}-{width}-{scheme}.png", full_page=True)
+        await check_layout(page, name, viewport)
 
     await page.goto(f"{hub}/")
     await check("landing")

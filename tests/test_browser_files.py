@@ -1,7 +1,7 @@
 """The Files tab in a real Chromium: a chunked upload that survives a failed chunk and a
 page reload, a folder downloaded as a zip, images and a PDF in the viewer. The project
-stays stopped throughout: the hub serves its files itself. On failure a screenshot of
-the page is kept in the test's tmp_path."""
+stays stopped throughout: the hub serves its files itself. A failing test leaves
+screenshots (see tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ import os
 import struct
 import zipfile
 import zlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +33,6 @@ BIG = 20_000_000
 @pytest.fixture
 async def hub(client: TestClient[Any, Any]) -> str:
     return str(client.make_url("/")).rstrip("/")
-
-
-@asynccontextmanager
-async def screenshot_on_failure(page: Page, path: Path) -> AsyncIterator[None]:
-    try:
-        yield
-    except BaseException as exc:
-        try:
-            await page.screenshot(path=str(path), full_page=True)
-            exc.add_note(f"screenshot: {path}")
-        except Exception:
-            pass
-        raise
 
 
 async def project_page(browser: Browser, hub: str, client: Any) -> tuple[Page, Path]:
@@ -92,138 +77,134 @@ async def test_chunked_upload_survives_a_failed_chunk_and_a_reload(
     hub: str, client: Any, browser: Browser, tmp_path: Path
 ) -> None:
     page, home = await project_page(browser, hub, client)
-    async with screenshot_on_failure(page, tmp_path / "upload.png"):
-        # One chunk fails once (the connection drops), another arrives damaged once (the
-        # hub refuses it by its SHA-256): both are sent again and the file arrives whole.
-        aborted: list[str] = []
-        damaged: list[str] = []
-        digests: list[str | None] = []
+    # One chunk fails once (the connection drops), another arrives damaged once (the
+    # hub refuses it by its SHA-256): both are sent again and the file arrives whole.
+    aborted: list[str] = []
+    damaged: list[str] = []
+    digests: list[str | None] = []
 
-        async def fail_once(route: Route, request: Request) -> None:
-            if request.method == "PUT":
-                digests.append(request.headers.get("content-digest"))
-            offset = request.headers.get("upload-offset")
-            if request.method == "PUT" and offset == str(CHUNK) and not aborted:
-                aborted.append(request.url)
-                await route.abort("connectionreset")
-                return
-            if request.method == "PUT" and offset == str(2 * CHUNK) and not damaged:
-                damaged.append(request.url)
-                body = bytearray(request.post_data_buffer or b"")
-                body[100] ^= 0xFF
-                await route.continue_(post_data=bytes(body))
-                return
-            await route.continue_()
+    async def fail_once(route: Route, request: Request) -> None:
+        if request.method == "PUT":
+            digests.append(request.headers.get("content-digest"))
+        offset = request.headers.get("upload-offset")
+        if request.method == "PUT" and offset == str(CHUNK) and not aborted:
+            aborted.append(request.url)
+            await route.abort("connectionreset")
+            return
+        if request.method == "PUT" and offset == str(2 * CHUNK) and not damaged:
+            damaged.append(request.url)
+            body = bytearray(request.post_data_buffer or b"")
+            body[100] ^= 0xFF
+            await route.continue_(post_data=bytes(body))
+            return
+        await route.continue_()
 
-        await page.route("**/uploads/*", fail_once)
-        source = tmp_path / "big.bin"
-        data = os.urandom(BIG)
-        source.write_bytes(data)
-        await page.locator("#upload-input").set_input_files(str(source))
-        row = page.get_by_role("row", name="big.bin")
-        await expect(row.get_by_test_id("size")).to_have_text("20 MB", timeout=60_000)
-        assert aborted, "the failing chunk was never sent"
-        assert damaged, "the damaged chunk was never sent"
-        assert digests and all(d and d.startswith("sha-256=:") for d in digests), digests
-        assert (home / "big.bin").read_bytes() == data
-        await page.unroute("**/uploads/*")
+    await page.route("**/uploads/*", fail_once)
+    source = tmp_path / "big.bin"
+    data = os.urandom(BIG)
+    source.write_bytes(data)
+    await page.locator("#upload-input").set_input_files(str(source))
+    row = page.get_by_role("row", name="big.bin")
+    await expect(row.get_by_test_id("size")).to_have_text("20 MB", timeout=60_000)
+    assert aborted, "the failing chunk was never sent"
+    assert damaged, "the damaged chunk was never sent"
+    assert digests and all(d and d.startswith("sha-256=:") for d in digests), digests
+    assert (home / "big.bin").read_bytes() == data
+    await page.unroute("**/uploads/*")
 
-        # A reload in the middle: the second chunk never gets an answer; after the reload
-        # the same file continues from the offset the hub holds.
-        held: list[Route] = []
+    # A reload in the middle: the second chunk never gets an answer; after the reload
+    # the same file continues from the offset the hub holds.
+    held: list[Route] = []
 
-        async def hold_second(route: Route, request: Request) -> None:
-            if request.method == "PUT" and request.headers.get("upload-offset") == str(CHUNK):
-                held.append(route)  # never answered: the page goes away first
-                return
-            await route.continue_()
+    async def hold_second(route: Route, request: Request) -> None:
+        if request.method == "PUT" and request.headers.get("upload-offset") == str(CHUNK):
+            held.append(route)  # never answered: the page goes away first
+            return
+        await route.continue_()
 
-        await page.route("**/uploads/*", hold_second)
-        other = tmp_path / "resume.bin"
-        other.write_bytes(data[::-1])
-        await page.locator("#upload-input").set_input_files(str(other))
-        progress = page.get_by_role("progressbar", name="Upload of resume.bin")
-        await expect(progress).to_have_js_property("value", CHUNK)
-        # Reload while the chunk is held, and only then let requests through: a held
-        # request released by unroute() would be re-sent by the test harness, which is
-        # not what a browser losing its page does.
-        await page.reload()
-        await page.unroute("**/uploads/*")
-        await expect(page.get_by_test_id("resumable")).to_contain_text("resume.bin")
-        offsets: list[str] = []
-        page.on(
-            "request",
-            lambda r: (
-                offsets.append(r.headers.get("upload-offset", "")) if r.method == "PUT" else None
-            ),
-        )
-        await page.locator("#upload-input").set_input_files(str(other))
-        row = page.get_by_role("row", name="resume.bin")
-        await expect(row.get_by_test_id("size")).to_have_text("20 MB", timeout=60_000)
-        # Resumed from what the hub kept (a half-sent chunk's bytes count), not from 0.
-        assert int(offsets[0]) >= CHUNK, offsets
-        arrived = (home / "resume.bin").read_bytes()
-        first_difference = next(
-            (i for i, (a, b) in enumerate(zip(arrived, data[::-1], strict=False)) if a != b), None
-        )
-        assert (len(arrived), first_difference) == (BIG, None), offsets
-        await expect(page.get_by_test_id("resumable")).to_be_hidden()
+    await page.route("**/uploads/*", hold_second)
+    other = tmp_path / "resume.bin"
+    other.write_bytes(data[::-1])
+    await page.locator("#upload-input").set_input_files(str(other))
+    progress = page.get_by_role("progressbar", name="Upload of resume.bin")
+    await expect(progress).to_have_js_property("value", CHUNK)
+    # Reload while the chunk is held, and only then let requests through: a held
+    # request released by unroute() would be re-sent by the test harness, which is
+    # not what a browser losing its page does.
+    await page.reload()
+    await page.unroute("**/uploads/*")
+    await expect(page.get_by_test_id("resumable")).to_contain_text("resume.bin")
+    offsets: list[str] = []
+    page.on(
+        "request",
+        lambda r: offsets.append(r.headers.get("upload-offset", "")) if r.method == "PUT" else None,
+    )
+    await page.locator("#upload-input").set_input_files(str(other))
+    row = page.get_by_role("row", name="resume.bin")
+    await expect(row.get_by_test_id("size")).to_have_text("20 MB", timeout=60_000)
+    # Resumed from what the hub kept (a half-sent chunk's bytes count), not from 0.
+    assert int(offsets[0]) >= CHUNK, offsets
+    arrived = (home / "resume.bin").read_bytes()
+    first_difference = next(
+        (i for i, (a, b) in enumerate(zip(arrived, data[::-1], strict=False)) if a != b), None
+    )
+    assert (len(arrived), first_difference) == (BIG, None), offsets
+    await expect(page.get_by_test_id("resumable")).to_be_hidden()
 
 
 async def test_folder_zip_and_viewers(
     hub: str, client: Any, browser: Browser, tmp_path: Path
 ) -> None:
     page, home = await project_page(browser, hub, client)
-    async with screenshot_on_failure(page, tmp_path / "zip-viewers.png"):
-        tree = {
-            "results/a.txt": b"alpha",
-            "results/sub/b.bin": os.urandom(50_000),
-            "results/sub/deeper/c.txt": b"gamma",
-            "pics/red.png": png(32, 16),
-            "pics/shape.svg": SVG,
-            "pics/paper.pdf": PDF,
-        }
-        for name, content in tree.items():
-            (home / name).parent.mkdir(parents=True, exist_ok=True)
-            (home / name).write_bytes(content)
-        outside = tmp_path / "outside"
-        outside.mkdir()
-        (outside / "secret.txt").write_bytes(b"secret")
-        os.symlink(outside, home / "results/sub/escape")
-        await page.reload()  # the listing was read before these files were there
+    tree = {
+        "results/a.txt": b"alpha",
+        "results/sub/b.bin": os.urandom(50_000),
+        "results/sub/deeper/c.txt": b"gamma",
+        "pics/red.png": png(32, 16),
+        "pics/shape.svg": SVG,
+        "pics/paper.pdf": PDF,
+    }
+    for name, content in tree.items():
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / name).write_bytes(content)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"secret")
+    os.symlink(outside, home / "results/sub/escape")
+    await page.reload()  # the listing was read before these files were there
 
-        await page.get_by_role("link", name="results/").click()
-        await expect(page.get_by_role("row", name="a.txt")).to_be_visible()
-        async with page.expect_download() as info:
-            await page.get_by_test_id("zip-folder").click()
-        download = await info.value
-        assert download.suggested_filename == "results.zip"
-        archive = zipfile.ZipFile(
-            io.BytesIO(await asyncio.to_thread(Path(await download.path()).read_bytes))
-        )
-        got = {i.filename: archive.read(i) for i in archive.infolist() if not i.is_dir()}
-        assert got == {
-            k.removeprefix("results/"): v for k, v in tree.items() if k.startswith("results/")
-        }
+    await page.get_by_role("link", name="results/").click()
+    await expect(page.get_by_role("row", name="a.txt")).to_be_visible()
+    async with page.expect_download() as info:
+        await page.get_by_test_id("zip-folder").click()
+    download = await info.value
+    assert download.suggested_filename == "results.zip"
+    archive = zipfile.ZipFile(
+        io.BytesIO(await asyncio.to_thread(Path(await download.path()).read_bytes))
+    )
+    got = {i.filename: archive.read(i) for i in archive.infolist() if not i.is_dir()}
+    assert got == {
+        k.removeprefix("results/"): v for k, v in tree.items() if k.startswith("results/")
+    }
 
-        await page.get_by_role("link", name="Home").click()
-        await page.get_by_role("link", name="pics/").click()
-        for name in ("red.png", "shape.svg"):
-            await page.get_by_role("link", name=name).click()
-            image = page.get_by_test_id("viewer-image")
-            await expect(image).to_be_visible()
-            await expect(image).to_have_js_property("complete", True)
-            assert await image.evaluate("img => img.naturalWidth") in (32, 40)
-            await page.get_by_role("button", name="Close").click()
-            await expect(page.get_by_test_id("viewer")).to_have_count(0)
+    await page.get_by_role("link", name="Home").click()
+    await page.get_by_role("link", name="pics/").click()
+    for name in ("red.png", "shape.svg"):
+        await page.get_by_role("link", name=name).click()
+        image = page.get_by_test_id("viewer-image")
+        await expect(image).to_be_visible()
+        await expect(image).to_have_js_property("complete", True)
+        assert await image.evaluate("img => img.naturalWidth") in (32, 40)
+        await page.get_by_role("button", name="Close").click()
+        await expect(page.get_by_test_id("viewer")).to_have_count(0)
 
-        async with page.expect_response(lambda r: "paper.pdf" in r.url) as response_info:
-            await page.get_by_role("link", name="paper.pdf").click()
-        response = await response_info.value
-        assert response.status == 200
-        assert response.headers["content-type"] == "application/pdf"
-        policy = await response.header_value("content-security-policy")
-        assert policy is not None and "sandbox" in policy, policy
-        frame = page.get_by_test_id("viewer-pdf")
-        await expect(frame).to_be_visible()
-        await expect(frame).to_have_attribute("title", "PDF: paper.pdf")
+    async with page.expect_response(lambda r: "paper.pdf" in r.url) as response_info:
+        await page.get_by_role("link", name="paper.pdf").click()
+    response = await response_info.value
+    assert response.status == 200
+    assert response.headers["content-type"] == "application/pdf"
+    policy = await response.header_value("content-security-policy")
+    assert policy is not None and "sandbox" in policy, policy
+    frame = page.get_by_test_id("viewer-pdf")
+    await expect(frame).to_be_visible()
+    await expect(frame).to_have_attribute("title", "PDF: paper.pdf")

@@ -21,8 +21,8 @@ from tests.test_browser import (
     DESKTOP,
     PHONE,
     Console,
+    check_layout,
     fill_sign_up,
-    layout_problems,
     new_page,
 )
 
@@ -213,16 +213,9 @@ async def test_project_pages_fit_the_screen(
     """No sideways scrolling; with COCALC_SHOTS set, screenshots of every tab."""
     console = Console()
     page = await signed_up(browser, console, hub, "Katherine", viewport=viewport)
-    shots = os.environ.get("COCALC_SHOTS")
-    width = "desktop" if viewport is DESKTOP else "phone"
 
     async def check(name: str) -> None:
-        assert await layout_problems(page) == [], f"{name} at {width} width"
-        if shots:
-            for scheme in ("light", "dark"):
-                await page.emulate_media(color_scheme=scheme)
-                await page.screenshot(path=f"{shots}/{name}-{width}-{scheme}.png")
-            await page.emulate_media(color_scheme="light")
+        await check_layout(page, name, viewport)
 
     for title in ("Orbital mechanics", "Homework 3: a rather long project title to wrap"):
         url = await create_project(page, hub, title)
