@@ -7,14 +7,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cocalc_k8s.core.errors import BadRequest
 from cocalc_k8s.db.models import Account, Project, Session
 from cocalc_k8s.services.accounts import ACCOUNT_COLUMNS, AccountService
 from cocalc_k8s.services.connections import Connections
-from cocalc_k8s.services.projects import contains_pattern
+from cocalc_k8s.services.projects import mentions
 
 LIMIT = 200
 
@@ -58,13 +58,7 @@ class AdminService:
     async def accounts(self, search: str = "") -> list[dict[str, Any]]:
         query = select(*ACCOUNT_COLUMNS).order_by(Account.created.desc())
         if search.strip():
-            pattern = contains_pattern(search.strip())
-            query = query.where(
-                or_(
-                    Account.email.ilike(pattern, escape="\\"),
-                    Account.name.ilike(pattern, escape="\\"),
-                )
-            )
+            query = query.where(mentions(search, Account.email, Account.name))
         async with self.engine.connect() as conn:
             return [dict(row._mapping) for row in await conn.execute(query.limit(LIMIT))]
 
@@ -82,7 +76,7 @@ class AdminService:
             .order_by(Project.last_edited.desc())
         )
         if search.strip():
-            query = query.where(Project.title.ilike(contains_pattern(search.strip()), escape="\\"))
+            query = query.where(mentions(search, Project.title))
         if state:
             query = query.where(Project.state == state)
         async with self.engine.connect() as conn:

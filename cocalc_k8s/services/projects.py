@@ -15,6 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from cocalc_k8s.core import validation
 from cocalc_k8s.core.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -162,13 +163,7 @@ class ProjectService:
         if hidden is not None:
             query = query.where(ProjectUser.hidden.is_(hidden))
         if search.strip():
-            pattern = contains_pattern(search.strip())
-            query = query.where(
-                or_(
-                    Project.title.ilike(pattern, escape="\\"),
-                    Project.description.ilike(pattern, escape="\\"),
-                )
-            )
+            query = query.where(mentions(search, Project.title, Project.description))
         async with self.engine.connect() as conn:
             return [dict(row._mapping) for row in await conn.execute(query)]
 
@@ -405,6 +400,12 @@ class ProjectService:
 def contains_pattern(text: str) -> str:
     """A LIKE pattern matching `text` anywhere, its own % and _ taken literally."""
     return "%" + _escape_like(text) + "%"
+
+
+def mentions(search: str, *columns: Any) -> ColumnElement[bool]:
+    """Rows where any of `columns` contains `search` (case-insensitive, literally)."""
+    pattern = contains_pattern(search.strip())
+    return or_(*(column.ilike(pattern, escape="\\") for column in columns))
 
 
 def _escape_like(text: str) -> str:
