@@ -10,7 +10,6 @@ Start-up order (each a cleanup context, closed in reverse):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -28,6 +27,7 @@ from cocalc_k8s.backends.local import LocalBackend
 from cocalc_k8s.core.content_origin import ContentOrigins
 from cocalc_k8s.core.errors import NotFound
 from cocalc_k8s.core.settings import Settings
+from cocalc_k8s.core.tasks import cancel
 from cocalc_k8s.db.engine import create_hub_engine
 from cocalc_k8s.db.leader import LIFECYCLE_LEADER, LeaderLock
 from cocalc_k8s.db.notify import CREDENTIALS, PROJECT_ACCESS, Listener
@@ -248,9 +248,7 @@ def create_app(
     async def upload_sweeper(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.get_running_loop().create_task(app[FILES].uploads.sweep_forever())
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel(task)
 
     async def end_streams(app: web.Application) -> None:
         app[LIFECYCLE].end_streams()  # before aiohttp waits for open requests to finish

@@ -9,11 +9,12 @@ connection drops loses the lock (PostgreSQL releases it) and goes back to trying
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 import psycopg
+
+from cocalc_k8s.core.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,7 @@ class LeaderLock:
         self._task = asyncio.create_task(self._run(), name="leader-lock")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         self._set(False)
 
     async def _run(self) -> None:

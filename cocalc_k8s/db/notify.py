@@ -10,7 +10,6 @@ callbacks subscribed to a channel. When the connection is lost, `on_reset` callb
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -18,6 +17,8 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cocalc_k8s.core.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,7 @@ class Listener:
         self._task = asyncio.create_task(self._run(), name="notify-listener")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def _run(self) -> None:
         failures = 0

@@ -15,11 +15,11 @@ design). Questions about pods are answered from the cache, never by a call per p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from cocalc_k8s.core.tasks import cancel
 from cocalc_k8s.k8s.gateway import KubernetesError, KubernetesGateway
 from cocalc_k8s.k8s.stream import WatchEnded, watch
 
@@ -70,11 +70,8 @@ class Reflector:
             self._task = asyncio.create_task(self._run(), name=f"reflector-{self.kind}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         failures = 0

@@ -4,11 +4,11 @@ when a project's members change (NOTIFY), and the open tunnels to close when acc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Callable
 
+from cocalc_k8s.core.tasks import cancel
 from cocalc_k8s.services.connections import Connections
 from cocalc_k8s.services.projects import ProjectService, Role
 
@@ -130,7 +130,4 @@ class AccessCache:
         self._task = asyncio.get_running_loop().create_task(self._recheck_forever())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cocalc_k8s.core.project_state import ProjectState
 from cocalc_k8s.core.quotas import Quota, effective_quota
+from cocalc_k8s.core.tasks import cancel
 from cocalc_k8s.db.models import Project, SiteSetting
 from cocalc_k8s.services.lifecycle import LifecycleManager
 
@@ -53,11 +53,8 @@ class Culler:
             self._task = None
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -4,7 +4,6 @@ admins on the hub's port, anyone who reaches the optional separate metrics port.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -12,6 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cocalc_k8s.core.errors import DomainError
+from cocalc_k8s.core.tasks import cancel
 from cocalc_k8s.keys import METRICS
 from cocalc_k8s.services.metrics import HubMetrics
 from cocalc_k8s.web.auth import Handler, require_admin
@@ -65,9 +65,7 @@ async def _probe_loop_lag(metrics: HubMetrics) -> None:
 async def loop_lag_probe(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(_probe_loop_lag(app[METRICS]))
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel(task)
 
 
 async def start_metrics_site(metrics: HubMetrics, host: str, port: int) -> web.AppRunner:
