@@ -111,3 +111,21 @@ def test_principal_cache_expires_and_drops_by_account() -> None:
     cache.put(b"d", p)
     cache.disable()
     assert cache.get(b"d") is None
+
+
+async def test_cancel_ends_a_task_and_accepts_none() -> None:
+    import asyncio
+
+    from cocalc_k8s.core.tasks import cancel
+
+    started = asyncio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(forever())
+    await started.wait()
+    await cancel(task)
+    assert task.cancelled()
+    await cancel(None)
