@@ -213,3 +213,17 @@ async def test_an_agent_that_dies_at_start_says_why(owner: User, broken_python: 
     finally:
         backend.python = real  # type: ignore[attr-defined]
     assert "exited at start (code 1): No module named cocalc_k8s.agent" in project["error"]
+
+
+async def test_project_uids_are_never_reused(owner: User, database_url: str) -> None:
+    """Uids come from a sequence: when the project with the highest uid is purged, the
+    next project gets a new uid, not the purged one's (whose daemons may have survived)."""
+    manager = owner.client.app[LIFECYCLE]
+    first = uuid.UUID(await new_project(owner))
+    uid = await manager._uid(first)
+    assert uid >= 200_000
+    assert await manager._uid(first) == uid  # kept once drawn
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM projects WHERE project_id = %s", (first,))
+    second = uuid.UUID(await new_project(owner))
+    assert await manager._uid(second) > uid

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Sequence,
     String,
     Text,
     func,
@@ -34,6 +35,11 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+# A project's own uid on the local backend: drawn once, kept in `projects.resolved`, never
+# handed out again (a sequence does not go back when a project is purged).
+PROJECT_UIDS = Sequence("project_uids", minvalue=200_000, start=200_000, metadata=Base.metadata)
 
 
 def _now() -> Any:

@@ -33,13 +33,12 @@ from cocalc_k8s.backends.base import AgentAddress, BackendError, ProjectBackend,
 from cocalc_k8s.core.errors import BadRequest, Unavailable
 from cocalc_k8s.core.project_state import ACTIONS, ProjectState, can_move
 from cocalc_k8s.core.quotas import DefaultQuotas, effective_quota, validate_quota
-from cocalc_k8s.db.models import Project, ProjectTransition, SiteSetting
+from cocalc_k8s.db.models import PROJECT_UIDS, Project, ProjectTransition, SiteSetting
 from cocalc_k8s.services import events
 
 log = logging.getLogger(__name__)
 
 REQUESTS_CHANNEL = "cocalc_project_requests"
-FIRST_PROJECT_UID = 200_000  # far above system and login users
 UID_LOCK = 7_004
 Event = dict[str, Any]
 
@@ -288,7 +287,8 @@ class LifecycleManager:
         )
 
     async def _uid(self, project_id: uuid.UUID) -> int:
-        """The project's own uid: allocated once, kept in `projects.resolved`."""
+        """The project's own uid: drawn once from a sequence (never reused, even after a
+        purge), kept in `projects.resolved`."""
         async with self.engine.begin() as conn:
             await conn.execute(select(func.pg_advisory_xact_lock(UID_LOCK)))
             resolved = (
@@ -296,10 +296,7 @@ class LifecycleManager:
             ).scalar_one()
             if isinstance(resolved.get("uid"), int):
                 return int(resolved["uid"])
-            highest = (
-                await conn.execute(select(func.max(Project.resolved["uid"].as_integer())))
-            ).scalar_one()
-            uid = max(FIRST_PROJECT_UID, (highest or 0) + 1)
+            uid = int((await conn.execute(select(PROJECT_UIDS.next_value()))).scalar_one())
             await conn.execute(
                 update(Project)
                 .where(Project.project_id == project_id)
