@@ -219,6 +219,8 @@ async def test_static_modules_and_vendored_bundles_are_served(client: Client) ->
         "vendor/codemirror-6.43.15.js",
         "vendor/xterm-6.0.0.js",
         "vendor/xterm-6.0.0.css",
+        "vendor/yjs-13.6.33.js",
+        "vendor/socket.io-client-4.8.4.js",
         "vendor/LICENSES.txt",
     ):
         resp = await client.get(f"/static/{name}")

@@ -1,20 +1,18 @@
 // The Editor tab: CodeMirror 6 with highlighting by file type, line numbers,
-// search/replace (Ctrl-F), autosave with a visible saved/unsaved state, and a live
-// preview for markdown. The text comes from a document source (document-source.js).
+// search/replace (Ctrl-F), a visible save state, and a live preview for markdown. The
+// text, its undo history and its saving come from a document source (document-source.js:
+// a plain file; collab-source.js: a document shared with the collaborators).
 import * as cm from "./vendor/codemirror-6.43.15.js";
 import { encodePath, h } from "./api.js";
-import { fileSource } from "./document-source.js";
+import { fileSource as openSource } from "./document-source.js";
 
-const AUTOSAVE_MS = 800;
 const dark = matchMedia("(prefers-color-scheme: dark)");
 
 export function mount(panel, project) {
   let view = null;
   let source = null;
+  let stopListening = [];
   let path = null;
-  let dirty = false;
-  let saving = null;
-  let saveTimer = null;
   let previewOn = false;
   let previewTimer = null;
   const theme = new cm.Compartment();
@@ -24,58 +22,36 @@ export function mount(panel, project) {
   const state = h("span", { class: "save-state", role: "status", "aria-live": "polite", "data-testid": "save-state" });
   const previewButton = h("button", { type: "button", class: "small secondary", hidden: true, "aria-pressed": "false", onclick: () => togglePreview() }, "Preview");
   const findButton = h("button", { type: "button", class: "small secondary", onclick: () => { if (view) { cm.openSearchPanel(view); } } }, "Find");
-  const saveButton = h("button", { type: "button", class: "small", onclick: () => saveNow() }, "Save");
+  const saveButton = h("button", { type: "button", class: "small", onclick: () => source?.flush() }, "Save");
   const error = h("p", { class: "alert error", role: "alert", hidden: true });
+  const notice = h("p", { class: "alert", role: "status", hidden: true, "data-testid": "editor-notice" });
+  const people = h("ul", { class: "people", "aria-label": "Who is here", "data-testid": "editor-people", hidden: true });
   const host = h("div", { class: "editor-host", "data-testid": "editor" });
   const keysHint = h("p", { class: "visually-hidden", id: "editor-keys-hint" }, "Tab indents. To leave the editor by keyboard, press Escape, then Tab.");
   const preview = h("div", { class: "markdown-preview", hidden: true, "aria-label": "Preview", "data-testid": "preview" });
   const split = h("div", { class: "editor-split" }, host, preview);
   panel.replaceChildren(
-    h("div", { class: "editor-toolbar" }, fileLabel, state, h("span", { class: "spacer" }), findButton, previewButton, saveButton),
+    h("div", { class: "editor-toolbar" }, fileLabel, state, people, h("span", { class: "spacer" }), findButton, previewButton, saveButton),
     error,
+    notice,
     keysHint,
     split,
   );
 
-  function setSaveState(text, kind) {
-    state.textContent = text;
-    state.dataset.kind = kind;
+  function showStatus(status) {
+    state.textContent = status.text;
+    state.dataset.kind = status.kind;
+    error.hidden = !status.error;
+    error.textContent = status.error || "";
   }
 
-  async function saveNow() {
-    clearTimeout(saveTimer);
-    if (!view || !source) return;
-    if (saving) {
-      await saving;
-      if (!dirty) return;
-    }
-    const text = view.state.doc.toString();
-    const mySource = source;
-    dirty = false;
-    setSaveState("Saving…", "saving");
-    saving = mySource.save(text).then(
-      () => {
-        if (mySource === source && !dirty) setSaveState("Saved", "saved");
-        error.hidden = true;
-      },
-      (err) => {
-        if (mySource === source) {
-          dirty = true;
-          setSaveState("Not saved", "error");
-          error.hidden = false;
-          error.textContent = `Could not save: ${err.message}. Your changes are still here; try Save again.`;
-        }
-      },
-    );
-    await saving;
-    saving = null;
+  /** The others who have this file open (the source knows; a plain file: nobody). */
+  function showPeople(peers) {
+    people.hidden = !peers.length;
+    people.replaceChildren(...peers.map((peer) => personBadge(peer)));
   }
 
   function changed() {
-    dirty = true;
-    setSaveState("Unsaved changes", "dirty");
-    clearTimeout(saveTimer);
-    if (source?.autosave) saveTimer = setTimeout(saveNow, AUTOSAVE_MS);
     if (previewOn) {
       clearTimeout(previewTimer);
       previewTimer = setTimeout(renderPreview, 250);
@@ -97,62 +73,64 @@ export function mount(panel, project) {
 
   async function open(newPath) {
     if (path === newPath && view) return;
-    if (dirty) await saveNow();
+    for (const stop of stopListening) stop();
     source?.close();
     view?.destroy();
     view = null;
     path = newPath;
-    source = fileSource(project, newPath);
+    const mySource = openSource(project, newPath);
+    source = mySource;
+    stopListening = [source.onStatus(showStatus), source.onPeers(showPeople)];
+    notice.hidden = true;
     fileLabel.textContent = newPath;
     const folder = newPath.split("/").slice(0, -1).join("/");
     fileLabel.href = `${project.base}/files/${folder ? `${encodePath(folder)}/` : ""}`;
     fileLabel.title = "Show the folder";
-    setSaveState("Loading…", "loading");
-    error.hidden = true;
     host.replaceChildren();
     const isMarkdown = /\.(md|markdown)$/i.test(newPath);
     previewButton.hidden = !isMarkdown;
     togglePreview(false);
     // The text is shown as soon as it arrives; its language (a chunk of its own) follows.
     const languageLoad = cm.languageFor(newPath);
-    let text;
+    let opened;
     try {
-      text = await source.open();
+      opened = await mySource.open();
     } catch (err) {
-      setSaveState("", "error");
-      error.hidden = false;
-      error.textContent = `Could not open ${newPath}: ${err.message}`;
+      if (source === mySource) showStatus({ kind: "error", text: "", error: `Could not open ${newPath}: ${err.message}` });
       return;
     }
-    if (path !== newPath) return;
+    if (source !== mySource) return;
     view = new cm.EditorView({
       parent: host,
       state: cm.EditorState.create({
-        doc: text,
+        doc: opened.text,
         extensions: [
           cm.lineNumbers(), cm.highlightActiveLineGutter(), cm.highlightSpecialChars(),
-          cm.history(), cm.foldGutter(), cm.drawSelection(), cm.dropCursor(),
+          cm.foldGutter(), cm.drawSelection(), cm.dropCursor(),
           cm.EditorState.allowMultipleSelections.of(true), cm.indentOnInput(),
           cm.syntaxHighlighting(cm.defaultHighlightStyle, { fallback: true }),
           cm.bracketMatching(), cm.closeBrackets(), cm.rectangularSelection(),
           cm.crosshairCursor(), cm.highlightActiveLine(), cm.highlightSelectionMatches(),
           cm.search({ top: true }),
           cm.keymap.of([
-            { key: "Mod-s", preventDefault: true, run: () => { saveNow(); return true; } },
+            { key: "Mod-s", preventDefault: true, run: () => { mySource.flush(); return true; } },
             ...cm.closeBracketsKeymap, ...cm.defaultKeymap, ...cm.searchKeymap,
-            ...cm.historyKeymap, ...cm.foldKeymap, cm.indentWithTab,
+            ...cm.foldKeymap, cm.indentWithTab,
           ]),
           cm.EditorView.lineWrapping,
           cm.EditorView.contentAttributes.of({ "aria-label": `Contents of ${newPath}`, "aria-describedby": keysHint.id }),
           theme.of(dark.matches ? cm.oneDark : []),
           language.of([]),
-          source.extensions(),
+          cm.EditorState.readOnly.of(opened.readOnly),
+          cm.EditorView.editable.of(!opened.readOnly),
+          mySource.extensions(),
           cm.EditorView.updateListener.of((update) => { if (update.docChanged) changed(); }),
         ],
       }),
     });
-    dirty = false;
-    setSaveState("Saved", "saved");
+    notice.hidden = !opened.notice;
+    notice.textContent = opened.notice || "";
+    saveButton.hidden = opened.readOnly;
     const shown = view;
     languageLoad.then(
       (extension) => { if (extension && view === shown) view.dispatch({ effects: language.reconfigure(extension) }); },
@@ -164,14 +142,20 @@ export function mount(panel, project) {
 
   dark.addEventListener("change", () => view?.dispatch({ effects: theme.reconfigure(dark.matches ? cm.oneDark : []) }));
   addEventListener("beforeunload", (e) => {
-    if (dirty || saving) {
-      saveNow();
+    if (source?.pending()) {
+      source.flush();
       e.preventDefault();
     }
   });
 
   return {
     show: (newPath) => open(newPath),
-    hide: () => { if (dirty) saveNow(); },
+    hide: () => source?.flush(),
   };
+}
+
+/** A collaborator's name in their colour (the colour of their cursor in the text). */
+export function personBadge({ name, colorClass }) {
+  return h("li", { class: `person ${colorClass || ""}`, title: name, "data-testid": "person" },
+    h("span", { class: "person-dot", "aria-hidden": "true" }), name);
 }

@@ -47,7 +47,34 @@ const styleModCsp = {
   },
 };
 
+// y-codemirror.next's remote selections set inline style attributes (refused under our
+// CSP); src/csp-color.js gives each colour a class instead.
+const yCursorsCsp = {
+  name: "y-cursors-csp",
+  setup(build) {
+    build.onLoad({ filter: /y-codemirror\.next[\\/]src[\\/]y-remote-selections\.js$/ }, async (args) => {
+      let code = await fs.promises.readFile(args.path, "utf8");
+      const mark = "attributes: { style: `background-color: ${colorLight}` },\n            class: 'cm-ySelection'";
+      const line = "attributes: { style: `background-color: ${colorLight}`, class: 'cm-yLineSelection' }";
+      const caret = "pair.create('style', `background-color: ${this.color}; border-color: ${this.color}`)";
+      const marks = code.split(mark).length - 1;
+      if (marks !== 3 || !code.includes(line) || !code.includes(caret)) {
+        throw new Error("y-cursors-csp: y-remote-selections.js changed; update the patterns");
+      }
+      code = code.replaceAll(mark, "class: 'cm-ySelection ' + __cspColorClass(colorLight)");
+      code = code.replace(line, "attributes: { class: 'cm-yLineSelection ' + __cspColorClass(colorLight) }");
+      code = code.replace(caret, "pair.create('class', 'cm-ySelectionCaret ' + __cspColorClass(this.color, 'caret'))");
+      code = code.replace("[pair.create('class', 'cm-ySelectionCaret'), pair.create('class',", "[pair.create('class',");
+      if (code.includes("style")) throw new Error("y-cursors-csp: an inline style is left");
+      const shim = JSON.stringify(path.join(here, "src/csp-color.js"));
+      return { contents: `import { cspColorClass as __cspColorClass } from ${shim};\n${code}`, loader: "js" };
+    });
+  },
+};
+
 const cm = `codemirror-${version("@codemirror/view")}`;
+const yjs = `yjs-${version("yjs")}`;
+const socketio = `socket.io-client-${version("socket.io-client")}`;
 const xterm = `xterm-${version("@xterm/xterm")}`;
 fs.rmSync(out, { recursive: true, force: true });
 fs.mkdirSync(out, { recursive: true });
@@ -58,8 +85,14 @@ const common = {
 };
 const results = [
   await esbuild.build({
-    ...common, entryPoints: { [cm]: path.join(here, "src/codemirror.js") }, outdir: out,
-    splitting: true, chunkNames: `${cm}-chunks/[name]-[hash]`, plugins: [styleModCsp],
+    // One build with splitting: the Yjs bundle shares CodeMirror's state and view chunks.
+    ...common,
+    entryPoints: { [cm]: path.join(here, "src/codemirror.js"), [yjs]: path.join(here, "src/yjs.js") },
+    outdir: out, splitting: true, chunkNames: `${cm}-chunks/[name]-[hash]`,
+    plugins: [styleModCsp, yCursorsCsp],
+  }),
+  await esbuild.build({
+    ...common, entryPoints: { [socketio]: path.join(here, "src/socket.io-client.js") }, outdir: out,
   }),
   await esbuild.build({
     ...common, entryPoints: { [xterm]: path.join(here, "src/xterm.js") }, outdir: out,

@@ -5,6 +5,7 @@ export { EditorState, Compartment } from "@codemirror/state";
 export {
   EditorView, keymap, lineNumbers, highlightActiveLine, highlightActiveLineGutter,
   drawSelection, dropCursor, highlightSpecialChars, rectangularSelection, crosshairCursor,
+  ViewPlugin,
 } from "@codemirror/view";
 export { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
 export {

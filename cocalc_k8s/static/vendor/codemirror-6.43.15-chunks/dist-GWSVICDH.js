@@ -1,0 +1,1 @@
+import{a,b,c,d}from"./chunk-SWTS32C4.js";import"./chunk-EHL6B4CW.js";import"./chunk-NYUYKHNJ.js";import"./chunk-TQBZ2LKP.js";import"./chunk-2LH47VHU.js";export{d as css,b as cssCompletionSource,c as cssLanguage,a as defineCSSCompletionSource};

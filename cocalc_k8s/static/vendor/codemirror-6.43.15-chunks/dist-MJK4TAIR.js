@@ -1,1 +1,0 @@
-import{a,b,c,d}from"./chunk-TYYZPAQ3.js";import"./chunk-OXEDNRAZ.js";import"./chunk-H5L6LYOS.js";import"./chunk-EBHJT42M.js";export{d as css,b as cssCompletionSource,c as cssLanguage,a as defineCSSCompletionSource};

@@ -1,1 +1,0 @@
-import{a,b,c,d,e}from"./chunk-OMZAOC7R.js";import"./chunk-TYYZPAQ3.js";import"./chunk-PACU4ZCS.js";import"./chunk-JWKLLOHY.js";import"./chunk-OXEDNRAZ.js";import"./chunk-H5L6LYOS.js";import"./chunk-EBHJT42M.js";export{e as autoCloseTags,d as html,a as htmlCompletionSource,b as htmlCompletionSourceWith,c as htmlLanguage};

@@ -1,0 +1,1 @@
+import{a,b,c,d,e}from"./chunk-GQ73OFE7.js";import"./chunk-SWTS32C4.js";import"./chunk-WBVYXTCA.js";import"./chunk-JPPHC6LW.js";import"./chunk-EHL6B4CW.js";import"./chunk-NYUYKHNJ.js";import"./chunk-TQBZ2LKP.js";import"./chunk-2LH47VHU.js";export{e as autoCloseTags,d as html,a as htmlCompletionSource,b as htmlCompletionSourceWith,c as htmlLanguage};
