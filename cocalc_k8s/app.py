@@ -42,6 +42,7 @@ from cocalc_k8s.keys import (
     CONTENT_ORIGIN,
     CONTENT_ORIGINS,
     CULLER,
+    DOCUMENTS,
     ENGINE,
     FILES,
     LIFECYCLE,
@@ -58,12 +59,15 @@ from cocalc_k8s.proxy.access import AccessCache
 from cocalc_k8s.proxy.gate import ContentGate
 from cocalc_k8s.proxy.protocol import serve as serve_content
 from cocalc_k8s.proxy.upstream import UpstreamPool
+from cocalc_k8s.realtime.server import REALTIME, RealtimeHub
 from cocalc_k8s.services.accounts import AccountPolicy, AccountService
 from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.admin import AdminService
 from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.connections import Connections
 from cocalc_k8s.services.culler import Culler
+from cocalc_k8s.services.documents.service import DocumentPolicy, DocumentService
+from cocalc_k8s.services.documents.store import CHANNEL as DOCUMENTS_CHANNEL
 from cocalc_k8s.services.files import ProjectFiles
 from cocalc_k8s.services.lifecycle import REQUESTS_CHANNEL, LifecycleManager
 from cocalc_k8s.services.metrics import HubMetrics
@@ -72,8 +76,8 @@ from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
 from cocalc_k8s.services.signup_tokens import SignupTokens
 from cocalc_k8s.services.site_settings import SITE_CHANNEL, SiteSettings
-from cocalc_k8s.web.auth import identify
-from cocalc_k8s.web.csrf import csrf_protect
+from cocalc_k8s.web.auth import identify, lookup_principal, principal_of
+from cocalc_k8s.web.csrf import csrf_protect, trusted_origins
 from cocalc_k8s.web.errors import handle_errors
 from cocalc_k8s.web.headers import security_headers
 from cocalc_k8s.web.metrics import loop_lag_probe, measure
@@ -177,7 +181,13 @@ def create_app(
         backend = project_backend(settings)
         app[LIFECYCLE] = LifecycleManager(engine, backend, projects_root=projects_root)
         app[CULLER] = Culler(engine, app[LIFECYCLE])
+        app[DOCUMENTS] = DocumentService(
+            engine, app[FILES], DocumentPolicy(max_bytes=settings.document_max_mb * 1024**2)
+        )
+        realtime.documents, realtime.projects = app[DOCUMENTS], app[PROJECTS]
         yield
+        await realtime.close()
+        await app[DOCUMENTS].close()
         await app[CULLER].close()
         await app[LIFECYCLE].close()
         await app[ACTIVITY].flush()
@@ -194,6 +204,10 @@ def create_app(
         listener.subscribe(PROJECT_ACCESS, access.members_changed)
         listener.subscribe(CREDENTIALS, access.account_changed)
         listener.subscribe(SITE_CHANNEL, app[SITE_SETTINGS].changed)
+        listener.subscribe(DOCUMENTS_CHANNEL, app[DOCUMENTS].notified)
+        listener.subscribe(PROJECT_ACCESS, realtime.members_changed)
+        listener.subscribe(CREDENTIALS, realtime.account_changed)
+        listener.on_connected(app[DOCUMENTS].missed_notifications)
         listener.on_reset(principals.disable)
         listener.on_reset(access.forget)
         listener.on_connected(principals.enable)
@@ -215,6 +229,8 @@ def create_app(
         await listener.start()
         await leader.start()
         access.start()
+        await app[DOCUMENTS].start()
+        await realtime.start()
         if settings.admin_email:
             try:
                 await app[ACCOUNTS].make_admin(settings.admin_email)
@@ -255,6 +271,14 @@ def create_app(
 
     app.cleanup_ctx.extend([services, background, content_origin, upload_sweeper, loop_lag_probe])
     app.on_shutdown.append(end_streams)
+    # Attached before the routes freeze; its services arrive with the `services` context.
+    realtime = app[REALTIME] = RealtimeHub(
+        connections=app[CONNECTIONS],
+        identify=principal_of,
+        reidentify=lookup_principal,
+        trusted_origins=trusted_origins,
+    )
+    realtime.attach(app)
     setup_routes(app)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
     return app

@@ -16,6 +16,7 @@ from cocalc_k8s.services.admin import AdminService
 from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.connections import Connections
 from cocalc_k8s.services.culler import Culler
+from cocalc_k8s.services.documents.service import DocumentService
 from cocalc_k8s.services.files import ProjectFiles
 from cocalc_k8s.services.lifecycle import LifecycleManager
 from cocalc_k8s.services.metrics import HubMetrics
@@ -46,3 +47,4 @@ CONTENT_GATE = web.AppKey("content_gate", ContentGate)
 ADMIN = web.AppKey("admin", AdminService)
 CONNECTIONS = web.AppKey("connections", Connections)  # admin: open long-lived connections
 SIGNUP_TOKENS = web.AppKey("signup_tokens", SignupTokens)  # admin: sign-up by token
+DOCUMENTS = web.AppKey("documents", DocumentService)  # collaborative documents in memory

@@ -203,6 +203,13 @@ class Settings:
         env="COCALC_MAX_FILE_MB",
         flag="--max-file-mb",
     )
+    document_max_mb: int = _setting(
+        10,
+        "Largest text file, in MB, that opens as a shared document in the collaborative "
+        "editor. Larger files, and binary files, open read-only.",
+        env="COCALC_DOCUMENT_MAX_MB",
+        flag="--document-max-mb",
+    )
     backend: str = _setting(
         "local",
         "Where projects run: 'local' (each project is a child process of the hub, for one "
@@ -408,7 +415,14 @@ def _validate(s: Settings) -> None:
     for name in ("k8s_project_uid", "k8s_start_timeout", "k8s_api_concurrency"):
         if getattr(s, name) < 1:
             raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("session_days", "login_attempts", "login_window", "db_pool_size", "max_file_mb"):
+    for name in (
+        "session_days",
+        "login_attempts",
+        "login_window",
+        "db_pool_size",
+        "max_file_mb",
+        "document_max_mb",
+    ):
         if getattr(s, name) < 1:
             raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
 

@@ -200,3 +200,64 @@ class SignupToken(Base):
     expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     max_uses: Mapped[int | None] = mapped_column(Integer)
     uses: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class Document(Base):
+    """A collaborative document: one per text file of a project that has been opened in
+    the editor. `seq` is the sequence of its last committed update (updates are numbered
+    1, 2, ... per document, across epochs); `epoch` changes when the document is rebuilt
+    from disk (clients of an older epoch must resync, never merge). `disk_hash` is the
+    SHA-256 of the text last written to the file or merged from it. The lease names the
+    one hub that writes the file and watches it, until `lease_expires`."""
+
+    __tablename__ = "documents"
+    __table_args__ = (Index("uq_documents_project_id_path", "project_id", "path", unique=True),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.project_id", ondelete="CASCADE")
+    )
+    path: Mapped[str] = mapped_column(Text)
+    epoch: Mapped[int] = mapped_column(Integer, server_default="1")
+    seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    created: Mapped[datetime] = _now()
+    changed: Mapped[datetime] = _now()
+    disk_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    disk_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")  # text at this seq
+    lease_holder: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    lease_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DocumentUpdate(Base):
+    """One Yjs update of a document, committed before anyone saw it. `account_id` is its
+    author; NULL with `source` "disk" (a change on disk, merged as a diff) or "load" (the
+    file's text when the document was built or rebuilt)."""
+
+    __tablename__ = "document_updates"
+
+    document_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    account_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("accounts.account_id", ondelete="SET NULL")
+    )
+    source: Mapped[str] = mapped_column(String(16))  # client | disk | load
+    time: Mapped[datetime] = _now()
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DocumentCheckpoint(Base):
+    """The merged state of a document's epoch up to update `seq` (a Yjs update): a document
+    opens from its newest checkpoint plus the updates after it."""
+
+    __tablename__ = "document_checkpoints"
+
+    document_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    time: Mapped[datetime] = _now()
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -29,18 +29,21 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
-@web.middleware
-async def identify(request: web.Request, handler: Handler) -> web.StreamResponse:
-    principal: Principal | None = None
+async def lookup_principal(request: web.Request) -> Principal | None:
+    """Who the request's credential names now (None without one, or when it ended). Also
+    how long-lived connections re-check the request that opened them."""
     key = bearer_token(request)
     if key is not None:
-        principal = await request.app[API_KEYS].principal(key)
-        if principal is None:
-            raise Unauthorized("invalid API key (revoked, or its account is banned)")
-    else:
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie:
-            principal = await request.app[SESSIONS].principal(cookie)
+        return await request.app[API_KEYS].principal(key)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return await request.app[SESSIONS].principal(cookie) if cookie else None
+
+
+@web.middleware
+async def identify(request: web.Request, handler: Handler) -> web.StreamResponse:
+    principal = await lookup_principal(request)
+    if principal is None and bearer_token(request) is not None:
+        raise Unauthorized("invalid API key (revoked, or its account is banned)")
     request[PRINCIPAL] = principal
     return await handler(request)
 

@@ -1,0 +1,432 @@
+"""The Socket.IO server of collaborative documents (namespace `/documents`).
+
+Every event handler checks who is asking: the principal comes from the handshake request
+(the hub's own middlewares identified it: session cookie or API key; engine.io refuses a
+foreign Origin), and joining a document needs a role in its project. Open sockets are
+checked again when a project's members or an account's credentials change (NOTIFY) and
+every `RECHECK_EVERY` seconds, and lose what they may no longer have at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+from aiohttp import web
+
+from cocalc_k8s.core.errors import BadRequest, DomainError, Forbidden, NotFound
+from cocalc_k8s.core.identity import Principal
+from cocalc_k8s.core.tasks import cancel
+from cocalc_k8s.realtime import awareness
+from cocalc_k8s.realtime.parts import PART_BYTES, Assembler, PartError, split
+from cocalc_k8s.services.connections import Connections
+from cocalc_k8s.services.documents.filetext import ReadOnly
+from cocalc_k8s.services.documents.live import BadUpdate, Change, LiveDocument
+from cocalc_k8s.services.documents.service import DocumentService, clean_path
+from cocalc_k8s.services.documents.store import StaleEpoch
+from cocalc_k8s.services.projects import ProjectService, parse_project_id
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/documents"
+MAX_HTTP_BUFFER = 1024**2  # = the hub's request-body cap: a polling POST is no larger
+RECHECK_EVERY = 10.0
+
+Identify = Callable[[web.Request], Principal | None]
+Reidentify = Callable[[web.Request], Awaitable[Principal | None]]
+Ack = dict[str, Any]
+
+
+def _error(code: str, message: str) -> Ack:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+@dataclass
+class _Socket:
+    principal: Principal
+    request: web.Request
+    closed: Callable[[], None]
+    docs: dict[str, LiveDocument] = field(default_factory=dict)
+    client_ids: dict[str, set[int]] = field(default_factory=dict)  # awareness, per doc
+    watching: set[uuid.UUID] = field(default_factory=set)
+    parts: Assembler = field(default_factory=lambda: Assembler(0))
+
+
+class RealtimeHub:
+    """Made when the app is (Socket.IO's routes must be added before the app starts);
+    `documents` and `projects` are set once the services exist."""
+
+    documents: DocumentService
+    projects: ProjectService
+
+    def __init__(
+        self,
+        *,
+        connections: Connections,
+        identify: Identify,
+        reidentify: Reidentify,
+        trusted_origins: Callable[[web.Request], set[str]],
+    ) -> None:
+        self.connections = connections
+        self.identify = identify
+        self.reidentify = reidentify
+        self.trusted_origins = trusted_origins
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            max_http_buffer_size=MAX_HTTP_BUFFER,
+            cors_allowed_origins=self._origin_allowed,
+        )
+        self._sockets: dict[str, _Socket] = {}
+        self._awareness: dict[str, dict[int, awareness.ClientState]] = {}  # doc -> states
+        self._forwarding: set[str] = set()  # docs whose changes this hub forwards
+        self._task: asyncio.Task[None] | None = None
+        for event in ("connect", "disconnect", "join", "update", "awareness", "leave"):
+            self.sio.on(event, getattr(self, f"on_{event}"), namespace=NAMESPACE)
+        self.sio.on("watch", self.on_watch, namespace=NAMESPACE)
+        self.sio.on("unwatch", self.on_unwatch, namespace=NAMESPACE)
+
+    def attach(self, app: web.Application) -> None:
+        self.sio.attach(app, socketio_path="socket.io")
+
+    def _origin_allowed(self, origin: str | None, environ: dict[str, Any]) -> bool:
+        request = environ.get("aiohttp.request")
+        if origin is None or not isinstance(request, web.Request):
+            return origin is None
+        return origin.lower() in self.trusted_origins(request)
+
+    # -- connecting ---------------------------------------------------------------
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        request = environ.get("aiohttp.request")
+        principal = self.identify(request) if isinstance(request, web.Request) else None
+        if principal is None or request is None:
+            raise socketio.exceptions.ConnectionRefusedError(
+                "sign in or use an API key", {"code": "unauthorized"}
+            )
+        closed = self.connections.opened("realtime", principal.account_id)
+        state = _Socket(principal, request, closed)
+        state.parts = Assembler(2 * self.documents.policy.max_bytes)
+        self._sockets[sid] = state
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        state = self._sockets.pop(sid, None)
+        if state is None:
+            return
+        state.closed()
+        for doc in list(state.docs):
+            await self._leave(sid, state, doc)
+
+    # -- joining --------------------------------------------------------------------
+
+    async def on_join(self, sid: str, data: Any) -> Ack:
+        state = self._sockets.get(sid)
+        if state is None or not isinstance(data, dict):
+            return _error("bad-request", "join takes {project_id, path, epoch, state_vector}")
+        try:
+            project_id = parse_project_id(str(data.get("project_id")))
+            await self.projects.access(state.principal, project_id)
+            path = clean_path(data.get("path"))
+            live = await self.documents.open(project_id, path)
+        except ReadOnly as exc:
+            return {"ok": True, "doc": None, "read_only": True, "reason": exc.reason,
+                    "message": exc.message, "size": exc.size}  # fmt: skip
+        except DomainError as exc:
+            return _domain_error(exc)
+        except Exception:
+            log.exception("join failed")
+            return _error("unavailable", "the document could not be opened; try again")
+        doc = str(live.id)
+        epoch, vector = data.get("epoch"), data.get("state_vector")
+        if vector is not None and not isinstance(vector, bytes):
+            return _error("bad-request", "state_vector must be binary")
+        stale = epoch is not None and epoch != live.epoch
+        if doc not in state.docs:
+            self.documents.retain(live)
+            state.docs[doc] = live
+            self._forward(live)
+        await self.sio.enter_room(sid, _room(doc), namespace=NAMESPACE)
+        try:
+            update = live.missing(None if stale or epoch is None else vector)
+        except BadUpdate:
+            update = live.missing(None)
+            stale = epoch is not None
+        parts = split(update)
+        for part, piece in parts:
+            await self._emit("update", {"doc": doc, "epoch": live.epoch, "update": piece,
+                                        "seq": live.seq, "part": part}, to=sid)  # fmt: skip
+        await self._presence(live)
+        others = [s for s in self._awareness.get(doc, {}).values() if s.state is not None]
+        return {
+            "ok": True,
+            "doc": doc,
+            "epoch": live.epoch,
+            "stale": stale,
+            "read_only": False,
+            "update": None if parts else update,
+            "state_vector": live.state_vector(),
+            "seq": live.seq,
+            "awareness": awareness.encode(others) if others else None,
+        }
+
+    async def on_leave(self, sid: str, data: Any) -> Ack:
+        state = self._sockets.get(sid)
+        doc = data.get("doc") if isinstance(data, dict) else None
+        if state is not None and isinstance(doc, str) and doc in state.docs:
+            await self._leave(sid, state, doc)
+        return {"ok": True}
+
+    async def _leave(self, sid: str, state: _Socket, doc: str) -> None:
+        live = state.docs.pop(doc)
+        state.parts.drop(doc)
+        await self.sio.leave_room(sid, _room(doc), namespace=NAMESPACE)
+        gone = state.client_ids.pop(doc, set())
+        states = self._awareness.get(doc, {})
+        removed = []
+        for client_id in gone:
+            old = states.pop(client_id, None)
+            if old is not None:
+                removed.append(awareness.ClientState(client_id, old.clock + 1, None))
+        if removed:
+            await self._emit("awareness", {"doc": doc, "update": awareness.encode(removed)},
+                             room=_room(doc))  # fmt: skip
+        self.documents.release(live)
+        if live.clients <= 0:
+            self._awareness.pop(doc, None)
+        await self._presence(live)
+
+    # -- editing --------------------------------------------------------------------
+
+    async def on_update(self, sid: str, data: Any) -> Ack:
+        state = self._sockets.get(sid)
+        if state is None or not isinstance(data, dict):
+            return _error("bad-request", "update takes {doc, epoch, update}")
+        doc, epoch, update = data.get("doc"), data.get("epoch"), data.get("update")
+        live = state.docs.get(doc) if isinstance(doc, str) else None
+        if live is None or not isinstance(doc, str):
+            return _error("not-joined", "join the document first")
+        if not isinstance(update, bytes) or not isinstance(epoch, int):
+            return _error("bad-request", "update must be binary and epoch a number")
+        if "part" in data:
+            try:
+                whole = state.parts.add(doc, data["part"], update)
+            except PartError as exc:
+                return _error("too-large" if "large" in str(exc) else "bad-update", str(exc))
+            if whole is None:
+                return {"ok": True, "partial": True}
+            update = whole
+        elif len(update) > PART_BYTES:
+            return _error("too-large", f"send updates over {PART_BYTES} bytes in parts")
+        try:
+            seq = await live.submit(
+                update, epoch=epoch, account_id=state.principal.account_id, origin=sid
+            )
+        except StaleEpoch:
+            return _error("stale-epoch", "the document was rebuilt; resync")
+        except BadUpdate as exc:
+            return _error("bad-update", str(exc))
+        except Exception:
+            log.exception("document %s: update not committed", doc)
+            return _error("unavailable", "the update was not saved; send it again")
+        return {"ok": True, "seq": seq}
+
+    def _forward(self, live: LiveDocument) -> None:
+        """Make this hub forward the document's committed changes to its room (once)."""
+        doc = str(live.id)
+        if doc in self._forwarding:
+            return
+        self._forwarding.add(doc)
+
+        async def changed(change: Change) -> None:
+            skip = change.origin if isinstance(change.origin, str) else None
+            message = {"doc": doc, "epoch": change.epoch, "seq": change.seq}
+            pieces = split(change.update)
+            if not pieces:
+                await self._emit("update", {**message, "update": change.update},
+                                 room=_room(doc), skip_sid=skip)  # fmt: skip
+            for part, piece in pieces:
+                await self._emit("update", {**message, "update": piece, "part": part},
+                                 room=_room(doc), skip_sid=skip)  # fmt: skip
+
+        async def rebuilt(epoch: int) -> None:
+            await self._emit("resync", {"doc": doc, "epoch": epoch, "reason": "rebuilt"},
+                             room=_room(doc))  # fmt: skip
+
+        live.listeners.append(changed)
+        live.resync_listeners.append(rebuilt)
+
+    async def on_awareness(self, sid: str, data: Any) -> None:
+        state = self._sockets.get(sid)
+        if state is None or not isinstance(data, dict):
+            return
+        doc, update = data.get("doc"), data.get("update")
+        if not isinstance(doc, str) or doc not in state.docs or not isinstance(update, bytes):
+            return
+        try:
+            decoded = awareness.decode(update)
+        except awareness.BadAwareness:
+            return
+        mine = state.client_ids.setdefault(doc, set())
+        states = self._awareness.setdefault(doc, {})
+        taken = {
+            c for s in self._sockets.values() if s is not state for c in s.client_ids.get(doc, ())
+        }
+        accepted = []
+        for entry in decoded:
+            if entry.client_id in taken:
+                continue  # another socket's client id: refused
+            mine.add(entry.client_id)
+            entry.state = awareness.with_identity(
+                entry.state,
+                name=state.principal.name,
+                account_id=str(state.principal.account_id),
+            )
+            states[entry.client_id] = entry
+            accepted.append(entry)
+        if accepted:
+            await self._emit("awareness", {"doc": doc, "update": awareness.encode(accepted)},
+                             room=_room(doc), skip_sid=sid)  # fmt: skip
+
+    # -- who is here ------------------------------------------------------------------
+
+    def _people(self, doc: str) -> list[dict[str, Any]]:
+        people: dict[uuid.UUID, dict[str, Any]] = {}
+        for state in self._sockets.values():
+            if doc in state.docs:
+                p = state.principal
+                person = people.setdefault(
+                    p.account_id, {"account_id": str(p.account_id), "name": p.name, "clients": 0}
+                )
+                person["clients"] += 1
+        return list(people.values())
+
+    async def _presence(self, live: LiveDocument) -> None:
+        doc = str(live.id)
+        message = {"project_id": str(live.project_id), "path": live.path, "doc": doc,
+                   "people": self._people(doc)}  # fmt: skip
+        await self._emit("presence", message, room=_room(doc))
+        await self._emit("presence", message, room=_project_room(live.project_id))
+
+    async def on_watch(self, sid: str, data: Any) -> Ack:
+        state = self._sockets.get(sid)
+        if state is None or not isinstance(data, dict):
+            return _error("bad-request", "watch takes {project_id}")
+        try:
+            project_id = parse_project_id(str(data.get("project_id")))
+            await self.projects.access(state.principal, project_id)
+        except DomainError as exc:
+            return _domain_error(exc)
+        state.watching.add(project_id)
+        await self.sio.enter_room(sid, _project_room(project_id), namespace=NAMESPACE)
+        files = {
+            live.path: self._people(str(live.id))
+            for live in self.documents.open_documents()
+            if live.project_id == project_id and live.clients > 0
+        }
+        return {"ok": True, "files": files}
+
+    async def on_unwatch(self, sid: str, data: Any) -> Ack:
+        state = self._sockets.get(sid)
+        if state is not None and isinstance(data, dict):
+            try:
+                project_id = parse_project_id(str(data.get("project_id")))
+            except DomainError:
+                return {"ok": True}
+            state.watching.discard(project_id)
+            await self.sio.leave_room(sid, _project_room(project_id), namespace=NAMESPACE)
+        return {"ok": True}
+
+    # -- revocation -------------------------------------------------------------------
+
+    def members_changed(self, payload: str) -> None:
+        """NOTIFY: a project's members changed; re-check the sockets in its documents."""
+        try:
+            project_id = uuid.UUID(payload)
+        except ValueError:
+            return
+        asyncio.get_running_loop().create_task(self.recheck(project_id=project_id))
+
+    def account_changed(self, payload: str) -> None:
+        """NOTIFY: an account's credentials changed (ban, password, admin)."""
+        try:
+            account_id = uuid.UUID(payload)
+        except ValueError:
+            return
+        asyncio.get_running_loop().create_task(self.recheck(account_id=account_id))
+
+    async def recheck(
+        self, *, project_id: uuid.UUID | None = None, account_id: uuid.UUID | None = None
+    ) -> None:
+        for sid, state in list(self._sockets.items()):
+            if account_id is not None and state.principal.account_id != account_id:
+                continue
+            try:
+                if project_id is None and await self.reidentify(state.request) is None:
+                    await self._revoke(sid, state)
+                    continue
+                await self._recheck_projects(sid, state, project_id)
+            except Exception:
+                log.exception("realtime: re-check of %s failed", sid)
+
+    async def _recheck_projects(self, sid: str, state: _Socket, only: uuid.UUID | None) -> None:
+        projects = {live.project_id for live in state.docs.values()} | state.watching
+        for project_id in projects:
+            if only is not None and project_id != only:
+                continue
+            if await self.projects.role_of(state.principal.account_id, project_id) is not None:
+                continue
+            for doc, live in list(state.docs.items()):
+                if live.project_id == project_id:
+                    await self._leave(sid, state, doc)
+                    await self._emit("closed", {"doc": doc, "code": "access-removed",
+                        "message": "You are no longer a collaborator of this project."},
+                        to=sid)  # fmt: skip
+            state.watching.discard(project_id)
+            await self.sio.leave_room(sid, _project_room(project_id), namespace=NAMESPACE)
+
+    async def _revoke(self, sid: str, state: _Socket) -> None:
+        via = state.principal.via
+        code = "signed-out" if via == "session" else "key-revoked"
+        await self._emit("revoked", {"code": code, "message": "Your sign-in ended."}, to=sid)
+        await self.sio.disconnect(sid, namespace=NAMESPACE)
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._recheck_forever())
+
+    async def close(self) -> None:
+        await cancel(self._task)
+        for sid in list(self._sockets):
+            await self.sio.disconnect(sid, namespace=NAMESPACE)
+
+    async def _recheck_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RECHECK_EVERY)
+            await self.recheck()
+
+    async def _emit(self, event: str, data: Any, **target: Any) -> None:
+        await self.sio.emit(event, data, namespace=NAMESPACE, **target)
+
+
+REALTIME = web.AppKey("realtime", RealtimeHub)  # beside keys.py: web must not import it
+
+
+def _room(doc: str) -> str:
+    return f"doc:{doc}"
+
+
+def _project_room(project_id: uuid.UUID) -> str:
+    return f"project:{project_id}"
+
+
+def _domain_error(exc: DomainError) -> Ack:
+    if isinstance(exc, NotFound):
+        return _error("not-found", "no such project")
+    if isinstance(exc, Forbidden):
+        return _error("forbidden", str(exc))
+    if isinstance(exc, BadRequest):
+        return _error("bad-request", str(exc))
+    return _error("bad-request", str(exc))

@@ -1,0 +1,1 @@
+"""Collaborative documents: the store, the in-memory documents, and their files."""

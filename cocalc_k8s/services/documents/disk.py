@@ -1,0 +1,173 @@
+"""Keeping a document and its file in step, by the one hub that holds its lease.
+
+Saves: 1.5 s after the last change, the text is written to the file (atomic rename), but
+only if the file still holds what the document last wrote or merged (its digest): a file
+changed meanwhile is merged first. Disk changes (found by the watcher through the file's
+stamp) come in as a minimal diff by "disk", committed like any update: the disk's own
+change (from the text last in step, `base`, to the file's new text) is carried over onto
+the document (`merge3`), then the document is saved at once if it now differs from the
+file, so the file and the stored `disk_seq` say the same again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pycrdt import Doc, Text
+
+from cocalc_k8s.core.errors import DomainError
+from cocalc_k8s.core.tasks import cancel
+from cocalc_k8s.services.documents.filetext import (
+    ReadOnly,
+    Stamp,
+    digest,
+    read_text,
+    stamp,
+    write_text,
+)
+from cocalc_k8s.services.documents.live import TEXT, Change, LiveDocument
+from cocalc_k8s.services.documents.store import DocumentStore, StaleEpoch
+from cocalc_k8s.services.documents.textdiff import apply_diff, diff, merge3
+from cocalc_k8s.services.files import ProjectFiles
+
+log = logging.getLogger(__name__)
+
+
+class FileSync:
+    def __init__(
+        self,
+        live: LiveDocument,
+        files: ProjectFiles,
+        store: DocumentStore,
+        *,
+        max_bytes: int,
+        save_delay: float,
+        disk_hash: bytes | None,
+        disk_seq: int,
+    ) -> None:
+        self.live = live
+        self.files = files
+        self.store = store
+        self.max_bytes = max_bytes
+        self.save_delay = save_delay
+        self.disk_hash = disk_hash
+        self.disk_seq = disk_seq
+        self.base: str | None = None  # the text last in step with the file, if known
+        self.stamp: Stamp | None = None
+        self.writer = False  # holds the lease: the only hub that saves and merges
+        self._timer: asyncio.TimerHandle | None = None
+        self._saving: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        live.listeners.append(self._changed)
+
+    async def _changed(self, change: Change) -> None:
+        if self.writer and change.source != "disk":
+            self.schedule()
+
+    def schedule(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(self.save_delay, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        if self._saving is None or self._saving.done():
+            self._saving = asyncio.get_running_loop().create_task(self.save())
+
+    async def flush(self) -> None:
+        """Save now if a save is pending (the document is leaving memory)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            await self.save()
+        elif self._saving is not None:
+            await asyncio.wait([self._saving])
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        await cancel(self._saving)
+
+    async def save(self) -> None:
+        if not self.writer:
+            return
+        async with self._lock:
+            try:
+                await self._save()
+            except (DomainError, OSError, ReadOnly) as exc:
+                log.warning("document %s: not saved: %s", self.live.id, exc)
+
+    async def _save(self) -> None:
+        disk = await read_text(
+            self.files, self.live.project_id, self.live.path, max_bytes=self.max_bytes
+        )
+        if disk.digest != self.disk_hash:
+            await self._merge(disk.text or "", disk.digest, disk.stamp)
+            return  # _merge saved what it had to
+        await self._write()
+
+    async def _write(self) -> None:
+        text, seq = str(self.live.text), self.live.seq
+        if digest(text) == self.disk_hash:
+            return
+        self.disk_hash = await write_text(self.files, self.live.project_id, self.live.path, text)
+        self.base, self.disk_seq = text, seq
+        self.stamp = await stamp(self.files, self.live.project_id, self.live.path)
+        await self.store.set_disk(self.live.id, self.disk_hash, seq)
+
+    async def check(self) -> None:
+        """The watcher's call: merge the file's text if it changed since last seen."""
+        if not self.writer:
+            return
+        async with self._lock:
+            try:
+                now = await stamp(self.files, self.live.project_id, self.live.path)
+                if now == self.stamp:
+                    return
+                disk = await read_text(
+                    self.files, self.live.project_id, self.live.path, max_bytes=self.max_bytes
+                )
+                self.stamp = disk.stamp
+                if disk.text is not None and disk.digest != self.disk_hash:
+                    await self._merge(disk.text, disk.digest, disk.stamp)
+            except (DomainError, OSError, ReadOnly) as exc:
+                log.warning("document %s: disk not checked: %s", self.live.id, exc)
+
+    async def _merge(
+        self, disk_text: str, disk_hash: bytes | None, disk_stamp: Stamp | None
+    ) -> None:
+        live = self.live
+        base = self.base if self.base is not None else await self._text_at(self.disk_seq)
+        current = str(live.text)
+        merged = await asyncio.to_thread(merge3, base, current, disk_text)
+        if merged != current:
+            ops = await asyncio.to_thread(diff, current, merged)
+            # Made on a copy: the live Doc changes only once the update is committed.
+            copy: Doc[Text] = Doc()
+            copy.apply_update(live.doc.get_update())
+            before = copy.get_state()
+            with copy.transaction():
+                apply_diff(copy.get(TEXT, type=Text), ops)
+            try:
+                await live.submit(
+                    copy.get_update(before), epoch=live.epoch, account_id=None, source="disk"
+                )
+            except StaleEpoch:
+                return
+        self.disk_hash, self.stamp, self.base, self.disk_seq = (
+            disk_hash,
+            disk_stamp,
+            disk_text,
+            live.seq,
+        )
+        if str(live.text) != disk_text:
+            await self._write()  # the file gets the document's edits it lacked
+        else:
+            await self.store.set_disk(live.id, disk_hash, live.seq)
+
+    async def _text_at(self, seq: int) -> str:
+        doc: Doc[Text] = Doc()
+        for data in await self.store.state_at(self.live.id, self.live.epoch, seq):
+            doc.apply_update(data)
+        return str(doc.get(TEXT, type=Text))

@@ -1,0 +1,256 @@
+"""Open documents: one `LiveDocument` per file in memory while anyone has it open.
+
+`open` loads a document from its newest checkpoint plus the updates after it, or builds it
+from the file (the text inserted by a fixed client id, so two builds of the same text are
+the same update), or, when its stored state is gone, rebuilds it with a new epoch. Once
+its last client has gone (`release`) it stays `grace` seconds, then its pending save is
+flushed, a checkpoint written if due, its lease released, and it leaves memory.
+
+A background loop renews the leases of the open documents (the hub holding one saves the
+file and merges its disk changes; a lease whose holder died is taken over when it
+expires), runs the watcher, and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import posixpath
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pycrdt import Doc, Text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cocalc_k8s.core.errors import BadRequest
+from cocalc_k8s.core.tasks import cancel
+from cocalc_k8s.services.documents.disk import FileSync
+from cocalc_k8s.services.documents.filetext import read_text
+from cocalc_k8s.services.documents.live import TEXT, LiveDocument
+from cocalc_k8s.services.documents.store import DocumentStore, Entry, StaleEpoch
+from cocalc_k8s.services.files import ProjectFiles
+
+log = logging.getLogger(__name__)
+
+LOAD_CLIENT_ID = 1  # every build from disk inserts the file's text as this Yjs client
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentPolicy:
+    max_bytes: int = 10 * 1024**2
+    save_delay: float = 1.5
+    grace: float = 5.0
+    lease_ttl: float = 15.0
+    tick: float = 1.0  # the watcher's and the leases' period
+    checkpoint_every: int = 500  # updates
+    checkpoint_after: float = 60.0  # seconds with updates since the last checkpoint
+
+
+@dataclass(slots=True)
+class _Open:
+    live: LiveDocument
+    sync: FileSync
+    closing: asyncio.TimerHandle | None = None
+    lease_renewed: float = 0.0
+
+
+def clean_path(path: object) -> str:
+    """A document's path relative to the home, in one spelling ("a/./b" is "a/b")."""
+    if not isinstance(path, str) or not path.strip("/") or "\0" in path:
+        raise BadRequest("path must name a file inside the project")
+    norm = posixpath.normpath(path.lstrip("/"))
+    if norm == "." or norm.startswith("../") or norm == "..":
+        raise BadRequest("path must name a file inside the project")
+    return norm
+
+
+def text_update(text: str) -> bytes:
+    doc: Doc[Text] = Doc(client_id=LOAD_CLIENT_ID)
+    doc.get(TEXT, type=Text).insert(0, text)
+    return doc.get_update()
+
+
+class DocumentService:
+    def __init__(
+        self, engine: AsyncEngine, files: ProjectFiles, policy: DocumentPolicy | None = None
+    ) -> None:
+        self.store = DocumentStore(engine)
+        self.files = files
+        self.policy = policy or DocumentPolicy()
+        self.hub_id = uuid.uuid4()
+        self._open: dict[uuid.UUID, _Open] = {}
+        self._by_path: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
+        self._loading: dict[tuple[uuid.UUID, str], asyncio.Future[LiveDocument]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    # -- opening and closing --------------------------------------------------------
+
+    async def open(self, project_id: uuid.UUID, path: str) -> LiveDocument:
+        """The live document of a file, loaded if needed; the caller must `retain` it.
+        Raises ReadOnly for a binary or over-size file."""
+        key = (project_id, clean_path(path))
+        doc_id = self._by_path.get(key)
+        if doc_id is not None and doc_id in self._open:
+            return self._open[doc_id].live
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = self._loading[key] = asyncio.ensure_future(self._load(*key))
+            pending.add_done_callback(lambda _: self._loading.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _load(self, project_id: uuid.UUID, path: str) -> LiveDocument:
+        disk = await read_text(self.files, project_id, path, max_bytes=self.policy.max_bytes)
+        doc_id = await self.store.ensure(project_id, path)
+        stored = await self.store.load(doc_id)
+        if not stored.updates:
+            text = disk.text or ""
+            if stored.seq == 0:  # first open: the document is the file
+                if text:
+                    with contextlib.suppress(StaleEpoch):  # another hub built it first
+                        await self.store.append(
+                            doc_id,
+                            stored.epoch,
+                            [Entry(text_update(text), None, "load")],
+                            if_seq=0,
+                        )
+            else:  # its stored state is gone: rebuild, and make old clients resync
+                log.warning("document %s: no stored state, rebuilt from disk", doc_id)
+                await self.store.rebuild(doc_id, Entry(text_update(text), None, "load"))
+            stored = await self.store.load(doc_id)
+            if stored.disk_seq < stored.seq or stored.disk_hash is None:
+                await self.store.set_disk(doc_id, disk.digest, stored.seq)
+                stored = await self.store.load(doc_id)
+        live = LiveDocument(self.store, stored, project_id=project_id, path=path)
+        sync = FileSync(
+            live,
+            self.files,
+            self.store,
+            max_bytes=self.policy.max_bytes,
+            save_delay=self.policy.save_delay,
+            disk_hash=stored.disk_hash,
+            disk_seq=stored.disk_seq,
+        )
+        entry = self._open[doc_id] = _Open(live, sync)
+        self._by_path[(project_id, path)] = doc_id
+        live.resync_listeners.append(lambda _epoch: self._resynced(entry))
+        await self._lease(entry)
+        return live
+
+    async def _resynced(self, entry: _Open) -> None:
+        stored = await self.store.load(entry.live.id)
+        entry.sync.disk_hash, entry.sync.disk_seq, entry.sync.base = (
+            stored.disk_hash,
+            stored.disk_seq,
+            None,
+        )
+
+    def retain(self, live: LiveDocument) -> None:
+        live.clients += 1
+        entry = self._open.get(live.id)
+        if entry is not None and entry.closing is not None:
+            entry.closing.cancel()
+            entry.closing = None
+
+    def release(self, live: LiveDocument) -> None:
+        live.clients -= 1
+        entry = self._open.get(live.id)
+        if live.clients <= 0 and entry is not None and entry.closing is None:
+            entry.closing = asyncio.get_running_loop().call_later(
+                self.policy.grace, lambda: asyncio.ensure_future(self._close(live.id))
+            )
+
+    def live(self, doc_id: uuid.UUID) -> LiveDocument | None:
+        entry = self._open.get(doc_id)
+        return entry.live if entry is not None else None
+
+    def open_documents(self) -> list[LiveDocument]:
+        return [entry.live for entry in self._open.values()]
+
+    async def _close(self, doc_id: uuid.UUID) -> None:
+        entry = self._open.get(doc_id)
+        if entry is None or entry.live.clients > 0:
+            return
+        del self._open[doc_id]
+        self._by_path.pop((entry.live.project_id, entry.live.path), None)
+        await self._retire(entry)
+
+    async def _retire(self, entry: _Open) -> None:
+        try:
+            await entry.live.idle()
+            await entry.sync.flush()
+            if entry.sync.writer:
+                await self._checkpoint(entry, force=True)
+                await self.store.release_lease(entry.live.id, self.hub_id)
+        except Exception:
+            log.exception("document %s: not closed cleanly", entry.live.id)
+        await entry.sync.close()
+
+    # -- other hubs -------------------------------------------------------------------
+
+    def notified(self, payload: str) -> None:
+        """NOTIFY callback (`<document id> <epoch> <seq>`)."""
+        try:
+            raw_id, epoch, seq = payload.split()
+            entry = self._open.get(uuid.UUID(raw_id))
+            if entry is not None:
+                entry.live.behind(int(epoch), int(seq))
+        except ValueError:
+            log.warning("bad document notification %r", payload)
+
+    def missed_notifications(self) -> None:
+        """The listener reconnected: catch up every open document."""
+        for entry in self._open.values():
+            entry.live.behind(entry.live.epoch, entry.live.seq + 1)
+
+    # -- the background loop ----------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def close(self) -> None:
+        await cancel(self._task)
+        entries = list(self._open.values())
+        self._open.clear()
+        self._by_path.clear()
+        await asyncio.gather(*(self._retire(e) for e in entries))
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.policy.tick)
+            for entry in list(self._open.values()):
+                try:
+                    await self._lease(entry)
+                    if entry.sync.writer:
+                        await entry.sync.check()
+                        await self._checkpoint(entry)
+                except Exception:
+                    log.exception("document %s: upkeep failed", entry.live.id)
+
+    async def _lease(self, entry: _Open) -> None:
+        if time.monotonic() - entry.lease_renewed < self.policy.lease_ttl / 3:
+            return
+        ttl = timedelta(seconds=self.policy.lease_ttl)
+        writer = await self.store.take_lease(entry.live.id, self.hub_id, ttl)
+        entry.lease_renewed = time.monotonic() if writer else 0.0
+        if writer and not entry.sync.writer:
+            entry.sync.writer = True
+            await entry.sync.check()  # changes on disk while nobody held it
+            stored = await self.store.load(entry.live.id)
+            if stored.disk_seq < entry.live.seq:
+                entry.sync.schedule()  # edits the last writer did not save
+        entry.sync.writer = writer
+
+    async def _checkpoint(self, entry: _Open, *, force: bool = False) -> None:
+        live = entry.live
+        fresh = live.seq - live.checkpoint_seq
+        due = fresh >= self.policy.checkpoint_every or (
+            fresh > 0 and time.monotonic() - live.checkpoint_time > self.policy.checkpoint_after
+        )
+        if fresh > 0 and (due or force):
+            await live.idle()
+            seq, epoch, state = live.seq, live.epoch, live.doc.get_update()
+            await self.store.checkpoint(live.id, epoch, seq, state)
+            live.checkpoint_seq, live.checkpoint_time = seq, time.monotonic()

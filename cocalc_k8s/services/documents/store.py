@@ -1,0 +1,244 @@
+"""The documents' store in PostgreSQL: documents, their updates and checkpoints, leases.
+
+Updates of a document are numbered 1, 2, ... (`seq`) in commit order: `append` bumps the
+document row's `seq` first, so concurrent appends (two hubs) serialise on that row and
+every number below a committed one is committed too; a reader that has applied up to `n`
+misses nothing by reading `seq > n`. Every append sends a NOTIFY on `cocalc_documents`
+whose payload is a pointer (`<document id> <epoch> <seq>`), never the bytes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cocalc_k8s.db.models import Document, DocumentCheckpoint, DocumentUpdate
+from cocalc_k8s.db.notify import notify
+
+CHANNEL = "cocalc_documents"
+
+
+class StaleEpoch(Exception):
+    """The document was rebuilt (a new epoch) since the caller loaded it."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"the document is now at epoch {epoch}")
+        self.epoch = epoch
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """An update to append: its bytes, author (None: the hub itself) and source."""
+
+    data: bytes
+    account_id: uuid.UUID | None
+    source: str  # client | disk | load
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A document's state as stored: checkpoint and tail of its current epoch."""
+
+    id: uuid.UUID
+    epoch: int
+    seq: int
+    updates: list[bytes]  # the checkpoint (if any) first, then every later update
+    disk_hash: bytes | None
+    disk_seq: int
+
+
+class DocumentStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def ensure(self, project_id: uuid.UUID, path: str) -> uuid.UUID:
+        """The id of the document of a file, made on first use."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                pg_insert(Document)
+                .values(id=uuid.uuid4(), project_id=project_id, path=path)
+                .on_conflict_do_nothing(index_elements=["project_id", "path"])
+            )
+            found = await conn.scalar(
+                select(Document.id).where(Document.project_id == project_id, Document.path == path)
+            )
+        assert found is not None
+        return found
+
+    async def load(self, doc_id: uuid.UUID) -> Stored:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        Document.epoch, Document.seq, Document.disk_hash, Document.disk_seq
+                    ).where(Document.id == doc_id)
+                )
+            ).one()
+            checkpoint = (
+                await conn.execute(
+                    select(DocumentCheckpoint.seq, DocumentCheckpoint.data)
+                    .where(
+                        DocumentCheckpoint.document_id == doc_id,
+                        DocumentCheckpoint.epoch == row.epoch,
+                    )
+                    .order_by(DocumentCheckpoint.seq.desc())
+                    .limit(1)
+                )
+            ).first()
+            after = checkpoint.seq if checkpoint else 0
+            tail = await conn.scalars(
+                select(DocumentUpdate.data)
+                .where(
+                    DocumentUpdate.document_id == doc_id,
+                    DocumentUpdate.epoch == row.epoch,
+                    DocumentUpdate.seq > after,
+                )
+                .order_by(DocumentUpdate.seq)
+            )
+            updates = ([checkpoint.data] if checkpoint else []) + list(tail)
+        return Stored(doc_id, row.epoch, row.seq, updates, row.disk_hash, row.disk_seq)
+
+    async def append(
+        self, doc_id: uuid.UUID, epoch: int, entries: list[Entry], *, if_seq: int | None = None
+    ) -> int:
+        """Commit the entries as the next updates (one transaction); returns the seq of
+        the last. StaleEpoch when the document's epoch is not `epoch`; with `if_seq`,
+        appends only if the document's seq is that (else StaleEpoch too)."""
+        async with self.engine.begin() as conn:
+            condition = and_(Document.id == doc_id, Document.epoch == epoch)
+            if if_seq is not None:
+                condition = and_(condition, Document.seq == if_seq)
+            last = await conn.scalar(
+                update(Document)
+                .where(condition)
+                .values(seq=Document.seq + len(entries), changed=func.now())
+                .returning(Document.seq)
+            )
+            if last is None:
+                current = await conn.scalar(select(Document.epoch).where(Document.id == doc_id))
+                raise StaleEpoch(current or 0)
+            first = last - len(entries) + 1
+            await conn.execute(
+                insert(DocumentUpdate),
+                [
+                    {
+                        "document_id": doc_id,
+                        "seq": first + i,
+                        "epoch": epoch,
+                        "account_id": e.account_id,
+                        "source": e.source,
+                        "data": e.data,
+                    }
+                    for i, e in enumerate(entries)
+                ],
+            )
+            await notify(conn, CHANNEL, f"{doc_id} {epoch} {last}")
+        return int(last)
+
+    async def updates_after(
+        self, doc_id: uuid.UUID, epoch: int, seq: int, *, upto: int | None = None
+    ) -> list[tuple[int, bytes]]:
+        query = select(DocumentUpdate.seq, DocumentUpdate.data).where(
+            DocumentUpdate.document_id == doc_id,
+            DocumentUpdate.epoch == epoch,
+            DocumentUpdate.seq > seq,
+        )
+        if upto is not None:
+            query = query.where(DocumentUpdate.seq <= upto)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query.order_by(DocumentUpdate.seq))
+            return [(r.seq, r.data) for r in rows]
+
+    async def state_at(self, doc_id: uuid.UUID, epoch: int, seq: int) -> list[bytes]:
+        """The updates that make the document as it was at `seq` (newest checkpoint at
+        or before it, then the updates up to it)."""
+        async with self.engine.connect() as conn:
+            checkpoint = (
+                await conn.execute(
+                    select(DocumentCheckpoint.seq, DocumentCheckpoint.data)
+                    .where(
+                        DocumentCheckpoint.document_id == doc_id,
+                        DocumentCheckpoint.epoch == epoch,
+                        DocumentCheckpoint.seq <= seq,
+                    )
+                    .order_by(DocumentCheckpoint.seq.desc())
+                    .limit(1)
+                )
+            ).first()
+        start = checkpoint.seq if checkpoint else 0
+        tail = await self.updates_after(doc_id, epoch, start, upto=seq)
+        return ([checkpoint.data] if checkpoint else []) + [data for _, data in tail]
+
+    async def checkpoint(self, doc_id: uuid.UUID, epoch: int, seq: int, data: bytes) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                pg_insert(DocumentCheckpoint)
+                .values(document_id=doc_id, seq=seq, epoch=epoch, data=data)
+                .on_conflict_do_nothing()
+            )
+
+    async def rebuild(self, doc_id: uuid.UUID, entry: Entry) -> tuple[int, int]:
+        """Start a new epoch whose first update is `entry` (the file's text); returns
+        (epoch, seq). The old epochs' rows stay (history)."""
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    update(Document)
+                    .where(Document.id == doc_id)
+                    .values(epoch=Document.epoch + 1, seq=Document.seq + 1, changed=func.now())
+                    .returning(Document.epoch, Document.seq)
+                )
+            ).one()
+            await conn.execute(
+                insert(DocumentUpdate).values(
+                    document_id=doc_id,
+                    seq=row.seq,
+                    epoch=row.epoch,
+                    account_id=None,
+                    source=entry.source,
+                    data=entry.data,
+                )
+            )
+            await notify(conn, CHANNEL, f"{doc_id} {row.epoch} {row.seq}")
+        return int(row.epoch), int(row.seq)
+
+    async def set_disk(self, doc_id: uuid.UUID, disk_hash: bytes | None, seq: int) -> None:
+        """Record what the file holds: the hash of the document's text at `seq`."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(Document)
+                .where(Document.id == doc_id)
+                .values(disk_hash=disk_hash, disk_seq=seq)
+            )
+
+    async def take_lease(self, doc_id: uuid.UUID, holder: uuid.UUID, ttl: timedelta) -> bool:
+        """Take or renew the right to write the document's file; False while another
+        hub holds an unexpired lease."""
+        async with self.engine.begin() as conn:
+            taken = await conn.scalar(
+                update(Document)
+                .where(
+                    Document.id == doc_id,
+                    or_(
+                        Document.lease_holder.is_(None),
+                        Document.lease_holder == holder,
+                        Document.lease_expires < func.now(),
+                    ),
+                )
+                .values(lease_holder=holder, lease_expires=func.now() + ttl)
+                .returning(Document.id)
+            )
+        return taken is not None
+
+    async def release_lease(self, doc_id: uuid.UUID, holder: uuid.UUID) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(Document)
+                .where(Document.id == doc_id, Document.lease_holder == holder)
+                .values(lease_holder=None, lease_expires=None)
+            )

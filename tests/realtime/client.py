@@ -1,0 +1,152 @@
+"""A Python client of the realtime protocol (docs/realtime.md), for tests and benchmarks:
+python-socketio's AsyncClient and a pycrdt Doc."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+from pycrdt import Doc, Text
+
+from cocalc_k8s.realtime.parts import split
+
+NS = "/documents"
+
+
+class DocClient:
+    def __init__(self, url: str, *, key: str | None = None, headers: dict[str, str] | None = None):
+        self.url = url
+        self.headers = dict(headers or {})
+        if key:
+            self.headers["Authorization"] = f"Bearer {key}"
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.doc_id: str | None = None
+        self.epoch: int | None = None
+        self.project_id = ""
+        self.path = ""
+        self._new_doc()
+        self._parts: dict[str, list[bytes]] = {}
+        self._early: list[dict[str, Any]] = []
+        self.events: list[tuple[str, Any]] = []
+        self.on_remote: Callable[[bytes], None] | None = None
+        for event in ("presence", "awareness", "closed", "revoked", "resync"):
+            self.sio.on(event, self._recorder(event), namespace=NS)
+        self.sio.on("update", self._on_update, namespace=NS)
+
+    def _new_doc(self) -> None:
+        self.doc: Doc[Text] = Doc()
+        self.ytext: Text = self.doc.get("text", type=Text)
+
+    def _recorder(self, event: str) -> Callable[[Any], None]:
+        def record(data: Any) -> None:
+            self.events.append((event, data))
+
+        return record
+
+    async def connect(self, transports: list[str] | None = None) -> None:
+        await self.sio.connect(
+            self.url,
+            headers=self.headers,
+            namespaces=[NS],
+            transports=transports or ["websocket"],
+            socketio_path="socket.io",
+            wait_timeout=10,
+        )
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
+
+    @property
+    def text(self) -> str:
+        return str(self.ytext)
+
+    def _on_update(self, data: dict[str, Any]) -> None:
+        if self.doc_id is None:
+            self._early.append(data)  # the first sync's parts come before the join ack
+            return
+        if data.get("doc") != self.doc_id or data.get("epoch") != self.epoch:
+            return
+        update = data["update"]
+        part = data.get("part")
+        if part is not None:
+            pieces = self._parts.setdefault(part["id"], [])
+            pieces.append(update)
+            if len(pieces) < part["count"]:
+                return
+            update = b"".join(self._parts.pop(part["id"]))
+        self.doc.apply_update(update)
+        if self.on_remote is not None:
+            self.on_remote(update)
+
+    async def call(self, event: str, data: Any) -> Any:
+        return await self.sio.call(event, data, namespace=NS, timeout=60)
+
+    async def join(self, project_id: str, path: str, *, fresh: bool = False) -> dict[str, Any]:
+        self.project_id, self.path = project_id, path
+        epoch = None if fresh else self.epoch
+        if fresh:
+            self._new_doc()
+        vector = self.doc.get_state() if epoch is not None else None
+        self.doc_id = None
+        self._parts, self._early = {}, []
+        ack: dict[str, Any] = await self.call(
+            "join",
+            {"project_id": project_id, "path": path, "epoch": epoch, "state_vector": vector},
+        )
+        if not ack.get("ok") or ack.get("read_only"):
+            return ack
+        if ack["stale"]:
+            self._new_doc()
+        self.doc_id, self.epoch = ack["doc"], ack["epoch"]
+        if ack["update"] is not None:
+            self.doc.apply_update(ack["update"])
+        else:
+            await wait_for(
+                lambda: any(
+                    d.get("part", {}).get("index") == d.get("part", {}).get("count", 0) - 1
+                    for d in self._early
+                ),
+                timeout=30,
+            )
+        early, self._early = self._early, []
+        for data in early:
+            self._on_update(data)
+        missing = self.doc.get_update(ack["state_vector"])
+        if len(missing) > 2:
+            await self.send(missing)
+        return ack
+
+    async def send(self, update: bytes) -> dict[str, Any]:
+        pieces = split(update)
+        if not pieces:
+            ack: dict[str, Any] = await self.call(
+                "update", {"doc": self.doc_id, "epoch": self.epoch, "update": update}
+            )
+            return ack
+        for part, piece in pieces:
+            ack = await self.call(
+                "update", {"doc": self.doc_id, "epoch": self.epoch, "update": piece, "part": part}
+            )
+            if not ack.get("ok"):
+                return ack
+        return ack
+
+    async def insert(self, index: int, text: str) -> dict[str, Any]:
+        """A local edit, sent; returns the hub's ack."""
+        before = self.doc.get_state()
+        self.ytext.insert(index, text)
+        return await self.send(self.doc.get_update(before))
+
+    async def append(self, text: str) -> dict[str, Any]:
+        return await self.insert(len(self.ytext), text)
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError("condition not met in time") from None
