@@ -4,6 +4,7 @@ python-socketio's AsyncClient and a pycrdt Doc."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -143,10 +144,8 @@ class DocClient:
         return await self.insert(len(self.ytext), text)
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError("condition not met in time") from None
+async def wait_for(condition: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
