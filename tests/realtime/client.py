@@ -109,7 +109,7 @@ class DocClient:
                     d.get("part", {}).get("index") == d.get("part", {}).get("count", 0) - 1
                     for d in self._early
                 ),
-                timeout=30,
+                within=30,
             )
         early, self._early = self._early, []
         for data in early:
