@@ -76,6 +76,7 @@ from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
 from cocalc_k8s.services.signup_tokens import SignupTokens
 from cocalc_k8s.services.site_settings import SITE_CHANNEL, SiteSettings
+from cocalc_k8s.share.routes import setup_share
 from cocalc_k8s.web.auth import identify, lookup_principal, principal_of
 from cocalc_k8s.web.csrf import csrf_protect, trusted_origins
 from cocalc_k8s.web.errors import handle_errors
@@ -281,4 +282,5 @@ def create_app(
     realtime.attach(app)
     setup_routes(app)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
+    setup_share(app)  # last: its vanity URLs are a catch-all of three path segments
     return app

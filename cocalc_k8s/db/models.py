@@ -19,6 +19,7 @@ from sqlalchemy import (
     Sequence,
     String,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -59,6 +60,8 @@ class Account(Base):
     # When an admin banned the account (NULL: not banned). A banned account cannot sign
     # in, and its sessions and API keys stop working at once.
     banned: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The URL name (`a-z0-9.-`, see core.url_names), for /{username}/... share URLs.
+    username: Mapped[str | None] = mapped_column(String(40), unique=True)
 
 
 class Session(Base):
@@ -261,3 +264,78 @@ class DocumentCheckpoint(Base):
     epoch: Mapped[int] = mapped_column(Integer)
     time: Mapped[datetime] = _now()
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class PublicPath(Base):
+    """A published file or directory of a project (the share server).
+
+    `id` is random (at least 128 bits, URL-safe): for an unlisted item it is the secret.
+    `visibility` is listed | unlisted | signed_in | disabled; `name` is URL-safe and unique
+    in its project (the last part of a vanity URL before the path inside).
+    """
+
+    __tablename__ = "public_paths"
+    __table_args__ = (
+        UniqueConstraint("project_id", "name"),
+        UniqueConstraint("project_id", "path"),
+        Index("ix_public_paths_visibility_created", "visibility", "created"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.project_id", ondelete="CASCADE")
+    )
+    path: Mapped[str] = mapped_column(Text)  # relative to the home, normalised ("" = home)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    license: Mapped[str] = mapped_column(String(16), server_default="none")
+    visibility: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("accounts.account_id", ondelete="SET NULL")
+    )
+    created: Mapped[datetime] = _now()
+    last_edited: Mapped[datetime] = _now()
+    views: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class ProjectUrlName(Base):
+    """A project's URL name, unique among the projects of its owner."""
+
+    __tablename__ = "project_url_names"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.project_id", ondelete="CASCADE"), primary_key=True
+    )
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.account_id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(String(100))
+
+
+class UsernameRedirect(Base):
+    """A username given up: URLs under it redirect to the account's current one, until
+    someone else takes the name."""
+
+    __tablename__ = "username_redirects"
+
+    old_name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.account_id", ondelete="CASCADE")
+    )
+    created: Mapped[datetime] = _now()
+
+
+class ProjectNameRedirect(Base):
+    """A project URL name given up, per owner: redirects until the owner reuses it."""
+
+    __tablename__ = "project_name_redirects"
+
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.account_id", ondelete="CASCADE"), primary_key=True
+    )
+    old_name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.project_id", ondelete="CASCADE")
+    )
+    created: Mapped[datetime] = _now()

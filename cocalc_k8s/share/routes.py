@@ -1,0 +1,75 @@
+"""The share server's routes and resources, wired into the hub by `app.create_app`.
+
+The vanity route `/{username}/{project}/{share}/…` is a catch-all of three segments, so
+it is added after every other route; usernames can never be one of the hub's first
+segments nor look like a project id (see core.url_names).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from cocalc_k8s.core.tasks import cancel
+from cocalc_k8s.keys import ENGINE, FILES, PROJECTS
+from cocalc_k8s.services.sharing import SharingService, ViewCounter
+from cocalc_k8s.services.url_names import UrlNames
+from cocalc_k8s.share import api, pages, raw, seo
+from cocalc_k8s.share.cache import RenderCache
+from cocalc_k8s.share.keys import (
+    PUBLISHED,
+    RENDER_CACHE,
+    RENDER_POOL,
+    SHARING,
+    URL_NAMES,
+    VIEWS,
+)
+from cocalc_k8s.share.published import PublishedFiles
+from cocalc_k8s.share.worker import RenderPool
+
+VIEW_FLUSH_SECONDS = 5.0
+log = logging.getLogger(__name__)
+
+
+async def share_context(app: web.Application) -> AsyncIterator[None]:
+    """After the hub's services (it needs the engine, projects and files)."""
+    app[SHARING] = SharingService(app[ENGINE], app[PROJECTS])
+    app[URL_NAMES] = UrlNames(app[ENGINE], app[PROJECTS])
+    app[PUBLISHED] = PublishedFiles(app[FILES])
+    app[RENDER_POOL] = RenderPool()
+    app[RENDER_CACHE] = RenderCache()
+    app[VIEWS] = ViewCounter(app[ENGINE])
+    flusher = asyncio.get_running_loop().create_task(_flush_views(app[VIEWS]))
+    yield
+    await cancel(flusher)
+    await app[VIEWS].flush()
+
+
+async def _flush_views(views: ViewCounter) -> None:
+    while True:
+        await asyncio.sleep(VIEW_FLUSH_SECONDS)
+        try:
+            await views.flush()
+        except Exception:  # the database is away: the counts wait for the next flush
+            log.warning("share view counts not saved yet", exc_info=True)
+
+
+def setup_share(app: web.Application) -> None:
+    app.cleanup_ctx.append(share_context)
+    app.router.add_routes(
+        [
+            *api.routes(),
+            web.get("/robots.txt", seo.robots),
+            web.get("/sitemap.xml", seo.sitemap),
+            web.get("/share", pages.index),
+            web.get("/share/", pages.index),
+            web.get("/share/raw/{share_id}/{path:.*}", raw.raw),
+            web.get("/share/{share_id}", pages.item_by_id),
+            web.get("/share/{share_id}/{path:.*}", pages.item_by_id),
+            web.get("/{username}/{project}/{share}", pages.item_by_names),
+            web.get("/{username}/{project}/{share}{tail:/.*}", pages.item_by_names),
+        ]
+    )
