@@ -14,4 +14,6 @@ rm -rf "$out"
 mkdir -p "$out/fonts"
 cp "$work/package/dist/katex.min.js" "$work/package/dist/katex.min.css" "$work/package/LICENSE" "$out/"
 cp "$work/package/dist/fonts/"*.woff2 "$out/fonts/"
+# Gzipped twins, as for the other bundles (the hub sends them to browsers that accept gzip).
+gzip -9 -n -k "$out/katex.min.js" "$out/katex.min.css"
 echo "vendored KaTeX $VERSION in $out"
