@@ -46,7 +46,7 @@ import shutil
 import stat
 from collections import deque
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, NoReturn, TypedDict
@@ -155,7 +155,7 @@ class _Chain:
 
 
 @dataclass
-class _Location:
+class Location:
     """Where a path leads: ``name`` inside the directory ``chain.fd``.
 
     ``name`` is None when the path is the home itself. ``st`` is the ``lstat`` of the
@@ -211,7 +211,7 @@ class ProjectFS:
     @contextmanager
     def _locate(
         self, rel_path: str, *, follow_last: bool, create_parents: bool = False
-    ) -> Iterator[_Location]:
+    ) -> Iterator[Location]:
         """Walk ``rel_path`` from the home without ever leaving it (see the module doc).
 
         With ``follow_last`` a final symlink is expanded too; without it the location is
@@ -231,7 +231,7 @@ class ProjectFS:
         rel_path: str,
         follow_last: bool,
         create_parents: bool,
-    ) -> _Location:
+    ) -> Location:
         hops = 0
         while pending:
             part = pending.popleft()
@@ -244,7 +244,7 @@ class ProjectFS:
                 st = os.stat(part, dir_fd=chain.fd, follow_symlinks=False)
             except FileNotFoundError:
                 if last:
-                    return _Location(chain, part, None)
+                    return Location(chain, part, None)
                 if not create_parents:
                     raise NotFound(f"{rel_path}: no such file or directory") from None
                 try:
@@ -260,7 +260,7 @@ class ProjectFS:
                 _fail(exc, rel_path)
             if stat.S_ISLNK(st.st_mode):
                 if last and not follow_last:
-                    return _Location(chain, part, st)
+                    return Location(chain, part, st)
                 hops += 1
                 if hops > MAX_SYMLINK_HOPS:
                     raise BadRequest(f"{rel_path}: too many levels of symbolic links")
@@ -273,7 +273,7 @@ class ProjectFS:
                 pending.extendleft(reversed(inner))
                 continue
             if last:
-                return _Location(chain, part, st)
+                return Location(chain, part, st)
             if not stat.S_ISDIR(st.st_mode):
                 raise BadRequest(f"{rel_path}: a component is not a directory")
             try:
@@ -287,10 +287,18 @@ class ProjectFS:
             chain.push(part, fd)
         # The path was empty or ended in "..": it names a directory of the chain itself.
         if not chain.names:
-            return _Location(chain, None, os.fstat(chain.fd))
+            return Location(chain, None, os.fstat(chain.fd))
         name = chain.names[-1]
         chain.pop()
-        return _Location(chain, name, os.stat(name, dir_fd=chain.fd, follow_symlinks=False))
+        return Location(chain, name, os.stat(name, dir_fd=chain.fd, follow_symlinks=False))
+
+    def locate(
+        self, rel_path: str, *, follow_last: bool, create_parents: bool = False
+    ) -> AbstractContextManager[Location]:
+        """The confined location of ``rel_path`` (its parent's descriptor, its name and
+        its lstat, or None when missing), for operations kept in modules of their own
+        (`cocalc_k8s.core.tree_copy`). Valid only inside the ``with`` block."""
+        return self._locate(rel_path, follow_last=follow_last, create_parents=create_parents)
 
     def resolve(self, rel_path: str, *, must_exist: bool = True) -> Path:
         """The absolute path that ``rel_path`` names, symlinks inside the home expanded.
@@ -321,7 +329,7 @@ class ProjectFS:
         entries.sort(key=lambda e: (not e["is_dir"], e["name"].lower(), e["name"]))
         return entries
 
-    def _open_dir(self, loc: _Location, rel_path: str) -> int:
+    def _open_dir(self, loc: Location, rel_path: str) -> int:
         if loc.name is None:
             return os.dup(loc.dir_fd)
         if loc.st is None:
@@ -518,7 +526,7 @@ class ProjectFS:
                 _fail(exc, dst if exc.errno in (errno.ENOSPC, errno.EDQUOT) else src)
 
     @staticmethod
-    def _check_src_dst(s: _Location, d: _Location, src: str, dst: str) -> None:
+    def _check_src_dst(s: Location, d: Location, src: str, dst: str) -> None:
         if s.name is None:
             raise Forbidden("the project's home directory cannot be moved or copied")
         if s.st is None:
