@@ -1,6 +1,7 @@
 """create_app(settings): the one place that wires every part of the hub together.
 
 Start-up order (each a cleanup context, closed in reverse):
+0. `init_isolation`: can projects be sandboxed here, and can they run the interpreter?
 1. `services`: the database engine and the use cases on it;
 2. `background`: the NOTIFY listener, the lifecycle leader lock, the culler;
 3. `content_origin`: the proxy's listener for project content;
@@ -15,14 +16,17 @@ import os
 import secrets
 import socket
 import ssl
-from collections.abc import AsyncIterator
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
 
 from cocalc_k8s.backends.agent_client import AgentClient
-from cocalc_k8s.backends.base import ProjectBackend
+from cocalc_k8s.backends.base import ProjectBackend, ProjectSpec
+from cocalc_k8s.backends.host_checks import HostCheck, check_host
 from cocalc_k8s.backends.local import LocalBackend
 from cocalc_k8s.core.content_origin import ContentOrigins
 from cocalc_k8s.core.errors import NotFound
@@ -45,6 +49,7 @@ from cocalc_k8s.keys import (
     DOCUMENTS,
     ENGINE,
     FILES,
+    ISOLATION,
     LIFECYCLE,
     METRICS,
     PROJECTS,
@@ -114,10 +119,30 @@ def _account_policy(settings: Settings) -> AccountPolicy:
     )
 
 
+def project_python(settings: Settings) -> str:
+    """The interpreter of local projects' agents."""
+    return str(settings.project_python) if settings.project_python else sys.executable
+
+
+def log_host_check(found: HostCheck) -> None:
+    """One clear line each, naming the cure, rather than a failure per project later."""
+    isolation = found.isolation
+    if isolation.sandboxed:
+        log.info("project isolation: %s", isolation.summary())
+    elif isolation.trusted_users:
+        log.warning("project isolation: %s", isolation.summary())
+    else:
+        log.error("project isolation: %s", isolation.summary())
+    if found.start_problem:
+        log.error("no project can start: %s", found.start_problem)
+
+
 def project_backend(settings: Settings) -> ProjectBackend:
     """Where projects run: child processes, or pods (`--backend kubernetes`)."""
     if settings.backend != "kubernetes":
-        return LocalBackend(log_dir=settings.data_dir / "logs" / "projects")
+        return LocalBackend(
+            log_dir=settings.data_dir / "logs" / "projects", python=project_python(settings)
+        )
     # Imported only here: the kubernetes client costs a noticeable start-up time.
     from cocalc_k8s.backends.kubernetes import KubernetesBackend
     from cocalc_k8s.k8s.cluster import ProjectCluster
@@ -136,6 +161,13 @@ def project_backend(settings: Settings) -> ProjectBackend:
         uid=config.uid,
         start_timeout=settings.k8s_start_timeout,
     )
+
+
+def _refuse_all(reason: str) -> Callable[[ProjectSpec], Awaitable[str]]:
+    async def refuse(spec: ProjectSpec) -> str:
+        return reason
+
+    return refuse
 
 
 def create_app(
@@ -160,11 +192,25 @@ def create_app(
     app[CONNECTIONS] = Connections()
     app[METRICS].watch_connections(app[CONNECTIONS])
 
+    host: HostCheck | None = None
+
+    async def init_isolation(app: web.Application) -> AsyncIterator[None]:
+        nonlocal host
+        began = time.perf_counter()
+        host = await check_host(settings, python=project_python(settings))
+        log.info("init_isolation done in %.0f ms", (time.perf_counter() - began) * 1000)
+        log_host_check(host)
+        app[ISOLATION] = host.isolation
+        yield
+
     async def services(app: web.Application) -> AsyncIterator[None]:
+        assert host is not None
         engine = create_hub_engine(database_url, pool_size=settings.db_pool_size)
         app[ENGINE] = engine
         app[METRICS].watch_pool(engine)
-        app[SITE_SETTINGS] = SiteSettings(engine, allow_sign_up=settings.allow_sign_up)
+        app[SITE_SETTINGS] = SiteSettings(
+            engine, allow_sign_up=settings.allow_sign_up, isolation=host.isolation
+        )
         await app[SITE_SETTINGS].reload()
         app[ACCOUNTS] = AccountService(
             engine, _account_policy(settings), cache=principals, site=app[SITE_SETTINGS]
@@ -181,6 +227,8 @@ def create_app(
         app[ADMIN] = AdminService(engine, accounts=app[ACCOUNTS], connections=app[CONNECTIONS])
         backend = project_backend(settings)
         app[LIFECYCLE] = LifecycleManager(engine, backend, projects_root=projects_root)
+        if host.start_problem:
+            app[LIFECYCLE].start_checks.append(_refuse_all(host.start_problem))
         app[CULLER] = Culler(engine, app[LIFECYCLE])
         app[DOCUMENTS] = DocumentService(
             engine, app[FILES], DocumentPolicy(max_bytes=settings.document_max_mb * 1024**2)
@@ -270,7 +318,9 @@ def create_app(
     async def end_streams(app: web.Application) -> None:
         app[LIFECYCLE].end_streams()  # before aiohttp waits for open requests to finish
 
-    app.cleanup_ctx.extend([services, background, content_origin, upload_sweeper, loop_lag_probe])
+    app.cleanup_ctx.extend(
+        [init_isolation, services, background, content_origin, upload_sweeper, loop_lag_probe]
+    )
     app.on_shutdown.append(end_streams)
     # Attached before the routes freeze; its services arrive with the `services` context.
     realtime = app[REALTIME] = RealtimeHub(

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -23,7 +24,13 @@ from typing import Any
 
 from cocalc_k8s import __version__
 from cocalc_k8s.core.errors import DomainError
-from cocalc_k8s.core.settings import Settings, SettingsError, load_settings, setting_fields
+from cocalc_k8s.core.settings import (
+    Settings,
+    SettingsError,
+    data_dir_notice,
+    load_settings,
+    setting_fields,
+)
 from cocalc_k8s.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from cocalc_k8s.logs import configure_logging
 
@@ -357,6 +364,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"cocalc-k8s: error: {exc.message}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     configure_logging(settings.log_level, settings.log_format)
+    if notice := data_dir_notice(settings.data_dir, is_root=os.geteuid() == 0):
+        log.info("%s", notice)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _request_stop)
     try:

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cocalc_k8s.backends.agent_client import AgentClient
 from cocalc_k8s.core.content_origin import ContentOrigins
+from cocalc_k8s.core.isolation import Isolation
 from cocalc_k8s.core.settings import Settings
 from cocalc_k8s.proxy.gate import ContentGate
 from cocalc_k8s.services.accounts import AccountService
@@ -48,3 +49,4 @@ ADMIN = web.AppKey("admin", AdminService)
 CONNECTIONS = web.AppKey("connections", Connections)  # admin: open long-lived connections
 SIGNUP_TOKENS = web.AppKey("signup_tokens", SignupTokens)  # admin: sign-up by token
 DOCUMENTS = web.AppKey("documents", DocumentService)  # collaborative documents in memory
+ISOLATION = web.AppKey("isolation", Isolation)  # how projects are kept apart (start-up check)

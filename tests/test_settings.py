@@ -175,6 +175,7 @@ def test_data_dir_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_default_data_dir_follows_xdg(tmp_path: Path) -> None:
+    (tmp_path / "cocalc-k8s").mkdir()  # as root, only an existing one (see test_isolation)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_DATA_HOME", str(tmp_path))
         assert load_settings({}).data_dir == tmp_path / "cocalc-k8s"

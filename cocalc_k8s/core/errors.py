@@ -59,3 +59,9 @@ class BadGateway(DomainError):
 
 class GatewayTimeout(DomainError):
     status = 504
+
+
+class InsufficientStorage(DomainError):
+    """The project is at or over its disk quota."""
+
+    status = 507

@@ -32,9 +32,38 @@ def _setting(default: Any, help: str, *, env: str, flag: str, secret: bool = Fal
     )
 
 
-def default_data_dir() -> Path:
+SYSTEM_DATA_DIR = Path("/var/lib/cocalc-k8s")
+
+
+def user_data_dir() -> Path:
+    """$XDG_DATA_HOME/cocalc-k8s: the default of a hub run by a normal user."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "cocalc-k8s"
+
+
+def default_data_dir() -> Path:
+    """Where the hub keeps its data unless told: run as root, the FHS place
+    (/var/lib/cocalc-k8s), so that nothing under /root needs a mode the hub would have to
+    change for projects; a data directory at the old default (under /root) is still used.
+    Otherwise the user's own data directory."""
+    return pick_data_dir(is_root=os.geteuid() == 0, user_dir=user_data_dir())
+
+
+def pick_data_dir(*, is_root: bool, user_dir: Path) -> Path:
+    if not is_root or user_dir.is_dir():
+        return user_dir
+    return SYSTEM_DATA_DIR
+
+
+def data_dir_notice(data_dir: Path, *, is_root: bool) -> str | None:
+    """A line for the start-up log when a root hub keeps using the old default."""
+    if not is_root or data_dir != user_data_dir().absolute():
+        return None
+    return (
+        f"using the data directory of an earlier release, {data_dir}; the default as root is "
+        f"now {SYSTEM_DATA_DIR} (move it there while the hub is stopped, or keep "
+        "--data-dir)"
+    )
 
 
 class SettingsError(BadRequest):
@@ -58,8 +87,10 @@ class Settings:
     data_dir: Path = _setting(
         None,
         "Directory for everything the hub keeps on disk: the embedded PostgreSQL, the secret "
-        "key, the self-signed certificate. Default: $XDG_DATA_HOME/cocalc-k8s "
-        "(~/.local/share/cocalc-k8s).",
+        "key, the self-signed certificate, the project homes. Default: "
+        "$XDG_DATA_HOME/cocalc-k8s (~/.local/share/cocalc-k8s); run as root, "
+        "/var/lib/cocalc-k8s, unless a data directory from an earlier release exists at "
+        "the first place (it is then still used).",
         env="COCALC_DATA_DIR",
         flag="--data-dir",
     )
@@ -217,6 +248,31 @@ class Settings:
         "--k8s-namespace).",
         env="COCALC_BACKEND",
         flag="--backend",
+    )
+    trusted_users: bool = _setting(
+        False,
+        "The hub's users trust each other. Needed for more than one account where projects "
+        "cannot be sandboxed (bubblewrap missing, or no unprivileged user namespaces): "
+        "projects then run unsandboxed and can read each other's files and the hub's "
+        "secrets. Without it such a hub serves one account: sign-up closes once the first "
+        "account exists.",
+        env="COCALC_TRUSTED_USERS",
+        flag="--trusted-users",
+    )
+    bwrap: str = _setting(
+        "bwrap",
+        "The bubblewrap program that sandboxes local projects: a name looked up in PATH or "
+        "a path. The hub checks at start that it runs here.",
+        env="COCALC_BWRAP",
+        flag="--bwrap",
+    )
+    project_python: Path | None = _setting(
+        None,
+        "Python interpreter that runs the project agent on the local backend (cocalc-k8s "
+        "must be installed for it). Projects must be able to execute it: the hub checks "
+        "at start. Default: the hub's own interpreter.",
+        env="COCALC_PROJECT_PYTHON",
+        flag="--project-python",
     )
     k8s_api_url: str | None = _setting(
         None,

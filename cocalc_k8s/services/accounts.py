@@ -20,7 +20,7 @@ from cocalc_k8s.db.notify import CREDENTIALS, notify
 from cocalc_k8s.services import events, signup_tokens
 from cocalc_k8s.services.passwords import hash_password, needs_rehash, verify_password
 from cocalc_k8s.services.principal_cache import PrincipalCache
-from cocalc_k8s.services.site_settings import SiteSettings
+from cocalc_k8s.services.site_settings import SIGN_UP, SITE_CHANNEL, SiteSettings
 
 BAD_CREDENTIALS = "wrong email or password"
 BANNED = "this account has been banned; contact the site's admins"
@@ -72,16 +72,18 @@ class AccountService:
         name = validation.name(name)
         password = validation.password(password)
         async with self.engine.connect() as conn:  # refuse before the costly hashing
-            if await self.site.sign_up_mode(conn) == "closed":
-                raise Forbidden(CLOSED)
+            config = await self.site.config(conn)
+            if config.sign_up == "closed":
+                raise Forbidden(config.sign_up_locked or CLOSED)
         password_hash = await hash_password(password)
         account_id = uuid.uuid4()
         async with self.engine.begin() as conn:
             # Serialises concurrent first sign-ups so only one can be "the first account".
             await conn.execute(select(func.pg_advisory_xact_lock(7_001)))
-            mode = await self.site.sign_up_mode(conn)
+            config = await self.site.config(conn)
+            mode = config.sign_up
             if mode == "closed":
-                raise Forbidden(CLOSED)
+                raise Forbidden(config.sign_up_locked or CLOSED)
             used = await signup_tokens.consume(conn, token) if mode == "token" else None
             first = (await conn.execute(select(func.count()).select_from(Account))).scalar_one()
             is_admin = email == self.policy.admin_email or (
@@ -104,6 +106,11 @@ class AccountService:
             await events.record(
                 conn, "account.created", account_id=account_id, admin=is_admin, token=used
             )
+            if self.site.isolation.single_account and first == 0:
+                # Sign-up has just closed (core.isolation): every hub's pages must say so.
+                await notify(conn, SITE_CHANNEL, SIGN_UP)
+        if self.site.isolation.single_account and first == 0:
+            await self.site.reload()
         return account_id
 
     async def authenticate(self, *, email: Any, password: Any, address: str) -> uuid.UUID:

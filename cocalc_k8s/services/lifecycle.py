@@ -21,7 +21,7 @@ import logging
 import uuid
 import weakref
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 REQUESTS_CHANNEL = "cocalc_project_requests"
 UID_LOCK = 7_004
 Event = dict[str, Any]
+# Asked before every start: a reason the project cannot start now (it then fails with it),
+# or None. E.g. an interpreter projects cannot execute, a home over its disk quota.
+StartCheck = Callable[[ProjectSpec], Awaitable[str | None]]
 
 
 class LifecycleManager:
@@ -58,6 +61,7 @@ class LifecycleManager:
         self._last_progress: dict[uuid.UUID, Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.leading = False
+        self.start_checks: list[StartCheck] = []
         backend.on_exit(self._on_backend_exit)
 
     def _lock(self, project_id: uuid.UUID) -> asyncio.Lock:
@@ -218,6 +222,10 @@ class LifecycleManager:
         self._last_progress.pop(project_id, None)
         try:
             spec = await self._spec(project_id)
+            for check in self.start_checks:
+                if refusal := await check(spec):
+                    await self._set_state(project_id, ProjectState.FAILED, reason=refusal)
+                    return
             await self.backend.start(spec, lambda m, p: self._progress(project_id, m, p))
         except BackendError as exc:
             await self._set_state(project_id, ProjectState.FAILED, reason=str(exc))

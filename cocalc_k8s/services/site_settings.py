@@ -5,6 +5,10 @@ memory (`current`). A change sends a NOTIFY on `SITE_CHANNEL`; every hub reloads
 arrives, and when its listener (re)connects, having possibly missed one. A hub also
 reloads after its own changes, so its next page already shows them. Security decisions
 (may this person sign up?) read the database, not this copy.
+
+Where projects cannot be sandboxed and the admin did not say the users trust each other
+(`core.isolation`), sign-up is closed once the first account exists, whatever the stored
+mode: `sign_up_locked` then says why, and choosing another mode is refused.
 """
 
 from __future__ import annotations
@@ -16,15 +20,16 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cocalc_k8s.core import validation
-from cocalc_k8s.core.errors import BadRequest
+from cocalc_k8s.core.errors import BadRequest, Conflict
+from cocalc_k8s.core.isolation import Isolation, sign_up_lock
 from cocalc_k8s.core.quotas import DefaultQuotas, validate_quota
-from cocalc_k8s.db.models import SiteSetting
+from cocalc_k8s.db.models import Account, SiteSetting
 from cocalc_k8s.db.notify import notify
 from cocalc_k8s.services import events
 
@@ -44,6 +49,7 @@ MAX_SITE_NAME = 60
 class SiteConfig:
     site_name: str = DEFAULT_SITE_NAME
     sign_up: SignUpMode = "open"
+    sign_up_locked: str | None = None  # why sign-up is closed whatever the admin chose
 
 
 def site_name(value: Any) -> str:
@@ -61,8 +67,15 @@ def sign_up_mode(value: Any) -> SignUpMode:
 
 
 class SiteSettings:
-    def __init__(self, engine: AsyncEngine, *, allow_sign_up: bool = True) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        allow_sign_up: bool = True,
+        isolation: Isolation | None = None,
+    ) -> None:
         self.engine = engine
+        self.isolation = isolation or Isolation(sandboxed=True, trusted_users=False)
         # The start-up setting (COCALC_ALLOW_SIGN_UP) holds until an admin chooses a mode.
         self.defaults = SiteConfig(sign_up="open" if allow_sign_up else "closed")
         self.current = self.defaults
@@ -90,9 +103,9 @@ class SiteSettings:
             task.cancel()
         await asyncio.gather(*self._reloads, return_exceptions=True)
 
-    async def sign_up_mode(self, conn: AsyncConnection) -> SignUpMode:
-        """The mode as stored now (inside the caller's transaction)."""
-        return (await self._config(conn)).sign_up
+    async def config(self, conn: AsyncConnection) -> SiteConfig:
+        """The settings as stored now (inside the caller's transaction)."""
+        return await self._config(conn)
 
     async def change(self, admin_id: uuid.UUID, values: Any) -> SiteConfig:
         """Set `site_name` and/or `sign_up`; returns the new configuration."""
@@ -107,6 +120,10 @@ class SiteSettings:
         if SIGN_UP in values:
             clean[SIGN_UP] = sign_up_mode(values[SIGN_UP])
         async with self.engine.begin() as conn:
+            if clean.get(SIGN_UP, "closed") != "closed":
+                locked = (await self._config(conn)).sign_up_locked
+                if locked:
+                    raise Conflict(locked)
             for name, value in clean.items():
                 await _store(conn, name, value)
                 await notify(conn, SITE_CHANNEL, name)
@@ -125,6 +142,11 @@ class SiteSettings:
                 config = replace(config, site_name=value)
             elif name == SIGN_UP and value in SIGN_UP_MODES:
                 config = replace(config, sign_up=value)
+        if self.isolation.single_account:
+            any_account = (await conn.execute(select(exists().select_from(Account)))).scalar()
+            locked = sign_up_lock(self.isolation, accounts=int(bool(any_account)))
+            if locked:
+                config = replace(config, sign_up="closed", sign_up_locked=locked)
         return config
 
     async def default_quotas(self) -> dict[str, Any]:

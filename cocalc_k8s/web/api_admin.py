@@ -7,7 +7,7 @@ import uuid
 from aiohttp import web
 
 from cocalc_k8s.core.errors import NotFound
-from cocalc_k8s.keys import ADMIN, SIGNUP_TOKENS, SITE_SETTINGS
+from cocalc_k8s.keys import ADMIN, ISOLATION, SIGNUP_TOKENS, SITE_SETTINGS
 from cocalc_k8s.services.site_settings import SiteConfig
 from cocalc_k8s.web.auth import require_admin
 from cocalc_k8s.web.jsonio import json_response, read_json
@@ -25,19 +25,34 @@ async def put_default_quotas(request: web.Request) -> web.Response:
     return json_response(changed)
 
 
-def _site(config: SiteConfig) -> web.Response:
-    return json_response({"site_name": config.site_name, "sign_up": config.sign_up})
+def _site(request: web.Request, config: SiteConfig) -> web.Response:
+    """The settings, with why sign-up is closed regardless (`sign_up_locked`, or null) and
+    how projects are isolated (decided at start-up)."""
+    isolation = request.app[ISOLATION]
+    return json_response(
+        {
+            "site_name": config.site_name,
+            "sign_up": config.sign_up,
+            "sign_up_locked": config.sign_up_locked,
+            "isolation": {
+                "sandboxed": isolation.sandboxed,
+                "trusted_users": isolation.trusted_users,
+                "problem": isolation.problem,
+                "summary": isolation.summary(),
+            },
+        }
+    )
 
 
 async def get_site_settings(request: web.Request) -> web.Response:
     require_admin(request)
-    return _site(await request.app[SITE_SETTINGS].reload())
+    return _site(request, await request.app[SITE_SETTINGS].reload())
 
 
 async def patch_site_settings(request: web.Request) -> web.Response:
     admin = require_admin(request)
     body = await read_json(request)
-    return _site(await request.app[SITE_SETTINGS].change(admin.account_id, body))
+    return _site(request, await request.app[SITE_SETTINGS].change(admin.account_id, body))
 
 
 async def stats(request: web.Request) -> web.Response:

@@ -1,0 +1,153 @@
+"""Where projects cannot be sandboxed: the verdict (pure), the real probes, and a hub
+whose bubblewrap is missing (`--bwrap` pointing nowhere): one account only, unless the
+admin passes `--trusted-users`; an interpreter projects cannot execute fails every start
+with one clear reason."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cocalc_k8s.backends.host_checks import interpreter_problem, sandbox_problem
+from cocalc_k8s.core.isolation import Isolation, decide_isolation, sign_up_lock
+from cocalc_k8s.core.settings import SYSTEM_DATA_DIR, pick_data_dir
+from cocalc_k8s.db.embedded import EmbeddedPostgres
+from tests.conftest import _create_database, _drop_database, sign_up, unique_email
+from tests.test_lifecycle import wait_state
+from tests.test_projects_api import User, new_project
+
+MISSING = "/nonexistent/bwrap"
+SITE = "/api/v2/admin/site-settings"
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="projects get uids of their own as root")
+
+
+def private_python(tmp_path: Path) -> Path:
+    """The hub's interpreter, reached through a directory only root can search (like a
+    pyenv under /root)."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "python").symlink_to(os.path.realpath(sys.executable))
+    return private / "python"
+
+
+@pytest.fixture
+def database_url(postgres: EmbeddedPostgres) -> Iterator[str]:
+    """A database of each test's own: "the first account" is the first of this test."""
+    name = _create_database(postgres)
+    yield postgres.admin_url(name)
+    _drop_database(postgres, name)
+
+
+def test_decision() -> None:
+    local = decide_isolation(backend="local", sandbox_problem=None, trusted_users=False)
+    assert local.sandboxed and not local.single_account
+    k8s = decide_isolation(backend="kubernetes", sandbox_problem="no bwrap", trusted_users=False)
+    assert k8s.sandboxed and k8s.problem is None
+    lone = decide_isolation(backend="local", sandbox_problem="no bwrap", trusted_users=False)
+    assert lone.single_account and lone.problem == "no bwrap"
+    assert "unprivileged_userns_clone=1" in lone.summary()
+    trusted = decide_isolation(backend="local", sandbox_problem="no bwrap", trusted_users=True)
+    assert not trusted.sandboxed and not trusted.single_account
+    assert "--trusted-users" in trusted.summary() and "no bwrap" in trusted.summary()
+
+
+def test_sign_up_lock() -> None:
+    lone = Isolation(sandboxed=False, trusted_users=False, problem="no bwrap")
+    assert sign_up_lock(lone, accounts=0) is None  # the first account may sign up
+    locked = sign_up_lock(lone, accounts=1)
+    assert locked is not None and "no bwrap" in locked and "bubblewrap" in locked
+    assert sign_up_lock(Isolation(sandboxed=True, trusted_users=False), accounts=5) is None
+    trusted = Isolation(sandboxed=False, trusted_users=True, problem="no bwrap")
+    assert sign_up_lock(trusted, accounts=5) is None
+
+
+def test_data_dir_as_root(tmp_path: Path) -> None:
+    old = tmp_path / "share" / "cocalc-k8s"
+    assert pick_data_dir(is_root=True, user_dir=old) == SYSTEM_DATA_DIR
+    assert pick_data_dir(is_root=False, user_dir=old) == old
+    old.mkdir(parents=True)  # a data directory from an earlier release stays in use
+    assert pick_data_dir(is_root=True, user_dir=old) == old
+
+
+async def test_probes_run_the_real_programs(tmp_path: Path) -> None:
+    missing = await sandbox_problem(MISSING)
+    assert missing is not None and "not installed" in missing
+    if shutil.which("bwrap"):
+        assert await sandbox_problem("bwrap") is None
+    not_a_sandbox = tmp_path / "false"
+    not_a_sandbox.write_text(
+        "#!/bin/sh\necho 'bwrap: No permissions to create namespace' >&2; exit 1\n"
+    )
+    not_a_sandbox.chmod(0o755)
+    failing = await sandbox_problem(str(not_a_sandbox))
+    assert failing is not None and "No permissions to create namespace" in failing
+    assert await interpreter_problem(sys.executable, uid=None) is None
+
+
+@as_root
+async def test_a_private_interpreter_is_found(tmp_path: Path) -> None:
+    private = private_python(tmp_path)
+    problem = await interpreter_problem(str(private), uid=65534)
+    assert problem is not None and "Permission denied" in problem
+    assert "--project-python" in problem
+
+
+async def test_without_a_sandbox_one_account_only(make_client: Any) -> None:
+    client = await make_client(bwrap=MISSING, first_account_admin=True)
+    admin = User(client, await sign_up(client))
+    other = await make_client(same_hub_as=client)
+    resp = await other.post(
+        "/api/v2/auth/sign-up",
+        json={"email": unique_email(), "password": "correct horse", "name": "Second"},
+    )
+    body = await resp.json()
+    assert resp.status == 403
+    assert "cannot be sandboxed" in body["error"] and "bubblewrap" in body["error"]
+    status, site = await admin.call("GET", SITE)
+    assert status == 200 and site["sign_up"] == "closed"
+    assert "not installed" in site["sign_up_locked"]
+    assert site["isolation"]["sandboxed"] is False
+    status, body = await admin.call("PATCH", SITE, {"sign_up": "open"})
+    assert status == 409 and "cannot be sandboxed" in body["error"]
+    page = await (await client.get("/admin")).text()
+    assert 'data-testid="sign-up-locked"' in page and "serves one account only" in page
+    form = await (await other.get("/sign-up")).text()
+    assert 'data-testid="sign-up-closed"' in form
+
+
+async def test_trusted_users_keep_sign_up(make_client: Any) -> None:
+    client = await make_client(bwrap=MISSING, trusted_users=True, first_account_admin=True)
+    admin = User(client, await sign_up(client))
+    await sign_up(await make_client(same_hub_as=client))
+    status, site = await admin.call("GET", SITE)
+    assert status == 200, site
+    assert site["sign_up"] == "open" and site["sign_up_locked"] is None
+    assert site["isolation"]["trusted_users"] is True
+    page = await (await client.get("/admin")).text()
+    assert "run without a sandbox" in page and "--trusted-users" in page
+
+
+@as_root
+@pytest.mark.timeout(60)
+async def test_an_interpreter_projects_cannot_run_fails_every_start_clearly(
+    make_client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    private = private_python(tmp_path)
+    with caplog.at_level(logging.ERROR, logger="cocalc_k8s.app"):
+        client = await make_client(project_python=private)
+    said = [r.getMessage() for r in caplog.records if "no project can start" in r.getMessage()]
+    assert len(said) == 1 and "Permission denied" in said[0]
+    owner = User(client, await sign_up(client))
+    project_id = await new_project(owner)
+    status, _ = await owner.call("POST", f"/api/v2/projects/{project_id}/start")
+    assert status == 202
+    project = await wait_state(owner, project_id, "failed")
+    assert "projects cannot execute" in project["error"]
+    assert "--project-python" in project["error"]
