@@ -16,7 +16,6 @@ import os
 import secrets
 import socket
 import ssl
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -119,11 +118,6 @@ def _account_policy(settings: Settings) -> AccountPolicy:
     )
 
 
-def project_python(settings: Settings) -> str:
-    """The interpreter of local projects' agents."""
-    return str(settings.project_python) if settings.project_python else sys.executable
-
-
 def log_host_check(found: HostCheck) -> None:
     """One clear line each, naming the cure, rather than a failure per project later."""
     isolation = found.isolation
@@ -140,9 +134,7 @@ def log_host_check(found: HostCheck) -> None:
 def project_backend(settings: Settings) -> ProjectBackend:
     """Where projects run: child processes, or pods (`--backend kubernetes`)."""
     if settings.backend != "kubernetes":
-        return LocalBackend(
-            log_dir=settings.data_dir / "logs" / "projects", python=project_python(settings)
-        )
+        return LocalBackend(log_dir=settings.data_dir / "logs" / "projects")
     # Imported only here: the kubernetes client costs a noticeable start-up time.
     from cocalc_k8s.backends.kubernetes import KubernetesBackend
     from cocalc_k8s.k8s.cluster import ProjectCluster
@@ -197,7 +189,7 @@ def create_app(
     async def init_isolation(app: web.Application) -> AsyncIterator[None]:
         nonlocal host
         began = time.perf_counter()
-        host = await check_host(settings, python=project_python(settings))
+        host = await check_host(settings)
         log.info("init_isolation done in %.0f ms", (time.perf_counter() - began) * 1000)
         log_host_check(host)
         app[ISOLATION] = host.isolation

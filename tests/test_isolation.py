@@ -1,7 +1,7 @@
 """Where projects cannot be sandboxed: the verdict (pure), the real probes, and a hub
-whose bubblewrap is missing (`--bwrap` pointing nowhere): one account only, unless the
-admin passes `--trusted-users`; an interpreter projects cannot execute fails every start
-with one clear reason."""
+that finds no bubblewrap (none on its PATH): one account only, unless the admin passes
+`--trusted-users`; an interpreter projects cannot execute fails every start with one clear
+reason."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from cocalc_k8s.backends.host_checks import interpreter_problem, sandbox_problem
+from cocalc_k8s.backends.host_checks import NOBODY, interpreter_problem
+from cocalc_k8s.backends.sandbox import sandbox_available
 from cocalc_k8s.core.isolation import Isolation, decide_isolation, sign_up_lock
 from cocalc_k8s.core.settings import SYSTEM_DATA_DIR, pick_data_dir
 from cocalc_k8s.db.embedded import EmbeddedPostgres
@@ -23,7 +24,6 @@ from tests.conftest import _create_database, _drop_database, sign_up, unique_ema
 from tests.test_lifecycle import wait_state
 from tests.test_projects_api import User, new_project
 
-MISSING = "/nonexistent/bwrap"
 SITE = "/api/v2/admin/site-settings"
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="projects get uids of their own as root")
 
@@ -35,6 +35,14 @@ def private_python(tmp_path: Path) -> Path:
     private.mkdir(mode=0o700)
     (private / "python").symlink_to(os.path.realpath(sys.executable))
     return private / "python"
+
+
+@pytest.fixture
+def no_bwrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine without bubblewrap, as far as the hub can tell: nothing on its PATH."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
 
 
 @pytest.fixture
@@ -77,30 +85,26 @@ def test_data_dir_as_root(tmp_path: Path) -> None:
 
 
 async def test_probes_run_the_real_programs(tmp_path: Path) -> None:
-    missing = await sandbox_problem(MISSING)
-    assert missing is not None and "not installed" in missing
     if shutil.which("bwrap"):
-        assert await sandbox_problem("bwrap") is None
-    not_a_sandbox = tmp_path / "false"
-    not_a_sandbox.write_text(
-        "#!/bin/sh\necho 'bwrap: No permissions to create namespace' >&2; exit 1\n"
-    )
-    not_a_sandbox.chmod(0o755)
-    failing = await sandbox_problem(str(not_a_sandbox))
-    assert failing is not None and "No permissions to create namespace" in failing
+        assert sandbox_available() is None
+        assert await interpreter_problem(sys.executable, uid=None, sandboxed=True) is None
     assert await interpreter_problem(sys.executable, uid=None) is None
+    missing = await interpreter_problem(str(tmp_path / "nothing"), uid=None, sandboxed=True)
+    if shutil.which("bwrap"):
+        assert missing is not None and "No such file" in missing
 
 
 @as_root
 async def test_a_private_interpreter_is_found(tmp_path: Path) -> None:
     private = private_python(tmp_path)
-    problem = await interpreter_problem(str(private), uid=65534)
+    problem = await interpreter_problem(str(private), uid=NOBODY)
     assert problem is not None and "Permission denied" in problem
-    assert "--project-python" in problem
+    assert "chmod o+x" in problem
 
 
+@pytest.mark.usefixtures("no_bwrap")
 async def test_without_a_sandbox_one_account_only(make_client: Any) -> None:
-    client = await make_client(bwrap=MISSING, first_account_admin=True)
+    client = await make_client(first_account_admin=True)
     admin = User(client, await sign_up(client))
     other = await make_client(same_hub_as=client)
     resp = await other.post(
@@ -122,8 +126,9 @@ async def test_without_a_sandbox_one_account_only(make_client: Any) -> None:
     assert 'data-testid="sign-up-closed"' in form
 
 
+@pytest.mark.usefixtures("no_bwrap")
 async def test_trusted_users_keep_sign_up(make_client: Any) -> None:
-    client = await make_client(bwrap=MISSING, trusted_users=True, first_account_admin=True)
+    client = await make_client(trusted_users=True, first_account_admin=True)
     admin = User(client, await sign_up(client))
     await sign_up(await make_client(same_hub_as=client))
     status, site = await admin.call("GET", SITE)
@@ -139,9 +144,14 @@ async def test_trusted_users_keep_sign_up(make_client: Any) -> None:
 async def test_an_interpreter_projects_cannot_run_fails_every_start_clearly(
     make_client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    private = private_python(tmp_path)
-    with caplog.at_level(logging.ERROR, logger="cocalc_k8s.app"):
-        client = await make_client(project_python=private)
+    """Unsandboxed, as root: on a machine whose Python lives under a private directory
+    (this kind: a pyenv under /root, mode 0700) no project can run the hub's interpreter."""
+    if await interpreter_problem(sys.executable, uid=NOBODY) is None:
+        pytest.skip("projects can execute this interpreter here")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PATH", str(tmp_path))  # no bubblewrap: projects would run unsandboxed
+        with caplog.at_level(logging.ERROR, logger="cocalc_k8s.app"):
+            client = await make_client(trusted_users=True)
     said = [r.getMessage() for r in caplog.records if "no project can start" in r.getMessage()]
     assert len(said) == 1 and "Permission denied" in said[0]
     owner = User(client, await sign_up(client))
@@ -149,5 +159,4 @@ async def test_an_interpreter_projects_cannot_run_fails_every_start_clearly(
     status, _ = await owner.call("POST", f"/api/v2/projects/{project_id}/start")
     assert status == 202
     project = await wait_state(owner, project_id, "failed")
-    assert "projects cannot execute" in project["error"]
-    assert "--project-python" in project["error"]
+    assert "projects cannot execute" in project["error"] and "chmod o+x" in project["error"]

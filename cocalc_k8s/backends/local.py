@@ -101,11 +101,6 @@ def prepare_home(home: Path, uid: int | None) -> None:
     for parent in home.parents:
         mode = parent.stat().st_mode
         if mode & 0o001 == 0:
-            log.warning(
-                "adding o+x to %s (mode %o to %o): projects run as users of their own and "
-                "must reach their homes below it",
-                parent, mode & 0o7777, (mode | 0o001) & 0o7777,
-            )  # fmt: skip
             parent.chmod(mode | 0o001)
     if home.stat().st_uid != uid:
         give_home(home, uid, uid)

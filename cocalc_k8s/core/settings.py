@@ -259,21 +259,6 @@ class Settings:
         env="COCALC_TRUSTED_USERS",
         flag="--trusted-users",
     )
-    bwrap: str = _setting(
-        "bwrap",
-        "The bubblewrap program that sandboxes local projects: a name looked up in PATH or "
-        "a path. The hub checks at start that it runs here.",
-        env="COCALC_BWRAP",
-        flag="--bwrap",
-    )
-    project_python: Path | None = _setting(
-        None,
-        "Python interpreter that runs the project agent on the local backend (cocalc-k8s "
-        "must be installed for it). Projects must be able to execute it: the hub checks "
-        "at start. Default: the hub's own interpreter.",
-        env="COCALC_PROJECT_PYTHON",
-        flag="--project-python",
-    )
     k8s_api_url: str | None = _setting(
         None,
         "URL of the Kubernetes API server, without credentials (for development and tests). "
