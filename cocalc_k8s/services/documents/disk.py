@@ -111,9 +111,10 @@ class FileSync:
         text, seq = str(self.live.text), self.live.seq
         if digest(text) == self.disk_hash:
             return
-        self.disk_hash = await write_text(self.files, self.live.project_id, self.live.path, text)
+        self.disk_hash, self.stamp = await write_text(
+            self.files, self.live.project_id, self.live.path, text
+        )
         self.base, self.disk_seq = text, seq
-        self.stamp = await stamp(self.files, self.live.project_id, self.live.path)
         await self.store.set_disk(self.live.id, self.disk_hash, seq)
 
     async def check(self) -> None:

@@ -74,12 +74,24 @@ async def read_text(
     return await asyncio.to_thread(read)
 
 
-async def write_text(files: ProjectFiles, project_id: uuid.UUID, path: str, text: str) -> bytes:
-    """Replace the file atomically (its permissions kept); returns the digest written."""
+async def write_text(
+    files: ProjectFiles, project_id: uuid.UUID, path: str, text: str
+) -> tuple[bytes, Stamp]:
+    """Replace the file atomically (its permissions kept); returns the digest written and
+    the new file's stamp (taken from the file written, so a change right after the rename
+    is never mistaken for our own)."""
     fs = await files.fs(project_id)
     data = text.encode()
-    await asyncio.to_thread(fs.write_atomic, path, [data], max(files.max_file_bytes, len(data)))
-    return hashlib.sha256(data).digest()
+
+    def write() -> Stamp:
+        with fs.begin_write(path, max_bytes=max(files.max_file_bytes, len(data))) as writer:
+            writer.write(data)
+            st = os.fstat(writer.fd)
+            writer.commit()
+        return _stamp(st)
+
+    written = await asyncio.to_thread(write)
+    return hashlib.sha256(data).digest(), written
 
 
 async def stamp(files: ProjectFiles, project_id: uuid.UUID, path: str) -> Stamp | None:
