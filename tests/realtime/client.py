@@ -32,7 +32,7 @@ class DocClient:
         self._early: list[dict[str, Any]] = []
         self.events: list[tuple[str, Any]] = []
         self.on_remote: Callable[[bytes], None] | None = None
-        for event in ("presence", "awareness", "closed", "revoked", "resync"):
+        for event in ("presence", "awareness", "closed", "revoked", "resync", "connect_error"):
             self.sio.on(event, self._recorder(event), namespace=NS)
         self.sio.on("update", self._on_update, namespace=NS)
 

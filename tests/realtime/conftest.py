@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import sign_up
+from tests.conftest import sign_up, unique_email
 from tests.realtime.client import DocClient
 from tests.test_projects_api import User, new_project
 
@@ -22,8 +22,8 @@ class Member:
         return DocClient(url or self.url, key=self.key)
 
 
-async def member(client: Any) -> Member:
-    user = User(client, await sign_up(client))
+async def member(client: Any, email: str | None = None) -> Member:
+    user = User(client, await sign_up(client, email=email))
     status, body = await user.call("POST", "/api/v2/api-keys", {"name": "realtime"})
     assert status == 201, body
     return Member(user, str(body["key"]), str(client.make_url("")).rstrip("/"))
@@ -31,11 +31,13 @@ async def member(client: Any) -> Member:
 
 @pytest.fixture
 async def team(make_client: Any) -> Any:
-    """`team(n)`: n accounts on one hub, all in one project (the first owns it)."""
+    """`team(n)`: n accounts on one hub, all in one project (the first owns it, and is an
+    admin with `admin=True`)."""
 
-    async def make(n: int = 2, **settings: Any) -> tuple[str, list[Member]]:
-        hub = await make_client(**settings)
-        members = [await member(hub)]
+    async def make(n: int = 2, *, admin: bool = False, **settings: Any) -> tuple[str, list[Member]]:
+        email = unique_email("admin") if admin else None
+        hub = await make_client(**({"admin_email": email} if admin else {}), **settings)
+        members = [await member(hub, email)]
         for _ in range(n - 1):
             members.append(await member(await make_client(same_hub_as=hub)))
         project_id = await new_project(members[0].user)
