@@ -72,5 +72,5 @@ def slugify(text: str, *, fallback: str = "item") -> str:
     """A URL name made from free text (a file name): lower-cased, runs of anything else
     turned into '-'."""
     slug = re.sub(r"[^a-z0-9.]+", "-", text.lower())
-    slug = re.sub(r"\.{2,}", ".", slug).strip("-.")[:MAX_URL_NAME].strip("-.")
+    slug = re.sub(r"-*\.[-.]*", ".", slug).strip("-.")[:MAX_URL_NAME].strip("-.")
     return slug or fallback
