@@ -45,6 +45,7 @@ from cocalc_k8s.keys import (
     CONTENT_ORIGIN,
     CONTENT_ORIGINS,
     CULLER,
+    DISK_QUOTA,
     DOCUMENTS,
     ENGINE,
     FILES,
@@ -70,6 +71,7 @@ from cocalc_k8s.services.admin import AdminService
 from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.connections import Connections
 from cocalc_k8s.services.culler import Culler
+from cocalc_k8s.services.disk_quota import DiskQuota, enforcement
 from cocalc_k8s.services.documents.service import DocumentPolicy, DocumentService
 from cocalc_k8s.services.documents.store import CHANNEL as DOCUMENTS_CHANNEL
 from cocalc_k8s.services.files import ProjectFiles
@@ -222,6 +224,16 @@ def create_app(
         if host.start_problem:
             app[LIFECYCLE].start_checks.append(_refuse_all(host.start_problem))
         app[CULLER] = Culler(engine, app[LIFECYCLE])
+        app[DISK_QUOTA] = DiskQuota(
+            engine,
+            app[FILES].fs,
+            app[LIFECYCLE],
+            volume=settings.data_dir,
+            reserve_bytes=settings.disk_reserve_mb * 1024 * 1024,
+        )
+        app[LIFECYCLE].start_checks.append(app[DISK_QUOTA].start_check)
+        app[DISK_QUOTA].enforcement = await asyncio.to_thread(enforcement, settings.data_dir)
+        log.info("%s", app[DISK_QUOTA].enforcement)
         app[DOCUMENTS] = DocumentService(
             engine, app[FILES], DocumentPolicy(max_bytes=settings.document_max_mb * 1024**2)
         )
@@ -230,6 +242,7 @@ def create_app(
         await realtime.close()
         await app[DOCUMENTS].close()
         await app[CULLER].close()
+        await app[DISK_QUOTA].close()
         await app[LIFECYCLE].close()
         await app[ACTIVITY].flush()
         await app[AGENTS].close()
@@ -257,6 +270,7 @@ def create_app(
         leader = LeaderLock(database_url, key=LIFECYCLE_LEADER)
         leader.on_change(manager.on_leadership)
         leader.on_change(app[CULLER].on_leadership)
+        leader.on_change(app[DISK_QUOTA].on_leadership)
         app[CONTENT_GATE] = ContentGate(
             secret=app[SECRET_KEY],
             hub_url=settings.public_url,

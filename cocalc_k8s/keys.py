@@ -17,6 +17,7 @@ from cocalc_k8s.services.admin import AdminService
 from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.connections import Connections
 from cocalc_k8s.services.culler import Culler
+from cocalc_k8s.services.disk_quota import DiskQuota
 from cocalc_k8s.services.documents.service import DocumentService
 from cocalc_k8s.services.files import ProjectFiles
 from cocalc_k8s.services.lifecycle import LifecycleManager
@@ -50,3 +51,4 @@ CONNECTIONS = web.AppKey("connections", Connections)  # admin: open long-lived c
 SIGNUP_TOKENS = web.AppKey("signup_tokens", SignupTokens)  # admin: sign-up by token
 DOCUMENTS = web.AppKey("documents", DocumentService)  # collaborative documents in memory
 ISOLATION = web.AppKey("isolation", Isolation)  # how projects are kept apart (start-up check)
+DISK_QUOTA = web.AppKey("disk_quota", DiskQuota)  # per-project disk accounting

@@ -373,6 +373,24 @@ class ProjectFS:
         os.set_blocking(fd, True)
         return open(fd, "rb")  # the caller closes it
 
+    def size(self, rel_path: str) -> int:
+        """Bytes allocated to ``rel_path`` (a file, or a tree: symlinks not followed, hard
+        links counted once); 0 when it does not exist."""
+        try:
+            with self._locate(rel_path, follow_last=False) as loc:
+                if loc.st is None:
+                    return 0
+                total = loc.st.st_blocks * 512
+                if loc.name is not None and stat.S_ISDIR(loc.st.st_mode):
+                    fd = os.open(loc.name, _DIR_FLAGS, dir_fd=loc.dir_fd)
+                    try:
+                        total += _tree_bytes(fd, {(loc.st.st_dev, loc.st.st_ino)})
+                    finally:
+                        os.close(fd)
+                return total
+        except NotFound:
+            return 0
+
     def disk_usage(self) -> int:
         """Bytes allocated under the home (symlinks not followed, hard links counted once)."""
         seen: set[tuple[int, int]] = set()

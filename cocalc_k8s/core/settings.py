@@ -241,6 +241,15 @@ class Settings:
         env="COCALC_DOCUMENT_MAX_MB",
         flag="--document-max-mb",
     )
+    disk_reserve_mb: int = _setting(
+        1024,
+        "Free space, in MB, kept on the volume of the data directory (where the embedded "
+        "PostgreSQL and the project homes live): hub-side writes that would leave less are "
+        "refused (507), and while less is free every running project that keeps writing is "
+        "stopped.",
+        env="COCALC_DISK_RESERVE_MB",
+        flag="--disk-reserve-mb",
+    )
     backend: str = _setting(
         "local",
         "Where projects run: 'local' (each project is a child process of the hub, for one "

@@ -44,9 +44,19 @@ class ProjectFiles:
         handle = await asyncio.to_thread(fs.open_read, path)
         return handle, os.fstat(handle.fileno())
 
-    async def begin_write(self, project_id: uuid.UUID, path: str) -> AtomicWrite:
+    async def begin_write(
+        self, project_id: uuid.UUID, path: str, *, max_bytes: int | None = None
+    ) -> AtomicWrite:
+        """An atomic replacement of `path`, of at most `max_bytes` (default: the file
+        size limit)."""
         fs = await self.fs(project_id)
-        return await asyncio.to_thread(fs.begin_write, path, max_bytes=self.max_file_bytes)
+        limit = self.max_file_bytes if max_bytes is None else min(max_bytes, self.max_file_bytes)
+        return await asyncio.to_thread(fs.begin_write, path, max_bytes=limit)
+
+    async def size(self, project_id: uuid.UUID, path: str) -> int:
+        """Bytes `path` takes now (0 when missing), for the disk quota."""
+        fs = await self.fs(project_id)
+        return await asyncio.to_thread(fs.size, path)
 
     async def delete(self, project_id: uuid.UUID, path: str) -> None:
         fs = await self.fs(project_id)

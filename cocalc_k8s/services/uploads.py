@@ -100,8 +100,10 @@ class Uploads:
         path: Any,
         size: Any,
         quota_bytes: int,
+        used: int | None = None,
     ) -> UploadState:
-        """Check the target and the space, then stage an empty upload."""
+        """Check the target and the space (`used`: the home's usage, when the caller knows
+        it), then stage an empty upload."""
         if not isinstance(path, str) or not split_path(path):
             raise BadRequest("path must name a file inside the project")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -113,7 +115,8 @@ class Uploads:
         await self.sweep()
         fs = await self._fs(project_id)
         await asyncio.to_thread(fs.check_target, path)
-        used = await asyncio.to_thread(fs.disk_usage)
+        if used is None:
+            used = await asyncio.to_thread(fs.disk_usage)
         reserved = sum(u["size"] for u in await self._all(project_id) if not u["complete"])
         free = quota_bytes - used - reserved
         if size > free:

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from cocalc_k8s.core.errors import PayloadTooLarge
 from cocalc_k8s.core.http_range import RangeNotSatisfiable, parse_range
-from cocalc_k8s.keys import ACTIVITY, ENGINE, FILES, PROJECTS
+from cocalc_k8s.keys import ACTIVITY, DISK_QUOTA, ENGINE, FILES, PROJECTS
 from cocalc_k8s.services.zip_stream import zip_filename, zip_pieces
 from cocalc_k8s.web import api_uploads
 from cocalc_k8s.web.access import ProjectAccess, project_access
@@ -96,18 +96,28 @@ async def download(request: web.Request) -> web.StreamResponse:
 async def upload(request: web.Request) -> web.Response:
     """The raw body replaces the file atomically; on any failure the old file stays."""
     access = await project_access(request)
-    files = request.app[FILES]
-    if request.content_length is not None and request.content_length > files.max_file_bytes:
+    files, quota = request.app[FILES], request.app[DISK_QUOTA]
+    size, path = request.content_length, request.match_info["path"]
+    if size is not None and size > files.max_file_bytes:
         raise PayloadTooLarge(f"file larger than the limit of {files.max_file_bytes} bytes")
-    writer = await files.begin_write(access.project_id, request.match_info["path"])
+    replacing = await files.size(access.project_id, path)
+    adding = None if size is None else max(0, size - replacing)
+    room = await quota.room(access.project_id, adding=adding) + replacing
+    writer = await files.begin_write(access.project_id, path, max_bytes=room)
     try:
         async for chunk in request.content.iter_chunked(CHUNK):
             await asyncio.to_thread(writer.write, chunk)
         await asyncio.to_thread(writer.commit)
+    except PayloadTooLarge:
+        if room >= files.max_file_bytes:
+            raise
+        raise PayloadTooLarge(
+            f"not enough space in the project: only {room} bytes fit in its disk quota"
+        ) from None
     finally:
         await asyncio.to_thread(writer.abort)
+    quota.wrote(access.project_id, writer.size - replacing)
     request.app[ACTIVITY].touch(access.project_id)
-    path = request.match_info["path"]
     if writer.created:
         await _log(request, access, "file.created", path)
     else:
@@ -124,6 +134,7 @@ async def delete(request: web.Request) -> web.Response:
     access = await project_access(request)
     path = request.match_info["path"]
     await request.app[FILES].delete(access.project_id, path)
+    request.app[DISK_QUOTA].forget(access.project_id)
     request.app[ACTIVITY].touch(access.project_id)
     await _log(request, access, "file.deleted", path)
     return web.Response(status=204)
@@ -131,7 +142,14 @@ async def delete(request: web.Request) -> web.Response:
 
 async def operate(request: web.Request) -> web.Response:
     access = await project_access(request)
-    done = await request.app[FILES].operate(access.project_id, await read_json(request))
+    body = await read_json(request)
+    quota = request.app[DISK_QUOTA]
+    if body.get("op") == "copy" and isinstance(body.get("src"), str):
+        await quota.room(
+            access.project_id, adding=await request.app[FILES].size(access.project_id, body["src"])
+        )
+    done = await request.app[FILES].operate(access.project_id, body)
+    quota.forget(access.project_id)
     request.app[ACTIVITY].touch(access.project_id)
     await _log(request, access, done.kind, done.path, **({"to": done.to} if done.to else {}))
     return web.Response(status=204)

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from cocalc_k8s.core.errors import BadRequest
 from cocalc_k8s.core.http_range import parse_content_range
-from cocalc_k8s.keys import ACTIVITY, ENGINE, FILES, PROJECTS
+from cocalc_k8s.keys import ACTIVITY, DISK_QUOTA, ENGINE, FILES, PROJECTS
 from cocalc_k8s.services.uploads import OffsetMismatch, UploadState
 from cocalc_k8s.web.access import project_access
 from cocalc_k8s.web.jsonio import json_response, read_json
@@ -43,12 +43,15 @@ async def create(request: web.Request) -> web.Response:
     access = await project_access(request)
     body = await read_json(request)
     project = await request.app[PROJECTS].get(access.principal, access.project_id)
+    quota = request.app[DISK_QUOTA]
+    await quota.room(access.project_id)  # 507 while over quota or the disk is short
     state = await request.app[FILES].uploads.create(
         access.project_id,
         access.principal.account_id,
         path=body.get("path"),
         size=body.get("size"),
         quota_bytes=int(project["quota"]["disk_mb"]) * 1024 * 1024,
+        used=await quota.usage(access.project_id),
     )
     response = _answer(state, status=201)
     response.headers["Location"] = f"{request.path}/{state['upload_id']}"
@@ -74,7 +77,9 @@ async def status(request: web.Request) -> web.Response:
 async def put_chunk(request: web.Request) -> web.Response:
     access = await project_access(request)
     offset, length = _chunk_position(request)
-    files = request.app[FILES]
+    files, quota = request.app[FILES], request.app[DISK_QUOTA]
+    if length is not None:  # the bytes are staged on the data volume: keep its reserve
+        await quota.room(access.project_id, adding=0)
     try:
         state, completed = await files.uploads.write(
             access.project_id,
@@ -91,6 +96,7 @@ async def put_chunk(request: web.Request) -> web.Response:
         return response
     request.app[ACTIVITY].touch(access.project_id)
     if completed:
+        quota.wrote(access.project_id, state["size"])
         await files.events.record(
             request.app[ENGINE],
             "file.uploaded",

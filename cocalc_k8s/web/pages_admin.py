@@ -13,7 +13,15 @@ from aiohttp import web
 from cocalc_k8s.core.errors import BadRequest, DomainError, NotFound
 from cocalc_k8s.core.identity import Principal
 from cocalc_k8s.core.project_state import ProjectState
-from cocalc_k8s.keys import ADMIN, ISOLATION, LIFECYCLE, PROJECTS, SIGNUP_TOKENS, SITE_SETTINGS
+from cocalc_k8s.keys import (
+    ADMIN,
+    DISK_QUOTA,
+    ISOLATION,
+    LIFECYCLE,
+    PROJECTS,
+    SIGNUP_TOKENS,
+    SITE_SETTINGS,
+)
 from cocalc_k8s.web.auth import principal_of
 from cocalc_k8s.web.templating import render, see_other
 
@@ -68,6 +76,7 @@ async def admin_page(
         project_quota_fields=PROJECT_QUOTA_FIELDS,
         site=await request.app[SITE_SETTINGS].reload(),
         isolation=request.app[ISOLATION],
+        disk_enforcement=request.app[DISK_QUOTA].enforcement,
         tokens=await request.app[SIGNUP_TOKENS].list(),
         states=[s.value for s in ProjectState],
         search=search,
