@@ -44,6 +44,7 @@ from cocalc_k8s.keys import (
     CONTENT_GATE,
     CONTENT_ORIGIN,
     CONTENT_ORIGINS,
+    COPIES,
     CULLER,
     DISK_QUOTA,
     DOCUMENTS,
@@ -70,6 +71,8 @@ from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.admin import AdminService
 from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.connections import Connections
+from cocalc_k8s.services.copies import CHANNEL as COPIES_CHANNEL
+from cocalc_k8s.services.copies import CopyService
 from cocalc_k8s.services.culler import Culler
 from cocalc_k8s.services.disk_quota import DiskQuota, enforcement
 from cocalc_k8s.services.documents.service import DocumentPolicy, DocumentService
@@ -234,6 +237,9 @@ def create_app(
         app[LIFECYCLE].start_checks.append(app[DISK_QUOTA].start_check)
         app[DISK_QUOTA].enforcement = await asyncio.to_thread(enforcement, settings.data_dir)
         log.info("%s", app[DISK_QUOTA].enforcement)
+        app[COPIES] = CopyService(
+            engine, app[FILES], app[PROJECTS], max_bytes=settings.copy_max_mb * 1024**2
+        )
         app[DOCUMENTS] = DocumentService(
             engine, app[FILES], DocumentPolicy(max_bytes=settings.document_max_mb * 1024**2)
         )
@@ -241,6 +247,7 @@ def create_app(
         yield
         await realtime.close()
         await app[DOCUMENTS].close()
+        await app[COPIES].close()
         await app[CULLER].close()
         await app[DISK_QUOTA].close()
         await app[LIFECYCLE].close()
@@ -258,6 +265,7 @@ def create_app(
         listener.subscribe(PROJECT_ACCESS, access.members_changed)
         listener.subscribe(CREDENTIALS, access.account_changed)
         listener.subscribe(SITE_CHANNEL, app[SITE_SETTINGS].changed)
+        listener.subscribe(COPIES_CHANNEL, app[COPIES].notified)
         listener.subscribe(DOCUMENTS_CHANNEL, app[DOCUMENTS].notified)
         listener.subscribe(PROJECT_ACCESS, realtime.members_changed)
         listener.subscribe(CREDENTIALS, realtime.account_changed)
@@ -285,6 +293,7 @@ def create_app(
         await leader.start()
         access.start()
         await app[DOCUMENTS].start()
+        await app[COPIES].start()
         await realtime.start()
         if settings.admin_email:
             try:

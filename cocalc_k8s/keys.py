@@ -16,6 +16,7 @@ from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.admin import AdminService
 from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.connections import Connections
+from cocalc_k8s.services.copies import CopyService
 from cocalc_k8s.services.culler import Culler
 from cocalc_k8s.services.disk_quota import DiskQuota
 from cocalc_k8s.services.documents.service import DocumentService
@@ -52,3 +53,4 @@ SIGNUP_TOKENS = web.AppKey("signup_tokens", SignupTokens)  # admin: sign-up by t
 DOCUMENTS = web.AppKey("documents", DocumentService)  # collaborative documents in memory
 ISOLATION = web.AppKey("isolation", Isolation)  # how projects are kept apart (start-up check)
 DISK_QUOTA = web.AppKey("disk_quota", DiskQuota)  # per-project disk accounting
+COPIES = web.AppKey("copies", CopyService)  # copies between projects

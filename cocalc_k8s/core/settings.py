@@ -234,6 +234,13 @@ class Settings:
         env="COCALC_MAX_FILE_MB",
         flag="--max-file-mb",
     )
+    copy_max_mb: int = _setting(
+        10240,
+        "Largest copy between projects, in MB (a file or a whole folder): a larger one fails "
+        "before anything is written. The destination's disk quota applies too.",
+        env="COCALC_COPY_MAX_MB",
+        flag="--copy-max-mb",
+    )
     document_max_mb: int = _setting(
         10,
         "Largest text file, in MB, that opens as a shared document in the collaborative "
@@ -471,6 +478,7 @@ def _validate(s: Settings) -> None:
         "login_window",
         "db_pool_size",
         "max_file_mb",
+        "copy_max_mb",
         "document_max_mb",
     ):
         if getattr(s, name) < 1:

@@ -339,3 +339,45 @@ class ProjectNameRedirect(Base):
         ForeignKey("projects.project_id", ondelete="CASCADE")
     )
     created: Mapped[datetime] = _now()
+
+
+class CopyPath(Base):
+    """A copy of a file or folder from one project into another (`services.copies`): a
+    row from request to its end, so copies survive hub restarts and every hub (and psql)
+    sees them. `state`: queued -> copying -> done | failed; `heartbeat` is renewed by the
+    hub copying it, so a copy whose hub died is queued again."""
+
+    __tablename__ = "copy_paths"
+    __table_args__ = (
+        Index("ix_copy_paths_src_project_id_created", "src_project_id", "created"),
+        Index("ix_copy_paths_dst_project_id_created", "dst_project_id", "created"),
+        Index("ix_copy_paths_account_id_created", "account_id", "created"),
+        Index("ix_copy_paths_state_created", "state", "created"),
+    )
+
+    copy_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    batch_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))  # one request, many rows
+    account_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("accounts.account_id", ondelete="SET NULL")
+    )
+    src_project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.project_id", ondelete="CASCADE")
+    )
+    src_path: Mapped[str] = mapped_column(Text)
+    dst_project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.project_id", ondelete="CASCADE")
+    )
+    dst_path: Mapped[str] = mapped_column(Text)
+    overwrite: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    state: Mapped[str] = mapped_column(String(16), server_default="queued")
+    bytes_done: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    bytes_total: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    files_done: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    files_total: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    skipped: Mapped[list[Any]] = mapped_column(JSONB, server_default="[]")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    created: Mapped[datetime] = _now()
+    heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
