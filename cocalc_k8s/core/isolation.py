@@ -60,10 +60,12 @@ def decide_isolation(
 
 
 def sign_up_lock(isolation: Isolation, *, accounts: int) -> str | None:
-    """Why sign-up is closed whatever the admin chose, or None: it is not forced."""
+    """Why sign-up is closed whatever the admin chose, or None: it is not forced. Shown
+    to anyone who tries to sign up, so it names no detail of the machine (the admin page
+    and the log do: `Isolation.summary`)."""
     if not isolation.single_account or accounts < 1:
         return None
     return (
-        f"sign-up is closed: projects cannot be sandboxed on this server "
-        f"({isolation.problem}), so it serves one account only. The admin can {SANDBOX_FIX}."
+        "sign-up is closed: projects cannot be sandboxed on this server, so it serves one "
+        "account only; its admin can lift this (the admin page says how)"
     )
