@@ -238,7 +238,11 @@ def create_app(
         app[DISK_QUOTA].enforcement = await asyncio.to_thread(enforcement, settings.data_dir)
         log.info("%s", app[DISK_QUOTA].enforcement)
         app[COPIES] = CopyService(
-            engine, app[FILES], app[PROJECTS], max_bytes=settings.copy_max_mb * 1024**2
+            engine,
+            app[FILES],
+            app[PROJECTS],
+            app[DISK_QUOTA],
+            max_bytes=settings.copy_max_mb * 1024**2,
         )
         app[DOCUMENTS] = DocumentService(
             engine, app[FILES], DocumentPolicy(max_bytes=settings.document_max_mb * 1024**2)

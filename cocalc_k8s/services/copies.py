@@ -30,13 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cocalc_k8s.core.errors import BadRequest, Conflict, DomainError, NotFound, RateLimited
 from cocalc_k8s.core.identity import Principal
-from cocalc_k8s.core.projectfs import ProjectFS, split_path
-from cocalc_k8s.core.quotas import effective_quota
+from cocalc_k8s.core.projectfs import split_path
 from cocalc_k8s.core.tasks import cancel
 from cocalc_k8s.core.tree_copy import Cancelled, Progress, copy_between, remove_staging
-from cocalc_k8s.db.models import CopyPath, Project, ProjectUser, SiteSetting
+from cocalc_k8s.db.models import CopyPath, Project, ProjectUser
 from cocalc_k8s.db.notify import notify
 from cocalc_k8s.services import events
+from cocalc_k8s.services.disk_quota import DiskQuota
 from cocalc_k8s.services.files import ProjectFiles
 from cocalc_k8s.services.projects import ProjectService
 
@@ -59,6 +59,7 @@ class CopyService:
         engine: AsyncEngine,
         files: ProjectFiles,
         projects: ProjectService,
+        disk_quota: DiskQuota,
         *,
         max_bytes: int,
         workers: int = 2,
@@ -67,6 +68,7 @@ class CopyService:
         self.engine = engine
         self.files = files
         self.projects = projects
+        self.disk_quota = disk_quota
         self.max_bytes = max_bytes
         self.workers = workers
         self.stale_after = stale_after
@@ -319,7 +321,7 @@ class CopyService:
         try:
             src = await self.files.fs(row.src_project_id)
             dst = await self.files.fs(row.dst_project_id)
-            disk_bytes = await self._disk_quota(row.dst_project_id)
+            left = await self.disk_quota.room(row.dst_project_id)
             job = functools.partial(
                 copy_between,
                 src,
@@ -330,7 +332,7 @@ class CopyService:
                 overwrite=row.overwrite,
                 progress=progress,
                 max_bytes=self.max_bytes,
-                room=functools.partial(_room, dst, disk_bytes),
+                room=lambda: left,
             )
             work = asyncio.get_running_loop().run_in_executor(self._pool, job)
             while True:
@@ -351,6 +353,7 @@ class CopyService:
             outcome = {"state": "failed", "error": "internal error"}
         finally:
             self._running.pop(copy_id, None)
+            self.disk_quota.wrote(row.dst_project_id, progress.bytes_done)
         if outcome["state"] == "queued":
             await asyncio.to_thread(remove_staging, dst, row.dst_path, str(copy_id))
         await self._finish(row, progress, outcome)
@@ -403,24 +406,6 @@ class CopyService:
                     source=row.src_path,
                     **common,
                 )
-
-    async def _disk_quota(self, project_id: uuid.UUID) -> int:
-        async with self.engine.connect() as conn:
-            own = (
-                await conn.execute(select(Project.quota).where(Project.project_id == project_id))
-            ).scalar_one_or_none()
-            site = (
-                await conn.execute(
-                    select(SiteSetting.value).where(SiteSetting.name == "default_quotas")
-                )
-            ).scalar_one_or_none()
-        quota = effective_quota(site if isinstance(site, dict) else {}, own or {})
-        return quota.disk_mb * 1024**2
-
-
-def _room(dst: ProjectFS, disk_bytes: int) -> int:
-    """Bytes the destination may still take (in the copy's thread: it walks the home)."""
-    return disk_bytes - dst.disk_usage()
 
 
 def _counts(progress: Progress) -> dict[str, int]:
