@@ -179,6 +179,7 @@ async def test_while_the_volume_is_short_a_growing_project_is_stopped(
         "POST", f"/api/v2/projects/{project_id}/exec", {"command": "echo data > grown.txt"}
     )
     assert status == 200, result
+    await wait_state(owner, project_id, "running")
     stopped = await client.server.app[DISK_QUOTA].sweep()
     assert [str(p) for p, _ in stopped] == [project_id]
     await wait_state(owner, project_id, "stopped")
