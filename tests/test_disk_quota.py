@@ -18,6 +18,7 @@ import pytest
 from cocalc_k8s.keys import DISK_QUOTA, SETTINGS
 from cocalc_k8s.services.disk_quota import mount_of
 from tests.conftest import sign_up
+from tests.test_admin_api import new_admin
 from tests.test_lifecycle import wait_state
 from tests.test_projects_api import User, new_project
 
@@ -118,6 +119,13 @@ async def test_a_copy_that_does_not_fit_is_refused(owner: User, database_url: st
     )
     assert status == 413 and "not enough space" in body["error"]
     assert not (home_of(owner, project_id) / "again.bin").exists()
+
+
+async def test_the_admin_page_says_how_quotas_are_enforced(make_client: Any) -> None:
+    admin = await new_admin(make_client)
+    page = await (await admin.client.get("/admin")).text()
+    assert 'data-testid="disk-enforcement"' in page
+    assert "Disk quotas are enforced by accounting" in page
 
 
 async def test_the_data_volume_keeps_its_reserve(make_client: Any) -> None:

@@ -18,7 +18,12 @@ import pytest
 from cocalc_k8s.backends.host_checks import NOBODY, interpreter_problem
 from cocalc_k8s.backends.sandbox import sandbox_available
 from cocalc_k8s.core.isolation import Isolation, decide_isolation, sign_up_lock
-from cocalc_k8s.core.settings import SYSTEM_DATA_DIR, pick_data_dir
+from cocalc_k8s.core.settings import (
+    SYSTEM_DATA_DIR,
+    data_dir_notice,
+    pick_data_dir,
+    user_data_dir,
+)
 from cocalc_k8s.db.embedded import EmbeddedPostgres
 from tests.conftest import _create_database, _drop_database, sign_up, unique_email
 from tests.test_lifecycle import wait_state
@@ -83,6 +88,10 @@ def test_data_dir_as_root(tmp_path: Path) -> None:
     assert pick_data_dir(is_root=False, user_dir=old) == old
     old.mkdir(parents=True)  # a data directory from an earlier release stays in use
     assert pick_data_dir(is_root=True, user_dir=old) == old
+    notice = data_dir_notice(user_data_dir().absolute(), is_root=True)
+    assert notice is not None and str(SYSTEM_DATA_DIR) in notice
+    assert data_dir_notice(user_data_dir().absolute(), is_root=False) is None
+    assert data_dir_notice(SYSTEM_DATA_DIR, is_root=True) is None
 
 
 async def test_probes_run_the_real_programs(tmp_path: Path) -> None:
