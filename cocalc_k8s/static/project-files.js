@@ -2,6 +2,7 @@
 // drag-and-drop, chunked and resumable, a progress bar per file), download (a folder as a
 // zip), rename/move, copy, delete; images and PDFs open in a viewer.
 import { api, encodePath, h, humanSize, relativeTime } from "./api.js";
+import { copyToProject } from "./copy-to-project.js";
 import { ask } from "./dialog.js";
 import { viewer, viewerKind } from "./file-viewer.js";
 import { cancelUpload, unfinished, uploadFile } from "./uploads.js";
@@ -114,9 +115,14 @@ export function mount(panel, project) {
           : h("a", { href: fileUrl(path), download: entry.name }, "Download"),
         h("button", { type: "button", onclick: () => rename(entry) }, "Rename or move"),
         h("button", { type: "button", onclick: () => copy(entry) }, "Copy"),
+        h("button", { type: "button", onclick: () => copyToProject({ projectId: project.id, path, name: entry.name, isDir: entry.is_dir }) }, "Copy to project…"),
         h("button", { type: "button", class: "danger-text", onclick: () => remove(entry) }, "Delete"),
       ),
     );
+    // A chosen action closes the menu (its dialog may outlive it).
+    menu.addEventListener("click", (e) => {
+      if (e.target.closest(".menu-items button, .menu-items a")) menu.open = false;
+    });
     return h("tr", { dataset: { name: entry.name } },
       h("td", {}, link),
       h("td", { class: "num", "data-testid": "size" }, entry.is_dir ? "—" : humanSize(entry.size)),
