@@ -249,7 +249,6 @@ def create_app(
         )
         realtime.documents, realtime.projects = app[DOCUMENTS], app[PROJECTS]
         yield
-        await realtime.close()
         await app[DOCUMENTS].close()
         await app[COPIES].close()
         await app[CULLER].close()
@@ -336,6 +335,7 @@ def create_app(
 
     async def end_streams(app: web.Application) -> None:
         app[LIFECYCLE].end_streams()  # before aiohttp waits for open requests to finish
+        await realtime.close()  # the same for sockets: clients reconnect to another hub
 
     app.cleanup_ctx.extend(
         [init_isolation, services, background, content_origin, upload_sweeper, loop_lag_probe]

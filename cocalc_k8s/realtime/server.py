@@ -398,9 +398,11 @@ class RealtimeHub:
         self._task = asyncio.get_running_loop().create_task(self._recheck_forever())
 
     async def close(self) -> None:
+        """Disconnect every client (they reconnect, to this hub or another) and stop."""
         await cancel(self._task)
-        for sid in list(self._sockets):
-            await self.sio.disconnect(sid, namespace=NAMESPACE)
+        if self.sio.eio.sockets:  # (engine.io fails on none)
+            await self.sio.eio.disconnect()  # or aiohttp waits for their handlers
+        await self.sio.shutdown()
 
     async def _recheck_forever(self) -> None:
         while True:

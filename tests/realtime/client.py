@@ -12,6 +12,7 @@ import socketio
 from pycrdt import Doc, Text
 
 from cocalc_k8s.realtime.parts import split
+from cocalc_k8s.services.documents.textdiff import apply_diff, diff, merge3
 
 NS = "/documents"
 
@@ -22,7 +23,7 @@ class DocClient:
         self.headers = dict(headers or {})
         if key:
             self.headers["Authorization"] = f"Bearer {key}"
-        self.sio = socketio.AsyncClient(reconnection=False)
+        self.sio = self._new_socket()
         self.doc_id: str | None = None
         self.epoch: int | None = None
         self.project_id = ""
@@ -32,9 +33,21 @@ class DocClient:
         self._early: list[dict[str, Any]] = []
         self.events: list[tuple[str, Any]] = []
         self.on_remote: Callable[[bytes], None] | None = None
+        self.confirmed = ""  # the text without local edits the hub has not acknowledged
+
+    def _new_socket(self) -> socketio.AsyncClient:
+        sio = socketio.AsyncClient(reconnection=False)
         for event in ("presence", "awareness", "closed", "revoked", "resync", "connect_error"):
-            self.sio.on(event, self._recorder(event), namespace=NS)
-        self.sio.on("update", self._on_update, namespace=NS)
+            sio.on(event, self._recorder(event), namespace=NS)
+        sio.on("update", self._on_update, namespace=NS)
+        return sio
+
+    async def reconnect(self, url: str) -> None:
+        """A new connection (to another hub, say), keeping this client's document."""
+        if self.sio.connected:
+            await self.sio.disconnect()
+        self.url, self.sio = url, self._new_socket()
+        await self.connect()
 
     def _new_doc(self) -> None:
         self.doc: Doc[Text] = Doc()
@@ -78,6 +91,7 @@ class DocClient:
                 return
             update = b"".join(self._parts.pop(part["id"]))
         self.doc.apply_update(update)
+        self.confirmed = self.text  # (a test client: its edits are acknowledged in order)
         if self.on_remote is not None:
             self.on_remote(update)
 
@@ -98,7 +112,9 @@ class DocClient:
         )
         if not ack.get("ok") or ack.get("read_only"):
             return ack
-        if ack["stale"]:
+        mine = None
+        if ack["stale"]:  # resync from scratch, keeping unsent edits as a diff
+            mine, theirs = self.text, self.confirmed
             self._new_doc()
         self.doc_id, self.epoch = ack["doc"], ack["epoch"]
         if ack["update"] is not None:
@@ -114,12 +130,25 @@ class DocClient:
         early, self._early = self._early, []
         for data in early:
             self._on_update(data)
+        self.confirmed = self.text
+        if mine is not None and mine != theirs:
+            current = self.text
+            merged = merge3(theirs, current, mine)
+            before = self.doc.get_state()
+            apply_diff(self.ytext, diff(current, merged))
+            await self.send(self.doc.get_update(before))
         missing = self.doc.get_update(ack["state_vector"])
         if len(missing) > 2:
             await self.send(missing)
         return ack
 
     async def send(self, update: bytes) -> dict[str, Any]:
+        ack = await self._send(update)
+        if ack.get("ok") and not ack.get("partial"):
+            self.confirmed = self.text
+        return ack
+
+    async def _send(self, update: bytes) -> dict[str, Any]:
         pieces = split(update)
         if not pieces:
             ack: dict[str, Any] = await self.call(
