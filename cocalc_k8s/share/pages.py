@@ -31,7 +31,6 @@ from cocalc_k8s.share.cache import CacheKey
 from cocalc_k8s.share.keys import PUBLISHED, RENDER_CACHE, RENDER_POOL, SHARING, URL_NAMES, VIEWS
 from cocalc_k8s.share.kinds import LIMITS, README_NAMES, Kind, kind_of, rendered
 from cocalc_k8s.share.links import Links
-from cocalc_k8s.share.markdown_html import render_markdown
 from cocalc_k8s.share.published import Opened, clean_inner
 from cocalc_k8s.share.render import RENDERER_VERSION
 from cocalc_k8s.share.trusted import trusted
@@ -151,12 +150,29 @@ def _context(
         "inner": inner,
         "crumbs": crumbs,
         "license_name": LICENSE_NAMES.get(item.license, item.license),
-        "description_html": trusted(render_markdown(item.description, Links(item.id, "")))
-        if item.description and len(item.description) <= 10_000
-        else "",
         "edit_url": _edit_url(item, project_path, is_file) if role is not None else None,
         "noindex": item.visibility != "listed",
     }
+
+
+async def _description_html(request: web.Request, item: SharedItem) -> str:
+    """The item's description (markdown, at most 10,000 characters) rendered like a
+    file: in a worker, cached until the item is edited."""
+    if not item.description:
+        return ""
+    stamp = int(item.last_edited.timestamp() * 1_000_000)
+    key: CacheKey = (item.id, "\x00description", len(item.description), stamp, RENDERER_VERSION)
+    cache = request.app[RENDER_CACHE]
+    html = cache.get(key)
+    if html is None:
+        try:
+            html = await request.app[RENDER_POOL].render(
+                "markdown", item.description.encode(), "", Links(item.id, ""), LIMITS["markdown"]
+            )
+        except RenderFailed:
+            html = ""
+        cache.put(key, html)
+    return html
 
 
 def _edit_url(item: SharedItem, project_path: str, is_file: bool) -> str:
@@ -183,6 +199,7 @@ async def _folder(
             break
     request.app[VIEWS].count(item.id)
     context = _context(item, opened.inner, role, project_path=opened.project_path, is_file=False)
+    context["description_html"] = trusted(await _description_html(request, item))
     response = render(
         request,
         "share_item.html",
@@ -303,6 +320,7 @@ async def _file(
         modified=datetime.fromtimestamp(opened.st.st_mtime, UTC),
         entries=[],
         readme_html="",
+        description_html=trusted(await _description_html(request, item)),
         **_context(item, opened.inner, role, project_path=opened.project_path, is_file=True),
     )
     response.headers.update(headers)

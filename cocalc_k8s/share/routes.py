@@ -42,8 +42,11 @@ async def share_context(app: web.Application) -> AsyncIterator[None]:
     app[RENDER_POOL] = RenderPool()
     app[RENDER_CACHE] = RenderCache()
     app[VIEWS] = ViewCounter(app[ENGINE])
-    flusher = asyncio.get_running_loop().create_task(_flush_views(app[VIEWS]))
+    loop = asyncio.get_running_loop()
+    flusher = loop.create_task(_flush_views(app[VIEWS]))
+    warming = loop.create_task(app[RENDER_POOL].warm_up())
     yield
+    await cancel(warming)
     await cancel(flusher)
     await app[VIEWS].flush()
 

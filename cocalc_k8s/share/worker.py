@@ -53,6 +53,13 @@ class RenderPool:
         self._slots = asyncio.Semaphore(concurrency)
         self.memory = memory
 
+    async def warm_up(self) -> None:
+        """Start the forkserver (an interpreter importing the renderers: seconds on a busy
+        machine) before the first reader waits for it."""
+        from multiprocessing import forkserver
+
+        await asyncio.to_thread(forkserver.ensure_running)
+
     async def render(self, kind: str, data: bytes, name: str, links: Links, limits: Limits) -> str:
         """The HTML, or RenderFailed (too slow, too big, invalid)."""
         async with self._slots:

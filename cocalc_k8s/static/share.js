@@ -1,6 +1,7 @@
 // Share pages: typeset the math the server left as escaped TeX (see share/math.py).
 // KaTeX builds DOM nodes (styles set through the CSSOM, which the CSP allows) and runs
-// with trust: false, so \href, \includegraphics and \htmlData are refused.
+// with trust: false, so \href, \includegraphics and \htmlData are refused. Errors are
+// shown by us (KaTeX's own error span sets a style attribute, which the CSP refuses).
 "use strict";
 
 function typeset() {
@@ -10,7 +11,7 @@ function typeset() {
     try {
       window.katex.render(tex, el, {
         displayMode: el.classList.contains("math-display"),
-        throwOnError: false,
+        throwOnError: true,
         trust: false,
         strict: "ignore",
         maxSize: 50,
@@ -18,6 +19,8 @@ function typeset() {
       });
     } catch (err) {
       el.textContent = tex; // leave the source readable
+      el.classList.add("math-error");
+      el.title = String(err && err.message ? err.message : err);
     }
   }
 }
