@@ -135,6 +135,10 @@ async def test_the_data_volume_keeps_its_reserve(make_client: Any) -> None:
     project_id = await new_project(owner)
     status, body = await put(owner, project_id, "a.txt", b"hello")
     assert status == 507 and "the server's disk is nearly full" in body["error"]
+    status, body = await owner.call(
+        "POST", f"/api/v2/projects/{project_id}/uploads", {"path": "u.bin", "size": 5}
+    )
+    assert status == 507 and "the server's disk is nearly full" in body["error"]
 
 
 async def project_log(user: User, project_id: str) -> list[dict[str, Any]]:

@@ -127,16 +127,21 @@ class DiskQuota:
         used = await self.usage(project_id)
         if used >= quota:
             raise InsufficientStorage(over_quota(used, quota))
-        free = await asyncio.to_thread(self.volume_free)
-        volume_room = free - self.reserve_bytes
-        if volume_room <= 0:
-            raise InsufficientStorage(volume_full(free))
+        free, volume_room = await self.volume_room()
         room = min(quota - used, volume_room)
         if adding is not None and adding > room:
             if room == volume_room:
                 raise InsufficientStorage(volume_full(free))
             raise PayloadTooLarge(no_room(adding, used, quota))
         return room
+
+    async def volume_room(self) -> tuple[int, int]:
+        """(bytes free on the data volume, bytes the hub may still write there);
+        InsufficientStorage when it is short of its reserve."""
+        free = await asyncio.to_thread(self.volume_free)
+        if free <= self.reserve_bytes:
+            raise InsufficientStorage(volume_full(free))
+        return free, free - self.reserve_bytes
 
     def volume_free(self) -> int:
         """Bytes free (for unprivileged writers) on the volume of the hub's data."""

@@ -78,8 +78,7 @@ async def put_chunk(request: web.Request) -> web.Response:
     access = await project_access(request)
     offset, length = _chunk_position(request)
     files, quota = request.app[FILES], request.app[DISK_QUOTA]
-    if length is not None:  # the bytes are staged on the data volume: keep its reserve
-        await quota.room(access.project_id, adding=0)
+    await quota.volume_room()  # the bytes are staged on the data volume: keep its reserve
     try:
         state, completed = await files.uploads.write(
             access.project_id,
