@@ -17,7 +17,7 @@ from cocalc_k8s.core.tasks import cancel
 from cocalc_k8s.keys import ENGINE, FILES, PROJECTS
 from cocalc_k8s.services.sharing import SharingService, ViewCounter
 from cocalc_k8s.services.url_names import UrlNames
-from cocalc_k8s.share import api, pages, raw, seo
+from cocalc_k8s.share import api, manage, pages, raw, seo
 from cocalc_k8s.share.cache import RenderCache
 from cocalc_k8s.share.keys import (
     PUBLISHED,
@@ -70,6 +70,7 @@ def setup_share(app: web.Application) -> None:
             web.get("/share", pages.index),
             web.get("/share/", pages.index),
             web.get("/share/raw/{share_id}/{path:.*}", raw.raw),
+            web.get("/share/project/{project_id}", manage.project_shares),
             web.get("/share/{share_id}", pages.item_by_id),
             web.get("/share/{share_id}/{path:.*}", pages.item_by_id),
             web.get("/{username}/{project}/{share}", pages.item_by_names),

@@ -28,6 +28,7 @@ export function isText(name, size = 0) {
 export function mount(panel, project) {
   let dir = "";
   let entries = [];
+  let published = new Map(); // path -> public path id (the share server)
   const fileUrl = (path) => `${project.api}/files/${encodePath(path)}`;
   const zipUrl = (path) => `${project.api}/zip?path=${encodeURIComponent(path)}`;
 
@@ -59,6 +60,7 @@ export function mount(panel, project) {
       h("button", { type: "button", class: "small secondary", onclick: newFolder }, "New folder"),
       h("button", { type: "button", class: "small", onclick: () => fileInput.click() }, "Upload"),
       zipLink,
+      h("a", { class: "button small secondary", href: `/share/project/${project.id}`, "data-testid": "published-link" }, "Published"),
       fileInput,
     ),
   );
@@ -116,15 +118,21 @@ export function mount(panel, project) {
         h("button", { type: "button", onclick: () => rename(entry) }, "Rename or move"),
         h("button", { type: "button", onclick: () => copy(entry) }, "Copy"),
         h("button", { type: "button", onclick: () => copyToProject({ projectId: project.id, path, name: entry.name, isDir: entry.is_dir }) }, "Copy to project…"),
+        published.has(path)
+          ? h("a", { href: `/share/project/${project.id}` }, "Published: change or unpublish")
+          : h("button", { type: "button", onclick: () => publish(entry) }, "Publish…"),
         h("button", { type: "button", class: "danger-text", onclick: () => remove(entry) }, "Delete"),
       ),
     );
+    const mark = published.has(path)
+      ? h("a", { class: "badge published", href: `/share/${published.get(path)}`, "data-testid": "published-badge", title: "Open the published page" }, "published")
+      : "";
     // A chosen action closes the menu (its dialog may outlive it).
     menu.addEventListener("click", (e) => {
       if (e.target.closest(".menu-items button, .menu-items a")) menu.open = false;
     });
     return h("tr", { dataset: { name: entry.name } },
-      h("td", {}, link),
+      h("td", {}, link, " ", mark),
       h("td", { class: "num", "data-testid": "size" }, entry.is_dir ? "—" : humanSize(entry.size)),
       h("td", { class: "wide muted" }, h("time", { datetime: new Date(entry.mtime * 1000).toISOString() }, relativeTime(entry.mtime))),
       h("td", { class: "actions-cell" }, menu),
@@ -158,7 +166,11 @@ export function mount(panel, project) {
     renderCrumbs();
     showResumable();
     zipLink.href = zipUrl(dir);
-    const data = await api("GET", `${project.api}/listing?path=${encodeURIComponent(dir)}`);
+    const [data, shares] = await Promise.all([
+      api("GET", `${project.api}/listing?path=${encodeURIComponent(dir)}`),
+      api("GET", `${project.api}/public-paths`).catch(() => ({ public_paths: [] })),
+    ]);
+    published = new Map(shares.public_paths.map((p) => [p.path, p.id]));
     entries = data.entries;
     body.replaceChildren(...entries.map(row));
     empty.hidden = entries.length > 0;
@@ -200,6 +212,27 @@ export function mount(panel, project) {
     if (!dst) return;
     await attempt("copy it", () => api("POST", `${project.api}/files-ops`, { op: "copy", src, dst }));
     await load();
+  }
+
+  async function publish(entry) {
+    const slug = entry.name.toLowerCase().replace(/[^a-z0-9.]+/g, "-").replace(/^[-.]+|[-.]+$/g, "") || "item";
+    const name = await ask({
+      title: `Publish ${entry.name}`,
+      message: "It becomes unlisted: readable by anyone with its link, and not in the public index. Change that under Published.",
+      label: "Name in URLs",
+      value: slug,
+      submit: "Publish",
+    });
+    if (name === null) return;
+    const path = join(dir, entry.name);
+    let item = null;
+    const done = await attempt("publish it", async () => {
+      item = await api("POST", `${project.api}/public-paths`, { path, name, visibility: "unlisted" });
+    });
+    if (done) {
+      await load();
+      showStatus(`Published at ${location.origin}${item.url}`);
+    }
   }
 
   async function remove(entry) {

@@ -25,8 +25,47 @@ function typeset() {
   }
 }
 
-if (document.readyState === "loading") {
-  document.addEventListener("DOMContentLoaded", typeset);
-} else {
+// Admins: unpublish any item, turn sharing off or on for the whole site.
+async function adminCall(method, url, body) {
+  const token = document.querySelector('meta[name="csrf-token"]')?.content || "";
+  const response = await fetch(url, {
+    method,
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": token, Accept: "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+  });
+  if (!response.ok) {
+    const data = await response.json().catch(() => ({}));
+    window.alert(data.error || `request failed (${response.status})`);
+    return false;
+  }
+  return true;
+}
+
+function wireAdmin() {
+  for (const button of document.querySelectorAll("[data-admin-unpublish]")) {
+    button.addEventListener("click", async () => {
+      if (!window.confirm("Unpublish this item for everyone?")) return;
+      if (await adminCall("DELETE", `/api/v2/admin/public-paths/${button.dataset.adminUnpublish}`)) {
+        window.location.assign("/share");
+      }
+    });
+  }
+  for (const button of document.querySelectorAll("[data-admin-sharing]")) {
+    button.addEventListener("click", async () => {
+      const enabled = button.dataset.adminSharing === "on";
+      if (await adminCall("PATCH", "/api/v2/admin/share", { enabled })) window.location.reload();
+    });
+  }
+}
+
+function start() {
   typeset();
+  wireAdmin();
+}
+
+if (document.readyState === "loading") {
+  document.addEventListener("DOMContentLoaded", start);
+} else {
+  start();
 }

@@ -314,3 +314,16 @@ async def test_admin_switches(make_user: Any, make_client: Any) -> None:
     assert (await alice.client.get(f"/share/{item['id']}")).status == 200
     assert (await admin.call("DELETE", f"/api/v2/admin/public-paths/{item['id']}"))[0] == 204
     assert (await alice.client.get(f"/share/{item['id']}")).status == 404
+
+
+async def test_the_project_published_page(make_user: Any, make_client: Any) -> None:
+    alice, project_id, item = await setup_folder(make_user)
+    resp = await alice.client.get(f"/share/project/{project_id}")
+    assert resp.status == 200
+    html = await resp.text()
+    assert f'<tr data-id="{item["id"]}">' in html and "Your username" in html
+    mallory = await make_user(same_hub_as=alice)
+    assert (await mallory.client.get(f"/share/project/{project_id}")).status == 404
+    anonymous = await make_client(same_hub_as=alice.client)
+    resp = await anonymous.get(f"/share/project/{project_id}", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"].startswith("/sign-in?next=")
