@@ -14,19 +14,28 @@ process directly with `cocalc_k8s.agent.launch.start_agent` until its `/health` 
 each and the ratios hub/baseline. Machines here are noisy: only ratios from the same run
 mean much.
 
-    python bench/project_start.py [--count 20]
+With `--without-sandbox` the hub cycles run twice in the same run, the second time on a
+hub that finds no bubblewrap (a PATH without `bwrap`, `--trusted-users`): the sandbox's
+cost is the difference of the p50s. Where the interpreter lives under a private directory
+(pyenv in /root), unsandboxed projects cannot run it: run the script in a mount namespace
+where it is traversable.
+
+    python bench/project_start.py [--count 20] [--without-sandbox]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -116,6 +125,24 @@ def bare_agent_cycles(count: int) -> tuple[list[float], list[float]]:
     return starts, stops
 
 
+@contextlib.contextmanager
+def path_without_bwrap() -> Iterator[None]:
+    """PATH as it is, but with every program linked from a directory that lacks bwrap."""
+    saved = os.environ["PATH"]
+    with tempfile.TemporaryDirectory(prefix="cocalc-bench-nobwrap-") as tmp:
+        for folder in reversed(saved.split(os.pathsep)):
+            with contextlib.suppress(OSError):
+                for name in os.listdir(folder):
+                    link = Path(tmp) / name
+                    if name != "bwrap" and not link.exists():
+                        link.symlink_to(Path(folder) / name)
+        os.environ["PATH"] = tmp
+        try:
+            yield
+        finally:
+            os.environ["PATH"] = saved
+
+
 def line(label: str, samples: list[float]) -> str:
     ms = [s * 1000 for s in samples]
     return (
@@ -127,6 +154,9 @@ def line(label: str, samples: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=20, help="start/stop cycles (each side)")
+    parser.add_argument(
+        "--without-sandbox", action="store_true", help="also time a hub that has no bubblewrap"
+    )
     args = parser.parse_args()
     bare_agent_cycles(2)  # warm-up: the page cache for the interpreter and modules
     bare_starts, bare_stops = bare_agent_cycles(args.count)
@@ -149,6 +179,16 @@ def main() -> None:
         f"ratio hub stop / bare stop:     p50 {median(times['stop']) / median(bare_stops):5.2f}x"
         f"   p95 {percentile(times['stop'], 0.95) / percentile(bare_stops, 0.95):5.2f}x"
     )
+    if not args.without_sandbox:
+        return
+    with path_without_bwrap(), running_hub("--trusted-users") as hub:
+        account = sign_up(hub.base)
+        plain = asyncio.run(hub_cycles(hub.base, account.key_headers, args.count))
+    plain_starts = plain["start fresh"] + plain["start again"]
+    print(line("hub start, all, no sandbox", plain_starts))
+    print(line("hub stop, no sandbox", plain["stop"]))
+    added = (median(starts) - median(plain_starts)) * 1000
+    print(f"the sandbox adds to a start: p50 {added:+.1f} ms")
 
 
 if __name__ == "__main__":

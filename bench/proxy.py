@@ -106,6 +106,40 @@ def wait_http(url: str, process: subprocess.Popen[bytes], what: str) -> None:
     raise SystemExit(f"{what} did not answer {url} in {READY_TIMEOUT:.0f} s: {error}")
 
 
+def sandbox_of(hub: psutil.Process) -> int | None:
+    """A process of the project's sandbox: a descendant of the hub in another network
+    namespace (None: the hub runs projects unsandboxed, on this machine's loopback)."""
+    own = os.readlink("/proc/self/ns/net")
+    for process in hub.children(recursive=True):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{process.pid}/ns/net") != own:
+                return process.pid
+    return None
+
+
+@contextlib.contextmanager
+def backend_in_project(
+    port: int, uvloop: bool, pid: int, url: str, headers: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The same backend on the sandboxed project's own loopback (its network namespace,
+    entered with nsenter: root only), where the hub reaches it through the agent."""
+    if os.geteuid() != 0:
+        raise SystemExit("a sandboxed project's loopback is entered with nsenter: run as root")
+    args = ["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable]
+    args += [str(BENCH_DIR / "_proxy_backend.py"), str(port)]
+    with child(args + (["--uvloop"] if uvloop else [])) as process:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                check(url, headers, SMALL_BODY, "the project's backend")
+                break
+            except SystemExit:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield process
+
+
 @contextlib.contextmanager
 def backend(port: int, uvloop: bool, uid: int | None) -> Iterator[subprocess.Popen[bytes]]:
     """The backend, run as the project's user when the hub gives projects users of their
@@ -275,6 +309,7 @@ class Target:
     headers: dict[str, str]
     proxy: psutil.Process | None  # the proxy's process, for its CPU
     large_only: bool = False  # measured with 1 MiB responses only
+    backend: psutil.Process | None = None  # its own backend (in the project's sandbox)
 
 
 def http_rounds(
@@ -301,7 +336,7 @@ def http_rounds(
             for t in order:
                 if t.large_only and case != "/1m":
                     continue
-                watch = {"backend": backend_proc}
+                watch = {"backend": t.backend or backend_proc}
                 if t.proxy is not None:
                     watch["proxy"] = t.proxy
                 load = run_wrk(t.base + path, t.headers, secs, conns, watch)
@@ -598,7 +633,9 @@ def main() -> None:
             account.key_headers,
         )
         uid = int(answer["stdout"])
-        backend_process = stack.enter_context(backend(backend_port, args.uvloop, uid))
+        sandbox = sandbox_of(hub_proc)
+        host_uid = None if sandbox is not None else uid  # only the direct target runs here
+        backend_process = stack.enter_context(backend(backend_port, args.uvloop, host_uid))
         direct = Target("direct", f"http://127.0.0.1:{backend_port}", {}, None)
         proxied = Target(
             "hub",
@@ -606,6 +643,13 @@ def main() -> None:
             account.key_headers,
             hub_proc,
         )
+        if sandbox is not None:  # the project's loopback is its own: a backend there too
+            inside = stack.enter_context(
+                backend_in_project(
+                    backend_port, args.uvloop, sandbox, proxied.base + "/small", proxied.headers
+                )
+            )
+            proxied.backend = psutil.Process(inside.pid)
         targets = [direct, proxied]
         if exe is not None:
             chp_process = stack.enter_context(chp(exe, chp_port, backend_port))

@@ -136,10 +136,11 @@ def log_host_check(found: HostCheck) -> None:
         log.error("no project can start: %s", found.start_problem)
 
 
-def project_backend(settings: Settings) -> ProjectBackend:
-    """Where projects run: child processes, or pods (`--backend kubernetes`)."""
+def project_backend(settings: Settings, *, sandboxed: bool | None = None) -> ProjectBackend:
+    """Where projects run: child processes (in sandboxes, when `sandboxed`), or pods
+    (`--backend kubernetes`)."""
     if settings.backend != "kubernetes":
-        return LocalBackend(log_dir=settings.data_dir / "logs" / "projects")
+        return LocalBackend(log_dir=settings.data_dir / "logs" / "projects", sandbox=sandboxed)
     # Imported only here: the kubernetes client costs a noticeable start-up time.
     from cocalc_k8s.backends.kubernetes import KubernetesBackend
     from cocalc_k8s.k8s.cluster import ProjectCluster
@@ -222,7 +223,7 @@ def create_app(
         app[ACTIVITY] = ActivityRecorder(engine)
         app[AGENTS] = AgentClient()
         app[ADMIN] = AdminService(engine, accounts=app[ACCOUNTS], connections=app[CONNECTIONS])
-        backend = project_backend(settings)
+        backend = project_backend(settings, sandboxed=host.isolation.sandboxed)
         app[LIFECYCLE] = LifecycleManager(engine, backend, projects_root=projects_root)
         if host.start_problem:
             app[LIFECYCLE].start_checks.append(_refuse_all(host.start_problem))

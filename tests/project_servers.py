@@ -1,60 +1,62 @@
-"""Web servers run as a project's own user, as a user of the project would run them.
+"""Web servers run inside a project, on its own loopback (a sandboxed project's network
+namespace is its own: the hub reaches the server through the project's agent).
 
-The local backend's proxy only forwards to ports whose listener runs as the project's
-user, so a test server must too (which needs the tests to run as root)."""
+The server is started in the project's network namespace with `nsenter` (which needs the
+tests to run as root); it runs the test module's app factory from this repository, which
+the project itself cannot see."""
 
 from __future__ import annotations
 
 import os
-import socket
+import random
+import select
 import subprocess
 import sys
-import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from cocalc_k8s.keys import LIFECYCLE
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def sandbox_pid(user: Any, project_id: str) -> int:
+    """The host pid of the running project's sandbox PID 1."""
+    backend = user.client.app[LIFECYCLE].backend
+    pid = backend.sandbox_pid(uuid.UUID(project_id))
+    assert pid is not None, "the project is not running in a sandbox"
+    return int(pid)
 
 
 @contextmanager
-def served_as(uid: int, factory: str) -> Iterator[int]:
-    """Run `module:function` (an aiohttp app factory) on a free port as `uid`."""
+def served_in(user: Any, project_id: str, factory: str) -> Iterator[int]:
+    """Run `module:function` (an aiohttp app factory) on a port of the project's loopback."""
     if os.geteuid() != 0:
-        pytest.skip("running a server as a project's user needs root")
+        pytest.skip("entering a project's network namespace needs root")
     module, function = factory.split(":")
-    port = free_port()
+    port = random.randint(20000, 60000)  # the project's loopback is empty: no collision
     code = (
         f"from aiohttp import web; from {module} import {function}; "
-        f"web.run_app({function}(), host='127.0.0.1', port={port}, print=None)"
+        f"web.run_app({function}(), host='127.0.0.1', port={port}, "
+        "print=lambda _: print('ready', flush=True))"
     )
+    pid = sandbox_pid(user, project_id)
     process = subprocess.Popen(
-        [sys.executable, "-c", code],
+        ["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable, "-c", code],
         cwd=REPO,
         env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "HOME": "/tmp"},
-        user=uid,
-        group=uid,
-        extra_groups=[],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
     )
+    assert process.stdout is not None
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, "the project's server exited"
-                assert time.monotonic() < deadline, "the project's server did not listen"
-                time.sleep(0.05)
+        # Importing the test module (the hub's whole package) is slow on a loaded machine.
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        assert ready and process.stdout.readline() == b"ready\n", "the server did not listen"
         yield port
     finally:
         process.terminate()

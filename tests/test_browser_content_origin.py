@@ -14,7 +14,7 @@ from aiohttp import web
 
 from cocalc_k8s.keys import CONTENT_ORIGIN, CONTENT_ORIGINS
 from tests.conftest import unique_email
-from tests.project_servers import project_uid, served_as
+from tests.project_servers import served_in
 from tests.test_lifecycle import wait_state
 from tests.test_projects_api import User
 
@@ -132,10 +132,10 @@ async def test_a_malicious_project_page_cannot_act_as_its_visitor(
             await wait_state(visitor, project_id, "running")
         _, before_keys = await visitor.call("GET", "/api/v2/api-keys")
         _, before_other = await visitor.call("GET", f"/api/v2/projects/{other}")
-        # Each project runs the same little server, as its own user.
+        # Each project runs the same little server, on its own loopback.
         factory = "tests.test_browser_content_origin:evil_server_app"
-        evil_port = servers.enter_context(served_as(await project_uid(visitor, evil), factory))
-        other_port = servers.enter_context(served_as(await project_uid(visitor, other), factory))
+        evil_port = servers.enter_context(served_in(visitor, evil, factory))
+        other_port = servers.enter_context(served_in(visitor, other, factory))
 
         # The visitor has opened the other project's content before: its cookie exists.
         await page.goto(f"{content_of(other)}/{other}/port/{other_port}/secret.txt")

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from cocalc_k8s.keys import ACCOUNTS, CONNECTIONS, CONTENT_ORIGIN
 from tests.conftest import sign_up
-from tests.project_servers import project_uid, served_as
+from tests.project_servers import served_in
 from tests.test_lifecycle import wait_state
 from tests.test_projects_api import User, new_project
 
@@ -84,9 +84,10 @@ def project_server_app() -> web.Application:
 
 @pytest.fixture
 async def project_server(setup: dict[str, Any]) -> AsyncIterator[int]:
-    """The project's web server, run as the project's own user."""
-    uid = await project_uid(setup["owner"], setup["project_id"])
-    with served_as(uid, "tests.test_proxy:project_server_app") as port:
+    """The project's web server, on the project's own loopback."""
+    with served_in(
+        setup["owner"], setup["project_id"], "tests.test_proxy:project_server_app"
+    ) as port:
         yield port
 
 
@@ -358,8 +359,9 @@ async def test_raw_files_and_directory_index(setup: dict[str, Any]) -> None:
 async def test_ports_of_others_are_refused(
     setup: dict[str, Any], project_server: int, make_client: Any
 ) -> None:
-    """All local projects share the machine's loopback: neither the hub's own ports nor a
-    server of another project can be reached through a project's URL."""
+    """Each sandboxed project has a loopback of its own: neither the hub's own ports nor a
+    server of another project can be reached through a project's URL (nothing answers
+    there in the project's namespace)."""
     owner: User = setup["owner"]
     hub_port = owner.client.make_url("/").port
     other = await new_project(owner, "other")
@@ -368,7 +370,8 @@ async def test_ports_of_others_are_refused(
             await owner.call("POST", f"/api/v2/projects/{project_id}/start")
             await wait_state(owner, project_id, "running")
             async with session.get(f"{setup['content']}/{project_id}/port/{port}/echo") as resp:
-                assert resp.status == 403, (project_id, port)
+                assert resp.status == 502, (project_id, port)
+                assert "nothing answers" in (await resp.json())["error"]
         url = f"{setup['content']}/{setup['project_id']}/port/{project_server}/echo"
         async with session.get(url) as resp:
             assert resp.status == 200  # its own server, of course

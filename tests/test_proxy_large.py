@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp import web
 
-from tests.project_servers import REPO, project_uid, served_as
+from tests.project_servers import REPO, served_in
 from tests.test_proxy import api, setup  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.timeout(240)
@@ -192,8 +192,7 @@ async def run_client(
 @pytest.fixture
 async def large_server(setup: dict[str, Any]) -> AsyncIterator[str]:  # noqa: F811
     """The base URL of the project's server, through the proxy."""
-    uid = await project_uid(setup["owner"], setup["project_id"])
-    with served_as(uid, "tests.test_proxy_large:large_app") as port:
+    with served_in(setup["owner"], setup["project_id"], "tests.test_proxy_large:large_app") as port:
         yield f"{setup['content']}/{setup['project_id']}/port/{port}"
 
 

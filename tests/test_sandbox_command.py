@@ -71,6 +71,7 @@ def test_directories_above_binds_are_made_traversable() -> None:
     made = [args[i + 3] for i, a in enumerate(args) if a == "--perms" and args[i + 2] == "--dir"]
     for parent in ("/root", "/root/.pyenv", "/root/.pyenv/versions", "/root/data/projects"):
         assert parent in made
+    assert args[args.index("/root/data/projects") - 2] == "0711"  # traversed, not listed
     # each made once, and before what is bound below it
     assert len(made) == len(set(made))
     assert args.index("/root") < args.index(str(PYTHON))

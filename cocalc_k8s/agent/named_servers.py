@@ -4,9 +4,22 @@ The HTTP side is in `cocalc_k8s.agent.servers`.
 
 ``POST /servers/{name}`` with ``{"base_url": "/{project_id}/port/jupyter/"}`` starts the
 server (once; later calls find it running) on a free port of the agent's own address,
-with no authentication of its own (only the hub can reach the agent's address, and the
-hub checks who asks) and the base URL the hub will serve it under; it answers
-``{"port": N}`` when the port accepts connections.
+with the base URL the hub will serve it under; it answers ``{"port": N, "token": T}`` when
+the port accepts connections.
+
+Credentials: each server gets a secret of its own, `token` (new at every start), which it
+demands of every request, so that even on a shared network (an unsandboxed project, a
+pod network) a stranger who finds the port is refused. The hub's proxy, which alone knows
+it, adds it to every request it forwards after its own check of who asks (for Jupyter:
+``Authorization: token T``); it never reaches the browser. The token reaches Jupyter in
+its environment (``JUPYTER_TOKEN``), never in its arguments, which other users may read.
+
+The same channel is meant to carry the collaborator's identity (for Jupyter's own users
+and collaboration): the proxy will add a second header naming the account, signed with
+the server's token (an HMAC over the account id and a timestamp), which an identity
+provider installed with the server verifies; the token stays the one shared secret.
+code-server has no header credential (its password becomes a cookie after a login page),
+so it keeps ``--auth none`` and relies on the sandbox's own loopback.
 """
 
 from __future__ import annotations
@@ -15,11 +28,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cocalc_k8s.agent.environment import child_environment
@@ -33,7 +47,7 @@ NAMES = ("jupyter", "jupyterlab", "code")
 
 
 def command(name: str, *, host: str, port: int, base_url: str) -> list[str]:
-    """The command line of a named server (pure)."""
+    """The command line of a named server (pure); its token goes in `environment`."""
     if name in ("jupyter", "jupyterlab"):
         jupyter = shutil.which("jupyter")
         program = [jupyter] if jupyter else [sys.executable, "-m", "jupyter"]
@@ -45,7 +59,6 @@ def command(name: str, *, host: str, port: int, base_url: str) -> list[str]:
             f"--ServerApp.port={port}",
             "--ServerApp.port_retries=0",
             f"--ServerApp.base_url={base_url}",
-            "--IdentityProvider.token=",
             "--ServerApp.password=",
             "--ServerApp.allow_remote_access=True",
             # Cross-site requests never carry the content origin's SameSite cookie, and the
@@ -60,10 +73,16 @@ def command(name: str, *, host: str, port: int, base_url: str) -> list[str]:
     return [code, "--bind-addr", f"{host}:{port}", "--auth", "none", "--disable-telemetry"]
 
 
+def environment(name: str, token: str) -> dict[str, str]:
+    """What a named server's environment adds (pure): its credential."""
+    return {"JUPYTER_TOKEN": token} if name in ("jupyter", "jupyterlab") else {}
+
+
 @dataclass
 class _Server:
     process: asyncio.subprocess.Process
     port: int
+    token: str = field(repr=False)
 
 
 class ServerRegistry:
@@ -74,14 +93,15 @@ class ServerRegistry:
         self._servers: dict[str, _Server] = {}
         self._starting: dict[str, asyncio.Lock] = {}
 
-    async def ensure(self, name: str, base_url: str) -> int:
+    async def ensure(self, name: str, base_url: str) -> tuple[int, str]:
+        """(port, token) of the named server, started if it does not run."""
         if name not in NAMES:
             raise NotFound(f"no named server {name!r}; known: {', '.join(NAMES)}")
         lock = self._starting.setdefault(name, asyncio.Lock())
         async with lock:
             server = self._servers.get(name)
             if server is not None and server.process.returncode is None:
-                return server.port
+                return server.port, server.token
             for attempt in range(START_ATTEMPTS):
                 try:
                     return await self._start(name, base_url)
@@ -91,8 +111,9 @@ class ServerRegistry:
                         raise
             raise AssertionError("unreachable")
 
-    async def _start(self, name: str, base_url: str) -> int:
+    async def _start(self, name: str, base_url: str) -> tuple[int, str]:
         port = _free_port(self.host)
+        token = secrets.token_urlsafe(32)
         argv = command(name, host=self.bind or self.host, port=port, base_url=base_url)
         log_path = self.home / f".cocalc-{name}.log"
         log = open(log_path, "ab")  # noqa: SIM115, ASYNC230
@@ -100,7 +121,7 @@ class ServerRegistry:
             process = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=self.home,
-                env=child_environment(self.home, term="dumb"),
+                env={**child_environment(self.home, term="dumb"), **environment(name, token)},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -113,12 +134,12 @@ class ServerRegistry:
             raise Unavailable(f"{name} could not be started: {exc.strerror or exc}") from None
         finally:
             log.close()
-        self._servers[name] = _Server(process, port)
+        self._servers[name] = _Server(process, port, token)
         try:
             await _wait_for_port(self.host, port, process)
         except Unavailable as exc:
             raise Unavailable(f"{exc.message}; see ~/{log_path.name}") from None
-        return port
+        return port, token
 
     async def stop_all(self) -> None:
         for server in self._servers.values():

@@ -1,4 +1,5 @@
-"""``POST /servers/{name}``: start a named server (see `named_servers`) and say its port."""
+"""``POST /servers/{name}``: start a named server (see `named_servers`) and say its port
+and the token it demands."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ async def start_server(request: web.Request) -> web.Response:
         raise BadRequest("'base_url' must be a path")
     registry = request.app[SERVERS]
     try:
-        port = await registry.ensure(request.match_info["name"], base_url)
+        port, token = await registry.ensure(request.match_info["name"], base_url)
     except TimeoutError:
         raise Unavailable("the server did not start in time") from None
-    return web.json_response({"port": port, "host": registry.host})
+    return web.json_response({"port": port, "host": registry.host, "token": token})
 
 
 def setup(app: web.Application) -> None:

@@ -22,6 +22,12 @@ class AgentSettings:
     """Address to listen on (``0.0.0.0`` in a pod, reached only by the hub)."""
     port: int = 0
     """Port to listen on; 0 picks a free one (printed as ``{"port": N}`` on stdout)."""
+    listen_fd: int | None = None
+    """An inherited listening socket (a Unix socket of the hub's, for a sandboxed project)
+    to serve on instead of host:port."""
+    connect_fd: int | None = None
+    """An inherited listening Unix socket for the connect service (`cocalc_k8s.agent.connect`):
+    the hub's way to the ports on the project's own loopback."""
     max_upload_bytes: int = 1 << 30
     """Largest file accepted by ``PUT /files/…`` (413 beyond)."""
     exec_output_bytes: int = 1 << 20
@@ -40,6 +46,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=0, help="port (0 = pick a free one)")
     parser.add_argument("--token-fd", type=int, help="read the token from this descriptor")
+    parser.add_argument("--listen-fd", type=int, help="serve on this inherited listening socket")
+    parser.add_argument(
+        "--connect-fd", type=int, help="serve the connect service on this inherited Unix socket"
+    )
     parser.add_argument("--max-upload-bytes", type=int, default=1 << 30)
     parser.add_argument("--exec-output-bytes", type=int, default=1 << 20)
     parser.add_argument("--scrollback-bytes", type=int, default=256 << 10)
@@ -74,6 +84,8 @@ def settings_from_args(argv: Sequence[str] | None = None) -> AgentSettings:
         token=read_token(0 if args.token_fd is None else args.token_fd),
         host=args.host,
         port=args.port,
+        listen_fd=args.listen_fd,
+        connect_fd=args.connect_fd,
         max_upload_bytes=args.max_upload_bytes,
         exec_output_bytes=args.exec_output_bytes,
         scrollback_bytes=args.scrollback_bytes,

@@ -3,6 +3,7 @@ shared by the local backend (child processes) and the Kubernetes backend (pods).
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -39,19 +40,34 @@ class ProjectSpec:
 
 @dataclass(frozen=True, slots=True)
 class AgentAddress:
-    """Where the project's agent listens, and the secret token it demands."""
+    """Where the project's agent listens, and the secret token it demands: host:port (a
+    pod), or Unix sockets of the hub's (a sandboxed local project, whose loopback is its
+    own): `unix` for the agent's API, `connect` for its connect service, through which
+    the hub reaches the project's ports (`cocalc_k8s.backends.agent_connect`)."""
 
     host: str
     port: int
     token: str = ""
+    unix: str = ""
+    connect: str = ""
 
     @property
     def url(self) -> str:
+        if self.unix:
+            # A name of its own per socket, so that connection pools keep projects apart;
+            # `agent_client.AgentConnector` maps it back to the socket.
+            return f"http://{unix_host(self.unix)}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
     def __repr__(self) -> str:  # the token never reaches a log
-        return f"AgentAddress({self.host}:{self.port})"
+        where = self.unix or f"{self.host}:{self.port}"
+        return f"AgentAddress({where})"
+
+
+def unix_host(path: str) -> str:
+    """The host name that stands for the Unix socket `path` in an agent URL."""
+    return "agent-" + hashlib.blake2b(path.encode(), digest_size=12).hexdigest() + ".invalid"
 
 
 class ProjectBackend(ABC):

@@ -1,11 +1,25 @@
-"""The local backend: each project is a child process of the hub (the project agent).
+"""The local backend: each project is a project agent in a bubblewrap sandbox of its own
+(`cocalc_k8s.backends.sandbox`), a child process of the hub.
 
-For one machine and trusted users, like cocalc-docker. Each agent runs in its own session
-and process group with HOME set to the project's directory, a whitelisted environment (no
-hub secret, no database URL), a fresh secret token handed over on stdin (never in argv or
-the environment), and coarse resource limits. Agents are asked to die with the hub
-(PR_SET_PDEATHSIG): local projects never outlive it, so after a restart every project the
-database calls running is known to be stopped.
+The sandbox has its own mount, PID, IPC, UTS and network namespaces: the project sees its
+home, a read-only system, the interpreter and the package, and nothing of the hub's data
+directory or of other projects; its loopback is its own. The agent serves on Unix sockets
+the hub creates in a private runtime directory and hands over as descriptors (the paths
+are nowhere in the sandbox, so nothing inside can replace them): one for the agent's API,
+one for its connect service, through which the proxy reaches the project's ports
+(`cocalc_k8s.backends.agent_connect`). With network allowed by the quota, `pasta` gives
+the namespace internet access (`cocalc_k8s.backends.network`).
+
+Each agent gets a whitelisted environment (no hub secret, no database URL), a fresh
+secret token on stdin (never in argv or the environment), coarse resource limits, and dies
+with the hub (PR_SET_PDEATHSIG, and bubblewrap's --die-with-parent): local projects never
+outlive it, so after a restart every project the database calls running is known to be
+stopped. Stopping a project ends its sandbox's PID 1, and with it every process of the
+project, daemons included.
+
+Where bubblewrap cannot run, agents run unsandboxed (the hub then refuses multi-user
+operation unless told the users are trusted): as their own uid when the hub is root,
+sharing the machine's loopback, where `serves_port` checks who listens.
 """
 
 from __future__ import annotations
@@ -18,8 +32,11 @@ import logging
 import os
 import resource
 import secrets
+import shutil
 import signal
+import socket
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -33,7 +50,17 @@ from cocalc_k8s.backends.base import (
     ProjectBackend,
     ProjectSpec,
 )
+from cocalc_k8s.backends.network import NetworkError, start_network
 from cocalc_k8s.backends.ports import listener_pids, listener_uids, tree_pids
+from cocalc_k8s.backends.sandbox import (
+    SandboxSpec,
+    bwrap_command,
+    etc_files,
+    etc_names,
+    python_paths,
+    sandbox_available,
+    system_layout,
+)
 from cocalc_k8s.core.projectfs import give_home
 from cocalc_k8s.core.quotas import Quota
 
@@ -52,6 +79,11 @@ class _Agent:
     uid: int | None = None
     address: AgentAddress | None = None
     stopping: bool = False
+    sandbox_pid: int | None = None
+    """The sandbox's PID 1 (as the host sees it): ending it ends the whole project."""
+    runtime: Path | None = None
+    sockets: list[socket.socket] = field(default_factory=list, repr=False)
+    network: asyncio.subprocess.Process | None = field(default=None, repr=False)
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
     drainer: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -65,9 +97,10 @@ def agent_environment(home: Path) -> dict[str, str]:
 
 
 def _child_setup(quota: Quota, uid: int | None) -> None:  # pragma: no cover - in the child
-    """In the child: its own user (if any), coarse limits, lower priority, and death with
-    the hub. The user is switched here rather than by `user=` (which uvloop lacks), and
-    before PR_SET_PDEATHSIG, which a change of user would clear."""
+    """In the child: its own user (if any: unsandboxed; a sandbox drops to it inside),
+    coarse limits, lower priority, and death with the hub. The user is switched here rather
+    than by `user=` (which uvloop lacks), and before PR_SET_PDEATHSIG, which a change of
+    user would clear."""
     # Address space is a coarse stand-in for memory (cgroups are for Kubernetes): generous,
     # since runtimes reserve far more virtual memory than they use.
     limit = max(quota.memory_mb * 4, 2048) * 1024 * 1024
@@ -91,49 +124,80 @@ def _serves(agent: _Agent, port: int) -> tuple[bool, bool]:
     return (not pids or pids <= tree_pids(agent.process.pid)), bool(pids)
 
 
-def prepare_home(home: Path, uid: int | None) -> None:
+def prepare_home(home: Path, uid: int | None, *, sandboxed: bool = True) -> None:
     """The home exists, mode 0700; with a uid of its own it belongs to that uid (everything
-    in it, the first time), and the directories above it can be traversed but not listed."""
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    in it, the first time). A sandbox binds the home in, so nothing above it changes;
+    unsandboxed, the directories above it must be traversable by the project's uid, and
+    each mode changed for that is logged."""
+    if not home.parent.exists():
+        home.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, exist_ok=True)
     if uid is None:
         return
-    home.parent.chmod(0o711)  # the projects' root: no listing of other projects' ids
-    for parent in home.parents:
-        mode = parent.stat().st_mode
-        if mode & 0o001 == 0:
-            parent.chmod(mode | 0o001)
+    if not sandboxed:
+        _chmod_logged(home.parent, 0o711)  # the projects' root: no listing of project ids
+        for parent in home.parent.parents:
+            mode = parent.stat().st_mode & 0o7777
+            if mode & 0o001 == 0:
+                _chmod_logged(parent, mode | 0o001)
     if home.stat().st_uid != uid:
         give_home(home, uid, uid)
     home.chmod(0o700)
 
 
-class LocalBackend(ProjectBackend):
-    """Agents as child processes. When the hub runs as root, each project runs as a uid
-    of its own (`wants_uid`) and its home belongs to it: projects cannot read each other's
-    files, or the hub's data directory."""
+def _chmod_logged(path: Path, mode: int) -> None:
+    old = path.stat().st_mode & 0o7777
+    if old != mode:
+        log.warning("changing the mode of %s from %o to %o (unsandboxed projects)", path, old, mode)
+        path.chmod(mode)
 
-    def __init__(self, *, log_dir: Path, python: str = sys.executable) -> None:
+
+class LocalBackend(ProjectBackend):
+    """Agents as child processes, each in its sandbox. When the hub runs as root, each
+    project runs as a uid of its own (`wants_uid`) and its home belongs to it.
+
+    `sandbox`: True to require the sandbox, False to run agents unsandboxed (trusted users
+    only), None to use it when bubblewrap can run here (probed at the first start)."""
+
+    def __init__(
+        self, *, log_dir: Path, python: str = sys.executable, sandbox: bool | None = None
+    ) -> None:
         super().__init__()
         self.wants_uid = os.geteuid() == 0
         self.log_dir = log_dir
         self.python = python
+        self.sandbox = sandbox
+        self._runtime: Path | None = None
+        self._said_no_network = False
         self._agents: dict[uuid.UUID, _Agent] = {}
         self._port_checks: dict[tuple[uuid.UUID, int], tuple[float, bool]] = {}
         self._health = HealthProbe()
 
+    async def sandboxed(self) -> bool:
+        """Whether projects run sandboxed (the first call may probe bubblewrap)."""
+        if self.sandbox is None:
+            reason = await asyncio.to_thread(sandbox_available)
+            if reason is not None:
+                log.warning("projects run without a sandbox: %s", reason)
+            self.sandbox = reason is None
+        return self.sandbox
+
     async def serves_port(self, project_id: uuid.UUID, port: int) -> bool:
-        """All projects share this machine's loopback: a port is the project's only if
-        what listens there runs as the project's user (or, when the hub is not root and
-        projects share its user, is a process of the project's agent). Answers are
-        cached briefly: this runs for every proxied request."""
+        """A sandboxed project's loopback is its own: whatever listens there is the
+        project's. Unsandboxed, all projects share this machine's loopback: a port is the
+        project's only if what listens there runs as the project's user (or, when the hub
+        is not root and projects share its user, is a process of the project's agent).
+        Answers are cached briefly: this runs for every proxied request."""
+        agent = self._agents.get(project_id)
+        if agent is None:
+            return False
+        if agent.sandbox_pid is not None:
+            return True
         key = (project_id, port)
         cached = self._port_checks.get(key)
         now = time.monotonic()
         if cached is not None and cached[0] > now:
             return cached[1]
-        agent = self._agents.get(project_id)
-        if agent is None:
-            return False
         verdict, listening = await asyncio.to_thread(_serves, agent, port)
         if listening:  # "nobody listens" may change any moment: never cached
             if len(self._port_checks) > 10_000:
@@ -145,6 +209,11 @@ class LocalBackend(ProjectBackend):
         agent = self._agents.get(project_id)
         return agent.address if agent and not agent.stopping else None
 
+    def sandbox_pid(self, project_id: uuid.UUID) -> int | None:
+        """The host pid of the project's sandbox PID 1 (None: not running, or unsandboxed)."""
+        agent = self._agents.get(project_id)
+        return agent.sandbox_pid if agent else None
+
     async def running(self) -> set[uuid.UUID]:
         return {pid for pid, agent in self._agents.items() if agent.address is not None}
 
@@ -152,16 +221,30 @@ class LocalBackend(ProjectBackend):
         existing = self.address(spec.project_id)
         if existing is not None:
             return existing
+        sandboxed = await self.sandboxed()
         progress("Preparing the home directory", 10)
-        await asyncio.to_thread(prepare_home, spec.home, spec.uid)
+        await asyncio.to_thread(prepare_home, spec.home, spec.uid, sandboxed=sandboxed)
         progress("Starting the project's environment", 30)
         token = secrets.token_urlsafe(32)
-        agent = await self._spawn(spec, token)
+        try:
+            agent = await self._spawn(spec, token, sandboxed=sandboxed)
+        except OSError as exc:
+            raise BackendError(f"the project could not be started: {exc}") from None
         self._agents[spec.project_id] = agent
         try:
             async with asyncio.timeout(START_TIMEOUT):
-                port = await self._read_port(agent, spec.project_id)
-                agent.address = AgentAddress("127.0.0.1", port, token)
+                await self._read_ready(agent, spec.project_id)
+                assert agent.runtime is not None
+                agent.address = AgentAddress(
+                    "",
+                    0,
+                    token,
+                    unix=str(agent.runtime / "api"),
+                    connect=str(agent.runtime / "connect"),
+                )
+                if sandboxed and spec.quota.network and agent.sandbox_pid is not None:
+                    progress("Connecting the project to the internet", 50)
+                    agent.network = await self._network(spec, agent.sandbox_pid)
                 progress("Waiting for the project to answer", 70)
                 await self._health.wait(agent.address)
         except (TimeoutError, BackendError, OSError) as exc:
@@ -175,33 +258,110 @@ class LocalBackend(ProjectBackend):
         progress("Running", 100)
         return agent.address
 
-    async def _spawn(self, spec: ProjectSpec, token: str) -> _Agent:
-        await asyncio.to_thread(self.log_dir.mkdir, parents=True, exist_ok=True)
+    async def _network(
+        self, spec: ProjectSpec, sandbox_pid: int
+    ) -> asyncio.subprocess.Process | None:
+        """The project's network helper, or None: the project then has its loopback only
+        (never a network without its restrictions)."""
+        if spec.uid is None:
+            if not self._said_no_network:
+                log.warning("projects of a hub that is not root have no network (loopback only)")
+                self._said_no_network = True
+            return None
+        try:
+            return await start_network(sandbox_pid)
+        except (NetworkError, OSError) as exc:
+            log.warning("project %s: %s; it has its loopback only", spec.project_id, exc)
+            return None
+
+    def _runtime_dir(self, project_id: uuid.UUID) -> Path:
+        """A directory of the hub's own (0700, under the system's temporary directory: Unix
+        socket paths are short) for the project's sockets and generated files."""
+        if self._runtime is None or not self._runtime.is_dir():
+            self._runtime = Path(tempfile.mkdtemp(prefix="cocalc-agents-"))
+        path = self._runtime / project_id.hex
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(mode=0o700)
+        return path
+
+    def _prepare_runtime(
+        self, spec: ProjectSpec, sandboxed: bool, info_fd: int
+    ) -> tuple[Path, list[socket.socket], list[str]]:
+        """The runtime directory, the agent's two listening sockets, and its command line."""
+        runtime = self._runtime_dir(spec.project_id)
+        sockets = [_listen_unix(runtime / "api"), _listen_unix(runtime / "connect")]
+        api, connect = (sock.fileno() for sock in sockets)
+        argv = [
+            self.python, "-m", "cocalc_k8s.agent", "--home", str(spec.home),
+            "--listen-fd", str(api), "--connect-fd", str(connect),
+        ]  # fmt: skip
+        if not sandboxed:
+            return runtime, sockets, argv
+        etc = runtime / "etc"
+        etc.mkdir(mode=0o755)
+        hostname = f"project-{spec.project_id.hex[:8]}"
+        uid = spec.uid if spec.uid is not None else os.getuid()
+        for name, text in etc_files(uid=uid, home=spec.home, hostname=hostname).items():
+            (etc / name).write_text(text)
+            (etc / name).chmod(0o644)
+        sandbox = SandboxSpec(
+            home=spec.home,
+            uid=spec.uid,
+            etc_dir=etc,
+            read_only=python_paths(self.python),
+            etc_entries=etc_names(),
+            tmp_mb=max(64, spec.quota.memory_mb // 2),
+            hostname=hostname,
+            info_fd=info_fd,
+        )
+        return runtime, sockets, bwrap_command(sandbox, argv, is_link=system_layout())
+
+    async def _spawn(self, spec: ProjectSpec, token: str, *, sandboxed: bool) -> _Agent:
+        await asyncio.to_thread(self.log_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
         log_path = self.log_dir / f"{spec.project_id}.log"
-        log_file = await asyncio.to_thread(open, log_path, "ab")
+        log_fd = await asyncio.to_thread(_open_log, log_path)
+        info_read, info_write = os.pipe() if sandboxed else (-1, -1)
+        runtime, sockets, argv = await asyncio.to_thread(
+            self._prepare_runtime, spec, sandboxed, info_write
+        )
+        pass_fds = [sock.fileno() for sock in sockets]
         try:
             process = await asyncio.create_subprocess_exec(
-                self.python, "-m", "cocalc_k8s.agent",
-                "--home", str(spec.home), "--host", "127.0.0.1", "--port", "0",
+                *argv,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
-                stderr=log_file,
+                stderr=log_fd,
                 cwd=spec.home,
                 env=agent_environment(spec.home),
                 start_new_session=True,
-                preexec_fn=lambda: _child_setup(spec.quota, spec.uid),
-            )  # fmt: skip
+                pass_fds=[*pass_fds, *([info_write] if sandboxed else [])],
+                preexec_fn=lambda: _child_setup(spec.quota, None if sandboxed else spec.uid),
+            )
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
         finally:
-            log_file.close()
+            os.close(log_fd)
+            if sandboxed:
+                os.close(info_write)
+        agent = _Agent(process=process, uid=spec.uid, runtime=runtime, sockets=sockets)
+        for sock in sockets:  # the agent has them now; the hub connects by path
+            sock.close()
+        agent.sockets = []
+        if sandboxed:
+            agent.sandbox_pid = await _read_info(info_read)
         assert process.stdin is not None
         # An agent that dies at once closes its stdin: reading its stdout tells why.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             process.stdin.write(token.encode() + b"\n")
             await process.stdin.drain()
         process.stdin.close()
-        return _Agent(process=process, uid=spec.uid)
+        return agent
 
-    async def _read_port(self, agent: _Agent, project_id: uuid.UUID) -> int:
+    async def _read_ready(self, agent: _Agent, project_id: uuid.UUID) -> None:
+        """Until the agent's first line (it serves); BackendError with the log's last
+        line if it exits first."""
         assert agent.process.stdout is not None
         line = await agent.process.stdout.readline()
         if not line:
@@ -212,15 +372,15 @@ class LocalBackend(ProjectBackend):
                 f"the project's agent exited at start (code {code})" + (f": {last}" if last else "")
             )
         try:
-            port = int(json.loads(line)["port"])
+            json.loads(line)["port"]
         except (ValueError, KeyError, TypeError):
-            raise BackendError("the project's agent did not report its port") from None
+            raise BackendError("the project's agent did not say it serves") from None
         # Keep draining stdout so that a chatty agent never blocks on a full pipe.
         agent.drainer = asyncio.create_task(_drain(agent.process.stdout))
-        return port
 
     async def _watch(self, project_id: uuid.UUID, agent: _Agent) -> None:
         code = await agent.process.wait()
+        await self._end(agent)
         if self._agents.get(project_id) is agent:
             del self._agents[project_id]
         if not agent.stopping:
@@ -231,25 +391,98 @@ class LocalBackend(ProjectBackend):
             self._exited(project_id, reason)
 
     async def stop(self, project_id: uuid.UUID) -> None:
+        """SIGTERM to the agent (it ends its terminals, commands and servers), then the
+        sandbox goes, with whatever still runs in it. Returns when nothing of the project
+        runs."""
         agent = self._agents.get(project_id)
         if agent is None:
             return
         agent.stopping = True
-        await _terminate_group(agent.process)
+        await _terminate(agent)
+        await self._end(agent)
         if self._agents.get(project_id) is agent:
             del self._agents[project_id]
+
+    async def _end(self, agent: _Agent) -> None:
+        """Everything of a project whose agent has exited: the sandbox's PID 1 (the kernel
+        then kills every process of its PID namespace), the network helper, the sockets."""
+        if agent.sandbox_pid is not None:
+            await asyncio.to_thread(_kill_and_wait, agent.sandbox_pid)
+        if agent.network is not None and agent.network.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                agent.network.kill()
+            await agent.network.wait()
+        if agent.runtime is not None:
+            await asyncio.to_thread(shutil.rmtree, agent.runtime, True)
 
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(pid) for pid in list(self._agents)))
         await self._health.close()
+        if self._runtime is not None:
+            await asyncio.to_thread(shutil.rmtree, self._runtime, True)
 
 
-async def _terminate_group(process: asyncio.subprocess.Process) -> None:
-    """SIGTERM to the whole process group, SIGKILL after a grace period."""
+def _listen_unix(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _open_log(path: Path) -> int:
+    """The project's agent log, for appending: 0600, outside the sandbox."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)  # logs of earlier versions were 0644
+    return fd
+
+
+async def _read_info(fd: int) -> int | None:
+    """The sandbox's PID 1, from bubblewrap's --info-fd (None if it wrote none)."""
+
+    def read() -> bytes:
+        with os.fdopen(fd, "rb") as pipe:
+            return pipe.read()
+
+    data = await asyncio.to_thread(read)
+    try:
+        return int(json.loads(data)["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _kill_and_wait(pid: int, seconds: float = STOP_GRACE) -> None:
+    """SIGKILL the sandbox's PID 1 and wait until it is gone (it is not our child: its
+    parent, bubblewrap, reaps it)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                state = stat.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            return
+        if state in (b"Z", b"X"):
+            return
+        time.sleep(0.005)  # a poll interval, not synchronisation
+
+
+async def _terminate(agent: _Agent) -> None:
+    """SIGTERM to the agent, SIGKILL to everything after a grace period. Sandboxed, the
+    agent is the only child of the sandbox's PID 1; unsandboxed, the process group."""
+    process = agent.process
     if process.returncode is not None:
         return
+    target = _sandboxed_agent(agent.sandbox_pid) if agent.sandbox_pid is not None else None
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
+        if target is not None:
+            os.kill(target, signal.SIGTERM)
+        else:
+            os.killpg(process.pid, signal.SIGTERM)
     try:
         await asyncio.wait_for(process.wait(), STOP_GRACE)
     except TimeoutError:
@@ -259,6 +492,16 @@ async def _terminate_group(process: asyncio.subprocess.Process) -> None:
     # Anything the agent left behind in its group (background jobs) goes too.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def _sandboxed_agent(sandbox_pid: int) -> int | None:
+    """The agent: the first child of the sandbox's PID 1."""
+    try:
+        with open(f"/proc/{sandbox_pid}/task/{sandbox_pid}/children") as children:
+            pids = children.read().split()
+    except OSError:
+        return None
+    return int(pids[0]) if pids else None
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:

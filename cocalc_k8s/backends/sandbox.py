@@ -109,13 +109,17 @@ def etc_files(*, uid: int, home: Path, hostname: str) -> dict[str, str]:
     return {"passwd": passwd, "group": group, "hosts": hosts, "hostname": hostname + "\n"}
 
 
-def python_paths() -> list[Path]:
-    """What the agent needs to run, read-only: the interpreter's installation (a venv and
-    the Python it was made from) and the cocalc_k8s package (an editable install lives
-    outside the venv)."""
+def python_paths(python: str = sys.executable) -> list[Path]:
+    """What the agent needs to run, read-only: the interpreter `python` (its directory,
+    and the installation it links to), the hub's own installation (a venv and the Python
+    it was made from) and the cocalc_k8s package (an editable install lives outside the
+    venv)."""
     import cocalc_k8s  # the package's own location, wherever it is installed
 
+    real = os.path.realpath(python)
     candidates = [
+        os.path.dirname(os.path.abspath(python)),
+        os.path.dirname(os.path.dirname(real)) if real != os.path.abspath(python) else real,
         sys.prefix,
         sys.base_prefix,
         sys.exec_prefix,
@@ -123,7 +127,9 @@ def python_paths() -> list[Path]:
         os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))),
         os.path.dirname(os.path.abspath(cocalc_k8s.__file__)),
     ]
-    return minimal_roots(Path(os.path.abspath(c)) for c in candidates)
+    # Never a top-level directory (/tmp, /home, /root) as a whole: only installations.
+    paths = [Path(os.path.abspath(c)) for c in candidates]
+    return minimal_roots(p for p in paths if len(p.parts) > 2)
 
 
 def minimal_roots(paths: Iterable[Path]) -> list[Path]:
@@ -138,8 +144,8 @@ def minimal_roots(paths: Iterable[Path]) -> list[Path]:
     return roots
 
 
-def _parents(path: Path, made: set[Path]) -> list[str]:
-    """``--perms 0755 --dir`` for each directory above `path` not made yet: bubblewrap
+def _parents(path: Path, made: set[Path], mode: str = "0755") -> list[str]:
+    """``--perms MODE --dir`` for each directory above `path` not made yet: bubblewrap
     would otherwise copy the host's mode (0700 for /root), and the project could not
     traverse to what is bound below."""
     args: list[str] = []
@@ -147,7 +153,7 @@ def _parents(path: Path, made: set[Path]) -> list[str]:
         if parent == Path("/") or parent in made:
             continue
         made.add(parent)
-        args += ["--perms", "0755", "--dir", str(parent)]
+        args += ["--perms", mode, "--dir", str(parent)]
     return args
 
 
@@ -190,7 +196,7 @@ def bwrap_command(
         args += _parents(path, made)
         args += ["--ro-bind", str(path), str(path)]
         made.add(path)
-    args += _parents(spec.home, made)
+    args += _parents(spec.home, made, "0711")  # traversed, not listed
     args += ["--bind", str(spec.home), str(spec.home), "--chdir", str(spec.home)]
     if spec.uid is not None:
         args += [

@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 
 from cocalc_k8s.proxy.messages import RequestHead
 from cocalc_k8s.proxy.routing import Route
+from cocalc_k8s.proxy.upstream import Upstream
 
 
 @dataclass(slots=True)
 class Allow:
-    """Forward the request to host:port, asking for `path`."""
+    """Forward the request to `upstream`, asking for `path`."""
 
     route: Route
-    host: str
-    port: int
+    upstream: Upstream
     path: str
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     sandbox: bool = False

@@ -195,7 +195,7 @@ class Exchange:
         upstream_chunked = b"chunked" in encoding.lower()
         self.chunked_out = not self.no_body and (upstream_chunked or not has_length)
         self._close_delimited = not self.no_body and not upstream_chunked and not has_length
-        upstream_origin = f"http://{self.allow.host}:{self.allow.port}"
+        upstream_origin = self.allow.upstream.origin
         head = messages.client_response(
             status,
             b"",

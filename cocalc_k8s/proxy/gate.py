@@ -32,6 +32,7 @@ from cocalc_k8s.proxy.access import AccessCache
 from cocalc_k8s.proxy.decisions import Allow, Decision, Respond
 from cocalc_k8s.proxy.messages import RequestHead
 from cocalc_k8s.proxy.routing import Route, parse_route
+from cocalc_k8s.proxy.upstream import agent_upstream, upstream_for
 from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.lifecycle import LifecycleManager
@@ -67,7 +68,7 @@ class ContentGate:
     agents: AgentClient
     # Set once the content origin is bound (one shared origin, or one per project).
     origins: ContentOrigins = field(default_factory=lambda: ContentOrigins(""))
-    _named: dict[tuple[str, str | None, str], int] = field(default_factory=dict)
+    _named: dict[tuple[str, str | None, str], tuple[int, bytes]] = field(default_factory=dict)
     _pending: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
 
     async def __call__(self, head: RequestHead) -> Decision:
@@ -133,19 +134,23 @@ class ContentGate:
         track = lambda close: self.access.track(key, close)  # noqa: E731
         if route.kind == "raw":
             auth = (b"Authorization", b"Bearer " + address.token.encode())
-            return Allow(route, address.host, address.port, route.upstream_path, [auth], True)
+            return Allow(route, agent_upstream(address), route.upstream_path, [auth], True)
         port = route.port
+        credential: list[tuple[bytes, bytes]] = []
         if port is None:
             try:
-                port = await self._named_port(route, address)
+                port, token = await self._named_port(route, address)
             except DomainError as exc:
                 return _error(head, exc.status, exc.message)
+            if token:  # the server's own credential, supplied here, never to the browser
+                credential = [(b"Authorization", b"token " + token)]
         elif not await self._shared(
             (route.project_id, port),
             lambda: self.lifecycle.backend.serves_port(route.project_id, port),
         ):
             return _error(head, 403, f"port {port} is not served by this project")
-        return Allow(route, address.host, port, route.upstream_path, on_tunnel=track)
+        upstream = upstream_for(address, port)
+        return Allow(route, upstream, route.upstream_path, credential, on_tunnel=track)
 
     async def _shared(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
         """`call()`; requests that arrive while one with the same key is under way wait for
@@ -171,17 +176,20 @@ class ContentGate:
         pending.set_result(answer)
         return answer
 
-    async def _named_port(self, route: Route, address: AgentAddress) -> int:
-        """The port of a named server, started by the agent on first use."""
+    async def _named_port(self, route: Route, address: AgentAddress) -> tuple[int, bytes]:
+        """The port of a named server, started by the agent on first use, and the token it
+        demands (see `cocalc_k8s.agent.named_servers`: the same header will carry the
+        collaborator's identity)."""
         base_url = f"/{route.project_id}/port/{route.name}/" if route.kind == "port" else "/"
         key = (address.token, route.name, base_url)
-        port = self._named.get(key)
-        if port is None:
+        known = self._named.get(key)
+        if known is None:
             answer = await self.agents.call(
                 address, "POST", f"/servers/{route.name}", body={"base_url": base_url}, seconds=90
             )
-            port = self._named[key] = int(answer["port"])
-        return port
+            token = str(answer.get("token") or "").encode("latin-1", "replace")
+            known = self._named[key] = (int(answer["port"]), token)
+        return known
 
     def _sign_in(self, head: RequestHead, route: Route, target: str) -> Decision:
         if not messages.wants_html(head):

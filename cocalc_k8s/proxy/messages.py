@@ -9,7 +9,7 @@ redirects from /server/ apps are moved under their prefix.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cocalc_k8s.proxy.routing import Route, rewrite_location
@@ -86,13 +86,18 @@ def _cookie_name(set_cookie: bytes) -> bytes:
 
 
 def upstream_request(
-    head: RequestHead, route: Route, *, path: str, extra: Iterable[tuple[bytes, bytes]] = ()
+    head: RequestHead, route: Route, *, path: str, extra: Sequence[tuple[bytes, bytes]] = ()
 ) -> bytes:
+    """The request head for the upstream. Headers in `extra` (a credential the proxy
+    supplies) replace the client's of the same name."""
     lines = [head.method + b" " + path.encode("latin-1") + b" HTTP/1.1"]
     forwarded_for = head.client.encode()
+    replaced = {name.lower() for name, _ in extra} if extra else ()
     for name, value in head.headers:
         lower = name.lower()
         if lower in HOP_BY_HOP or (head.chunked and lower == b"content-length"):
+            continue
+        if lower in replaced:
             continue
         if lower == b"cookie":
             value = strip_cookies(value)

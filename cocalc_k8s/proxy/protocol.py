@@ -220,7 +220,7 @@ class ClientConnection(asyncio.Protocol):
         tunnel = False
         try:
             try:
-                upstream = await self.pool.acquire(allow.host, allow.port)
+                upstream = await self.pool.acquire(allow.upstream)
             except TimeoutError:
                 self._write(
                     messages.error_response(head, 504, "the project's server did not answer")

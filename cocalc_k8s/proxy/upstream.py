@@ -1,15 +1,25 @@
-"""Keep-alive connections to the servers inside projects, pooled per (host, port) and
-limited per project so one project cannot exhaust the hub."""
+"""Keep-alive connections to the servers inside projects, pooled per upstream and limited
+per project so one project cannot exhaust the hub.
+
+An upstream is one of two kinds: `TcpUpstream` (host:port, a pod's address) or
+`AgentUpstream` (a port on a sandboxed local project's own loopback, whose connected
+socket the project's agent hands over; see `cocalc_k8s.backends.agent_connect`). Once
+connected both are plain TCP sockets, pooled, kept alive and spliced alike.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httptools
+
+from cocalc_k8s.backends.agent_connect import open_port
+from cocalc_k8s.backends.base import AgentAddress
 
 CONNECT_TIMEOUT = 5.0
 IDLE_KEEP = 128  # idle connections kept per upstream (above the per-project limit)
@@ -22,6 +32,75 @@ BODY_READ = 256 * 1024  # what is read while a body or a tunnel passes through P
 _BUFFER = memoryview(bytearray(BODY_READ))
 
 
+@dataclass(frozen=True, slots=True)
+class TcpUpstream:
+    host: str
+    port: int
+
+    @property
+    def origin(self) -> str:
+        """The origin the server sees itself at (for rewriting its redirects)."""
+        return f"http://{self.host}:{self.port}"
+
+    async def open(self, factory: Callable[[], UpstreamConnection]) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(factory, self.host, self.port)
+        return protocol
+
+
+@dataclass(frozen=True, slots=True)
+class AgentUpstream:
+    connect: str
+    """The project agent's connect service (a Unix socket of the hub's)."""
+    token: str = field(repr=False)
+    port: int
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def open(self, factory: Callable[[], UpstreamConnection]) -> UpstreamConnection:
+        sock = await open_port(self.connect, self.token, self.port)
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await loop.create_connection(factory, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        return protocol
+
+
+def upstream_for(address: AgentAddress, port: int) -> Upstream:
+    """Where port `port` of the project at `address` is reached."""
+    if address.connect:
+        return AgentUpstream(address.connect, address.token, port)
+    return TcpUpstream(address.host, port)
+
+
+def agent_upstream(address: AgentAddress) -> Upstream:
+    """The project's agent itself (its HTTP API), for `/raw/`."""
+    if address.unix:
+        return UnixUpstream(address.unix)
+    return TcpUpstream(address.host, address.port)
+
+
+@dataclass(frozen=True, slots=True)
+class UnixUpstream:
+    path: str
+
+    @property
+    def origin(self) -> str:
+        return "http://127.0.0.1"
+
+    async def open(self, factory: Callable[[], UpstreamConnection]) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_unix_connection(factory, self.path)
+        return protocol
+
+
+Upstream = TcpUpstream | AgentUpstream | UnixUpstream
+
+
 class UpstreamConnection(asyncio.BufferedProtocol):
     """One connection to a project's server. The proxy that borrows it sets `sink`, the
     object that receives the response (see `protocol.Exchange`); the sink's `read_size`
@@ -30,7 +109,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
 
     __slots__ = ("closed", "key", "reusable", "sink", "transport")
 
-    def __init__(self, key: tuple[str, int]) -> None:
+    def __init__(self, key: Hashable) -> None:
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.sink: Any = None
@@ -117,7 +196,7 @@ class Slots:
 class UpstreamPool:
     def __init__(self, *, per_project: int = 64) -> None:
         self.per_project = per_project
-        self._idle: dict[tuple[str, int], collections.deque[UpstreamConnection]] = {}
+        self._idle: dict[Hashable, collections.deque[UpstreamConnection]] = {}
         self._limits: dict[Any, Slots] = {}
 
     def limit(self, project_key: Any) -> Slots:
@@ -126,18 +205,16 @@ class UpstreamPool:
             slots = self._limits[project_key] = Slots(self.per_project)
         return slots
 
-    async def acquire(self, host: str, port: int) -> UpstreamConnection:
-        key = (host, port)
-        idle = self._idle.get(key)
+    async def acquire(self, upstream: Upstream) -> UpstreamConnection:
+        """An idle connection to `upstream`, or a new one (TimeoutError, OSError)."""
+        idle = self._idle.get(upstream)
         while idle:
             conn = idle.pop()
             if not conn.closed:
                 return conn
-        loop = asyncio.get_running_loop()
-        factory: Callable[[], UpstreamConnection] = lambda: UpstreamConnection(key)  # noqa: E731
+        factory: Callable[[], UpstreamConnection] = lambda: UpstreamConnection(upstream)  # noqa: E731
         async with asyncio.timeout(CONNECT_TIMEOUT):
-            _, protocol = await loop.create_connection(factory, host, port)
-        return protocol
+            return await upstream.open(factory)
 
     def release(self, conn: UpstreamConnection) -> None:
         conn.sink = None
