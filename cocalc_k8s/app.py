@@ -246,7 +246,10 @@ def create_app(
             max_bytes=settings.copy_max_mb * 1024**2,
         )
         app[DOCUMENTS] = DocumentService(
-            engine, app[FILES], DocumentPolicy(max_bytes=settings.document_max_mb * 1024**2)
+            engine,
+            app[FILES],
+            database_url=database_url,
+            policy=DocumentPolicy(max_bytes=settings.document_max_mb * 1024**2),
         )
         realtime.documents, realtime.projects = app[DOCUMENTS], app[PROJECTS]
         yield

@@ -210,8 +210,9 @@ class Document(Base):
     the editor. `seq` is the sequence of its last committed update (updates are numbered
     1, 2, ... per document, across epochs); `epoch` changes when the document is rebuilt
     from disk (clients of an older epoch must resync, never merge). `disk_hash` is the
-    SHA-256 of the text last written to the file or merged from it. The lease names the
-    one hub that writes the file and watches it, until `lease_expires`."""
+    SHA-256 of the text last written to the file or merged from it, which is the document's
+    text at `disk_seq`. (Which hub writes the file is an advisory lock, not a column: see
+    services/documents/locks.py.)"""
 
     __tablename__ = "documents"
     __table_args__ = (Index("uq_documents_project_id_path", "project_id", "path", unique=True),)
@@ -227,8 +228,6 @@ class Document(Base):
     changed: Mapped[datetime] = _now()
     disk_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     disk_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")  # text at this seq
-    lease_holder: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
-    lease_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class DocumentUpdate(Base):

@@ -40,8 +40,6 @@ def upgrade() -> None:
         ),
         sa.Column("disk_hash", sa.LargeBinary(32)),
         sa.Column("disk_seq", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("lease_holder", UUID(as_uuid=True)),
-        sa.Column("lease_expires", sa.DateTime(timezone=True)),
         sa.PrimaryKeyConstraint("id", name="pk_documents"),
     )
     op.create_index(

@@ -6,9 +6,10 @@ the same update), or, when its stored state is gone, rebuilds it with a new epoc
 its last client has gone (`release`) it stays `grace` seconds, then its pending save is
 flushed, a checkpoint written if due, its lease released, and it leaves memory.
 
-A background loop renews the leases of the open documents (the hub holding one saves the
-file and merges its disk changes; a lease whose holder died is taken over when it
-expires), runs the watcher, and writes checkpoints.
+A background loop, every `tick`, tries to become the writer of the open documents that
+have none here (an advisory lock per document: the hub holding it saves the file and
+merges its disk changes; a dead holder's lock is free at once), runs the watcher over the
+files it writes, and writes their checkpoints.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import posixpath
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 
 from pycrdt import Doc, Text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,6 +30,7 @@ from cocalc_k8s.core.tasks import cancel
 from cocalc_k8s.services.documents.disk import FileSync
 from cocalc_k8s.services.documents.filetext import read_text
 from cocalc_k8s.services.documents.live import TEXT, LiveDocument
+from cocalc_k8s.services.documents.locks import WriterLocks
 from cocalc_k8s.services.documents.store import DocumentStore, Entry, StaleEpoch
 from cocalc_k8s.services.files import ProjectFiles
 
@@ -43,8 +44,7 @@ class DocumentPolicy:
     max_bytes: int = 10 * 1024**2
     save_delay: float = 1.5
     grace: float = 5.0
-    lease_ttl: float = 15.0
-    tick: float = 1.0  # the watcher's and the leases' period
+    tick: float = 1.0  # the watcher's and the writer locks' period
     checkpoint_every: int = 500  # updates
     checkpoint_after: float = 60.0  # seconds with updates since the last checkpoint
 
@@ -54,7 +54,6 @@ class _Open:
     live: LiveDocument
     sync: FileSync
     closing: asyncio.TimerHandle | None = None
-    lease_renewed: float = 0.0
 
 
 def clean_path(path: object) -> str:
@@ -75,12 +74,17 @@ def text_update(text: str) -> bytes:
 
 class DocumentService:
     def __init__(
-        self, engine: AsyncEngine, files: ProjectFiles, policy: DocumentPolicy | None = None
+        self,
+        engine: AsyncEngine,
+        files: ProjectFiles,
+        *,
+        database_url: str,
+        policy: DocumentPolicy | None = None,
     ) -> None:
         self.store = DocumentStore(engine)
+        self.locks = WriterLocks(database_url)
         self.files = files
         self.policy = policy or DocumentPolicy()
-        self.hub_id = uuid.uuid4()
         self._open: dict[uuid.UUID, _Open] = {}
         self._by_path: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
         self._loading: dict[tuple[uuid.UUID, str], asyncio.Future[LiveDocument]] = {}
@@ -183,7 +187,7 @@ class DocumentService:
             await entry.sync.flush()
             if entry.sync.writer:
                 await self._checkpoint(entry, force=True)
-                await self.store.release_lease(entry.live.id, self.hub_id)
+                await self.locks.release(entry.live.id)
         except Exception:
             log.exception("document %s: not closed cleanly", entry.live.id)
         await entry.sync.close()
@@ -216,10 +220,14 @@ class DocumentService:
         self._open.clear()
         self._by_path.clear()
         await asyncio.gather(*(self._retire(e) for e in entries))
+        await self.locks.close()
 
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(self.policy.tick)
+            if not await self.locks.check():
+                for entry in self._open.values():
+                    entry.sync.writer = False  # the locks went with their connection
             for entry in list(self._open.values()):
                 try:
                     await self._lease(entry)
@@ -230,18 +238,16 @@ class DocumentService:
                     log.exception("document %s: upkeep failed", entry.live.id)
 
     async def _lease(self, entry: _Open) -> None:
-        if time.monotonic() - entry.lease_renewed < self.policy.lease_ttl / 3:
+        """Become the document's writer if no hub is."""
+        if entry.sync.writer and self.locks.holds(entry.live.id):
             return
-        ttl = timedelta(seconds=self.policy.lease_ttl)
-        writer = await self.store.take_lease(entry.live.id, self.hub_id, ttl)
-        entry.lease_renewed = time.monotonic() if writer else 0.0
-        if writer and not entry.sync.writer:
+        entry.sync.writer = False
+        if await self.locks.try_hold(entry.live.id):
             entry.sync.writer = True
-            await entry.sync.check()  # changes on disk while nobody held it
+            await entry.sync.check()  # changes on disk while nobody wrote it
             stored = await self.store.load(entry.live.id)
             if stored.disk_seq < entry.live.seq:
                 entry.sync.schedule()  # edits the last writer did not save
-        entry.sync.writer = writer
 
     async def _checkpoint(self, entry: _Open, *, force: bool = False) -> None:
         live = entry.live

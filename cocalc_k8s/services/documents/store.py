@@ -1,4 +1,4 @@
-"""The documents' store in PostgreSQL: documents, their updates and checkpoints, leases.
+"""The documents' store in PostgreSQL: documents, their updates and checkpoints.
 
 Updates of a document are numbered 1, 2, ... (`seq`) in commit order: `append` bumps the
 document row's `seq` first, so concurrent appends (two hubs) serialise on that row and
@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -214,31 +213,4 @@ class DocumentStore:
                 update(Document)
                 .where(Document.id == doc_id)
                 .values(disk_hash=disk_hash, disk_seq=seq)
-            )
-
-    async def take_lease(self, doc_id: uuid.UUID, holder: uuid.UUID, ttl: timedelta) -> bool:
-        """Take or renew the right to write the document's file; False while another
-        hub holds an unexpired lease."""
-        async with self.engine.begin() as conn:
-            taken = await conn.scalar(
-                update(Document)
-                .where(
-                    Document.id == doc_id,
-                    or_(
-                        Document.lease_holder.is_(None),
-                        Document.lease_holder == holder,
-                        Document.lease_expires < func.now(),
-                    ),
-                )
-                .values(lease_holder=holder, lease_expires=func.now() + ttl)
-                .returning(Document.id)
-            )
-        return taken is not None
-
-    async def release_lease(self, doc_id: uuid.UUID, holder: uuid.UUID) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(Document)
-                .where(Document.id == doc_id, Document.lease_holder == holder)
-                .values(lease_holder=None, lease_expires=None)
             )
