@@ -63,6 +63,7 @@ from cocalc_k8s.keys import (
 )
 from cocalc_k8s.proxy.access import AccessCache
 from cocalc_k8s.proxy.gate import ContentGate
+from cocalc_k8s.proxy.limits import ClientLimits
 from cocalc_k8s.proxy.protocol import serve as serve_content
 from cocalc_k8s.proxy.upstream import UpstreamPool
 from cocalc_k8s.realtime.server import REALTIME, RealtimeHub
@@ -321,6 +322,13 @@ def create_app(
             settings.content_port,
             ssl=ssl_context,
             sockets=content_sockets,
+            limits=ClientLimits(
+                max_head=settings.content_head_limit_kb * 1024,
+                head_timeout=settings.content_head_timeout,
+                idle_timeout=settings.content_idle_timeout,
+                max_waiting=settings.content_waiting_limit,
+                max_waiting_per_address=settings.content_waiting_per_address,
+            ),
         )
         port = servers[0].sockets[0].getsockname()[1]
         app[CONTENT_ORIGIN] = settings.content_origin(port)

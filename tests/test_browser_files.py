@@ -208,3 +208,59 @@ async def test_folder_zip_and_viewers(
     frame = page.get_by_test_id("viewer-pdf")
     await expect(frame).to_be_visible()
     await expect(frame).to_have_attribute("title", "PDF: paper.pdf")
+
+
+PROBE = """async (base) => {
+  const load = (element) => new Promise((resolve) => {
+    element.onload = () => resolve("loaded");
+    element.onerror = () => resolve("refused");
+    document.head.append(element);
+  });
+  const script = (src, type) => {
+    const element = document.createElement("script");
+    if (type) element.type = type;
+    element.src = src;
+    return element;
+  };
+  const sheet = document.createElement("link");
+  sheet.rel = "stylesheet";
+  sheet.href = base + "s.css";
+  const worker = await new Promise((resolve) => {
+    const w = new Worker(base + "w.js");
+    w.onmessage = (event) => resolve(event.data);
+    w.onerror = () => resolve("refused");
+  });
+  return {
+    control: await load(script("/static/dialog.js", "module")),
+    classic: await load(script(base + "x.js")),
+    module: await load(script(base + "m.mjs", "module")),
+    sheet: await load(sheet),
+    worker,
+    pwned: window.pwned ?? null,
+    outline: getComputedStyle(document.body).outlineStyle,
+  };
+}"""
+
+
+async def test_project_files_never_run_as_scripts_of_the_hub(
+    hub: str, client: Any, browser: Browser
+) -> None:
+    """What an HTML injection in a hub page could add: `<script src>` (classic or
+    module), a stylesheet or a worker from the files API. `script-src 'self'` lets them
+    through; the type the hub gives project files and nosniff stop them."""
+    page, home = await project_page(browser, hub, client)
+    (home / "x.js").write_bytes(b"window.pwned = 'classic';")
+    (home / "m.mjs").write_bytes(b"window.pwned = 'module';")
+    (home / "s.css").write_bytes(b"body { outline: 3px solid red; }")
+    (home / "w.js").write_bytes(b"postMessage('worker ran');")
+    project_id = page.url.rstrip("/").split("/projects/", 1)[1].split("/", 1)[0]
+    found = await page.evaluate(PROBE, f"/api/v2/projects/{project_id}/files/")
+    assert found == {
+        "control": "loaded",  # the probe can see a script load
+        "classic": "refused",
+        "module": "refused",
+        "sheet": "refused",
+        "worker": "refused",
+        "pwned": None,
+        "outline": "none",
+    }

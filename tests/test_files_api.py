@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -207,3 +208,44 @@ async def test_pdf_for_the_viewer_is_sandboxed_and_framable_by_the_hub(owner: Us
     resp = await owner.client.get(url)
     assert resp.headers["Content-Security-Policy"] == "sandbox"
     assert resp.headers["X-Frame-Options"] == "DENY"
+
+
+SCRIPT_TYPES = ("javascript", "ecmascript", "wasm", "text/css", "json")
+
+
+async def test_no_project_file_is_a_script_of_the_hub(owner: User) -> None:
+    """`<script src=".../files/x.js">` on a hub page would pass `script-src 'self'`: no
+    file may come back with a type a browser runs or applies (nosniff makes it stick)."""
+    project_id = await new_project(owner)
+    for name, expected in (
+        ("x.js", "text/plain"),
+        ("x.mjs", "text/plain"),
+        ("x.cjs", "text/plain"),
+        ("x.js.gz", "text/plain"),
+        ("style.css", "text/plain"),
+        ("data.json", "text/plain"),
+        ("app.webmanifest", "text/plain"),
+        ("m.wasm", "application/octet-stream"),
+        ("noext", "application/octet-stream"),
+        ("page.html", "text/plain"),
+        ("red.png", "image/png"),
+        ("p.pdf", "application/pdf"),
+    ):
+        await put(owner, project_id, name, b"window.pwned = 1")
+        resp = await owner.client.get(f"/api/v2/projects/{project_id}/files/{name}")
+        assert resp.status == 200, name
+        assert resp.content_type == expected, name
+        assert not any(kind in resp.headers["Content-Type"] for kind in SCRIPT_TYPES), name
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["Content-Security-Policy"] == "sandbox"
+
+
+async def test_an_attachment_name_cannot_break_its_header(owner: User) -> None:
+    project_id = await new_project(owner)
+    name = 'a"b\\c é.html'
+    await put(owner, project_id, quote(name), b"<p>hi")
+    resp = await owner.client.get(f"/api/v2/projects/{project_id}/files/{quote(name)}")
+    assert resp.status == 200
+    assert resp.headers["Content-Disposition"] == (
+        "attachment; filename=\"a_b_c _.html\"; filename*=UTF-8''a%22b%5Cc%20%C3%A9.html"
+    )

@@ -257,6 +257,42 @@ class Settings:
         env="COCALC_DISK_RESERVE_MB",
         flag="--disk-reserve-mb",
     )
+    content_head_limit_kb: int = _setting(
+        64,
+        "Largest request head (request line and headers), in KiB, the content origin "
+        "accepts; a larger one gets 431 and the connection is closed.",
+        env="COCALC_CONTENT_HEAD_LIMIT_KB",
+        flag="--content-head-limit-kb",
+    )
+    content_head_timeout: int = _setting(
+        30,
+        "Seconds a client may take to send a request head to the content origin, from its "
+        "first byte; then 408 and the connection is closed (slow-loris clients).",
+        env="COCALC_CONTENT_HEAD_TIMEOUT",
+        flag="--content-head-timeout",
+    )
+    content_idle_timeout: int = _setting(
+        60,
+        "Seconds a keep-alive connection to the content origin is kept open without a request.",
+        env="COCALC_CONTENT_IDLE_TIMEOUT",
+        flag="--content-idle-timeout",
+    )
+    content_waiting_limit: int = _setting(
+        4096,
+        "Connections to the content origin that may wait for a request head at once (idle "
+        "keep-alive ones included); beyond it the one that has waited longest is closed, so "
+        "a flood of slow or silent connections cannot lock anyone out.",
+        env="COCALC_CONTENT_WAITING_LIMIT",
+        flag="--content-waiting-limit",
+    )
+    content_waiting_per_address: int = _setting(
+        256,
+        "The same bound for the connections of one client address; loopback clients "
+        "(kubectl port-forward, the one-command run) are not counted per address. Set 0 "
+        "behind a load balancer that hides client addresses.",
+        env="COCALC_CONTENT_WAITING_PER_ADDRESS",
+        flag="--content-waiting-per-address",
+    )
     backend: str = _setting(
         "local",
         "Where projects run: 'local' (each project is a child process of the hub, for one "
@@ -483,6 +519,16 @@ def _validate(s: Settings) -> None:
     ):
         if getattr(s, name) < 1:
             raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in (
+        "content_head_limit_kb",
+        "content_head_timeout",
+        "content_idle_timeout",
+        "content_waiting_limit",
+    ):
+        if getattr(s, name) < 1:
+            raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
+    if s.content_waiting_per_address < 0:
+        raise SettingsError("--content-waiting-per-address must be 0 (no bound) or more")
 
 
 def setting_fields() -> list[dataclasses.Field[Any]]:

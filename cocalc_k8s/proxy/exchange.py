@@ -41,8 +41,16 @@ class TunnelSink:
         self.client._release("upstream")
 
 
+class _SecondResponse(Exception):
+    """The project's server sent more than the one response asked for."""
+
+
 class Exchange:
-    """One request forwarded on one upstream connection, and its response coming back."""
+    """One request forwarded on one upstream connection, and its response coming back.
+
+    Exactly one response (after any 1xx) is passed on: bytes after it in the same read
+    are not forwarded and the connection is not reused, so a server cannot answer the
+    next request of the client, or of whoever borrows the connection next, in advance."""
 
     def __init__(
         self,
@@ -69,17 +77,15 @@ class Exchange:
         self._out: list[bytes] = []
         self._remaining = 0  # body bytes still to come, once they need no parsing
         self._upstream_keep_alive = False
+        self._failure = "the project's server closed the connection"
         self.splice: Splice | None = None  # the response body moving in the kernel
 
     # -- request side ---------------------------------------------------------------------
 
-    def start(self, body: list[bytes], complete: bool) -> None:
-        allow = self.allow
-        raw = messages.upstream_request(
-            self.head, allow.route, path=allow.path, extra=allow.extra_headers
-        )
+    def start(self, raw_head: bytes, body: list[bytes], complete: bool) -> None:
+        """Send the request head (`messages.upstream_request`) and the body so far."""
         assert self.upstream.transport is not None
-        self.upstream.transport.write(raw)
+        self.upstream.transport.write(raw_head)
         self.sent_head = True
         for piece in body:
             self.send_body(piece)
@@ -112,7 +118,9 @@ class Exchange:
                 self._flush()
                 offset = upgrade.args[0] if upgrade.args else len(data)
                 self._upgraded(data[offset:])
-            except httptools.HttpParserError:
+            except httptools.HttpParserError as exc:
+                if isinstance(exc.__context__, messages.UnsafeHead):
+                    self._failure = "the project's server sent a header that cannot be passed on"
                 self.upstream.reusable = False
                 self.upstream.close()
             self._flush()
@@ -149,12 +157,13 @@ class Exchange:
 
     def _pass_through(self, data: bytes) -> None:
         """The rest of a body of known length goes straight to the client, unparsed."""
-        if len(data) > self._remaining:
-            data = data[: self._remaining]  # anything after it is not ours to forward
+        extra = len(data) > self._remaining
+        if extra:  # not ours to forward, and the server is out of step: not reused
+            data = data[: self._remaining]
         self._remaining -= len(data)
         self.client._write(data)
         if not self._remaining:
-            self._complete(self._upstream_keep_alive)
+            self._complete(self._upstream_keep_alive and not extra)
 
     def _emit(self, data: bytes) -> None:
         self._out.append(data)
@@ -170,6 +179,10 @@ class Exchange:
             else:
                 self.client._writelines(out)
 
+    def on_message_begin(self) -> None:
+        if self.done.done():
+            raise _SecondResponse
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
@@ -178,7 +191,7 @@ class Exchange:
         if status == 101:
             return  # the upgrade exception follows
         if 100 <= status < 200:  # an interim response (100 Continue): pass it on, wait
-            self._emit(b"HTTP/1.1 %d %s\r\n\r\n" % (status, b"Continue"))
+            self._emit(messages.interim_response(status))
             self.headers = []
             self._interim = True
             return
@@ -276,11 +289,7 @@ class Exchange:
             return
         self.upstream.reusable = False
         if not self.responded:
-            self.client._write(
-                messages.error_response(
-                    self.head, 502, "the project's server closed the connection"
-                )
-            )
+            self.client._write(messages.error_response(self.head, 502, self._failure))
             self.done.set_result(False)
             return
         self.reusable_client = False  # half a response was sent: the client must reconnect

@@ -27,6 +27,7 @@ from cocalc_k8s.backends.base import AgentAddress
 from cocalc_k8s.core import content_tokens
 from cocalc_k8s.core.content_origin import ContentOrigins
 from cocalc_k8s.core.errors import DomainError
+from cocalc_k8s.core.redirect_targets import local_target
 from cocalc_k8s.proxy import messages
 from cocalc_k8s.proxy.access import AccessCache
 from cocalc_k8s.proxy.decisions import Allow, Decision, Respond
@@ -214,7 +215,7 @@ class ContentGate:
             return Respond(
                 messages.simple_response(403, b"this sign-in link is invalid or expired")
             )
-        if not next_path.startswith(prefix + "/") or urlsplit(next_path).netloc:
+        if local_target(next_path) is None or not next_path.startswith(prefix + "/"):
             next_path = prefix + "/"
         cookie = content_tokens.issue(
             self.secret,

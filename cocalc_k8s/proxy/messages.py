@@ -4,6 +4,12 @@ Requests lose hop-by-hop headers and the hub's own credentials (its cookies, its
 keys) and gain X-Forwarded-*; responses lose hop-by-hop headers and any Set-Cookie that
 would overwrite a hub cookie (cookies are shared between ports of one host), and
 redirects from /server/ apps are moved under their prefix.
+
+Every head the proxy writes, either way, is put together by `message_head`, which
+refuses CR, LF and NUL inside a line: a value that carried them (a redirect target, a
+header of a project's server) would otherwise end its line and add headers of its own.
+A request body's framing is read once, by `body_framing`, which refuses what two parsers
+could read differently (RFC 9112 §6).
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ HOP_BY_HOP = frozenset(
 )
 PROTECTED_COOKIES = frozenset({b"cocalc_session", b"cocalc_content"})
 REASONS = {
-    200: "OK",
+    100: "Continue",
     101: "Switching Protocols",
+    103: "Early Hints",
+    200: "OK",
     204: "No Content",
     301: "Moved Permanently",
     302: "Found",
@@ -38,6 +46,8 @@ REASONS = {
     304: "Not Modified",
     307: "Temporary Redirect",
     400: "Bad Request",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
@@ -48,6 +58,58 @@ REASONS = {
 }
 
 Headers = list[tuple[bytes, bytes]]
+
+
+class UnsafeHead(ValueError):
+    """A message head would carry CR, LF or NUL inside a line."""
+
+
+class BadFraming(ValueError):
+    """The request's Content-Length / Transfer-Encoding are ambiguous or invalid."""
+
+
+def message_head(lines: list[bytes]) -> bytes:
+    """The start line and header lines as one head, blank line included.
+
+    Raises UnsafeHead when a line holds CR, LF or NUL. One pass over the joined head is
+    cheaper than a look at each line: it holds exactly the CR LF of the line breaks."""
+    raw = b"\r\n".join(lines)
+    if len(raw.translate(None, b"\r\n\0")) != len(raw) - 2 * (len(lines) - 1):
+        raise UnsafeHead("CR, LF or NUL inside a message head")
+    return raw + b"\r\n\r\n"
+
+
+def body_framing(headers: Headers) -> tuple[bool, int | None]:
+    """(chunked, content length) of a request; BadFraming when they are ambiguous.
+
+    llhttp reads the last of several Transfer-Encoding lines and a proxy that reads the
+    first sees another body: the rest would become a second request on a pooled upstream
+    connection. So only one `Transfer-Encoding: chunked` is accepted, never together with
+    Content-Length, and at most one Content-Length of digits."""
+    encoding: bytes | None = None
+    length: bytes | None = None
+    for name, value in headers:
+        size = len(name)  # lower() only for names as long as the two that matter
+        if size == 17 and name.lower() == b"transfer-encoding":
+            if encoding is not None:
+                raise BadFraming("Transfer-Encoding is given more than once")
+            encoding = value
+        elif size == 14 and name.lower() == b"content-length":
+            if length is not None:
+                raise BadFraming("Content-Length is given more than once")
+            length = value
+    if encoding is not None:
+        if length is not None:
+            raise BadFraming("Content-Length and Transfer-Encoding exclude each other")
+        if encoding.strip().lower() != b"chunked":
+            raise BadFraming("the only Transfer-Encoding accepted is chunked")
+        return True, None
+    if length is None:
+        return False, None
+    digits = length.strip()
+    if not digits.isdigit():
+        raise BadFraming("Content-Length must be a number")
+    return False, int(digits)
 
 
 @dataclass(slots=True)
@@ -123,7 +185,7 @@ def upstream_request(
         lines.append(b"Upgrade: " + (head.get(b"upgrade") or b"websocket"))
     elif head.chunked:
         lines.append(b"Transfer-Encoding: chunked")
-    return b"\r\n".join(lines) + b"\r\n\r\n"
+    return message_head(lines)
 
 
 def client_response(
@@ -156,7 +218,12 @@ def client_response(
     if sandbox:
         lines.append(b"Content-Security-Policy: sandbox")
         lines.append(b"X-Content-Type-Options: nosniff")
-    return b"\r\n".join(lines) + b"\r\n\r\n"
+    return message_head(lines)
+
+
+def interim_response(status: int) -> bytes:
+    """A 1xx other than 101 (100 Continue, 103 Early Hints), passed on without headers."""
+    return message_head([b"HTTP/1.1 %d %s" % (status, REASONS.get(status, "").encode())])
 
 
 def simple_response(
@@ -176,7 +243,7 @@ def simple_response(
     lines.extend(name + b": " + value for name, value in headers)
     if close:
         lines.append(b"Connection: close")
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+    return message_head(lines) + body
 
 
 def wants_html(head: RequestHead) -> bool:

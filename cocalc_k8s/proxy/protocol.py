@@ -14,7 +14,14 @@ the other (transport flow control, `_hold` for the client side), and a request b
 arrives while the gate decides is held only up to PENDING_LIMIT.
 
 One request at a time per client connection (browsers do not pipeline): reading from the
-client pauses from the end of a request until its response is complete.
+client pauses from the end of a request until its response is complete. A request that
+begins in the same read as the one before it is answered by closing the connection after
+the first response, never by forwarding its bytes: they would reach the project's server
+as part of the first request.
+
+A connection waiting for a request head is bounded in time and size (see `limits`), and
+a request whose body framing two parsers could read differently is refused with 400
+(`messages.body_framing`): what the proxy forwards is always what it parsed.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import httptools
 from cocalc_k8s.proxy import messages
 from cocalc_k8s.proxy.decisions import Allow, Gate, Respond
 from cocalc_k8s.proxy.exchange import Exchange, TunnelSink
+from cocalc_k8s.proxy.limits import ClientLimits, WaitingRoom, bounded_address
 from cocalc_k8s.proxy.messages import RequestHead
 from cocalc_k8s.proxy.splice import MIN_BODY, Pipe, Splice, socket_fd
 from cocalc_k8s.proxy.upstream import UpstreamConnection, UpstreamPool
@@ -39,12 +47,25 @@ SLOT_WAIT = 30.0  # seconds a request waits for one of its project's connection 
 PENDING_LIMIT = 256 * 1024  # request body bytes held while the gate decides; then pause
 
 
+class _Refuse(Exception):
+    """Stop parsing: answer `raw` and close."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+
+class _Pipelined(Exception):
+    """A request began while the one before it is still being answered."""
+
+
 class ClientConnection(asyncio.Protocol):
     # Slots: one of these lives as long as each client connection (a thousand WebSockets).
     __slots__ = (
         "_body_left",
         "_busy",
+        "_close_after",
         "_holds",
+        "_in_head",
         "_keep_alive",
         "_pending_size",
         "_pipe",
@@ -53,22 +74,31 @@ class ClientConnection(asyncio.Protocol):
         "_task",
         "_tunnel_closed",
         "_url",
+        "address_key",
         "body_done",
         "client",
         "exchange",
         "gate",
         "head",
+        "head_bytes",
+        "limits",
         "parser",
         "pending_body",
         "pool",
+        "room",
         "scheme",
         "transport",
         "tunnel",
+        "waiting_since",
     )
 
-    def __init__(self, gate: Gate, pool: UpstreamPool, *, scheme: str = "http") -> None:
+    def __init__(
+        self, gate: Gate, pool: UpstreamPool, room: WaitingRoom, *, scheme: str = "http"
+    ) -> None:
         self.gate = gate
         self.pool = pool
+        self.room = room
+        self.limits = room.limits
         self.scheme = scheme
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
@@ -89,13 +119,20 @@ class ClientConnection(asyncio.Protocol):
         self._pipe: Pipe | None = None
         self._splice: Splice | None = None  # a request body moving in the kernel
         self._tunnel_closed: asyncio.Future[None] | None = None
+        self._in_head = False  # waiting for a request head, or receiving one
+        self._close_after = False  # close once the current response is complete
+        self.head_bytes = 0
+        self.waiting_since = 0.0
+        self.address_key: str | None = None
 
     # -- transport callbacks ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
-        self.client = peer[0] if peer else ""
+        self.client = peer[0] if isinstance(peer, tuple) else ""
+        self.address_key = bounded_address(self.client, self.limits)
+        self._wait_for_head()
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -107,6 +144,10 @@ class ClientConnection(asyncio.Protocol):
             self._stash.append(data)
             self._hold("next")
             return
+        if self._in_head:
+            if not self.head_bytes:  # the head timeout runs from its first byte
+                self.waiting_since = self.room.now
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
             if self._body_left >= MIN_BODY and self._splice is None:
@@ -117,10 +158,43 @@ class ClientConnection(asyncio.Protocol):
             if offset < len(data):
                 self.pending_body.append(data[offset:])
             self.body_done = True
+        except httptools.HttpParserCallbackError as exc:
+            reason = exc.__context__
+            if isinstance(reason, _Refuse):
+                self._fail(reason.raw)
+            elif isinstance(reason, _Pipelined):
+                self._close_after = True  # the parser stopped: nothing more is read
+                self._hold("pipelined")
+            else:
+                log.error("proxy parser callback failed", exc_info=reason)
+                self._fail(messages.simple_response(500, b"internal error", close=True))
+            return
         except httptools.HttpParserError:
             self._fail(messages.simple_response(400, b"malformed HTTP request", close=True))
+            return
+        if self._in_head and self.head_bytes > self.limits.max_head:
+            self._fail(_too_large())
+
+    def abandon(self) -> None:
+        """Waited too long for a request head, or made room for another connection (the
+        waiting room has let go of it already)."""
+        self._in_head = False
+        if self.head_bytes:
+            self._fail(
+                messages.simple_response(408, b"request head not received in time", close=True)
+            )
+        elif self.transport is not None:
+            self.transport.close()
+
+    def _wait_for_head(self) -> None:
+        self._in_head = True
+        self.head_bytes = 0
+        self.room.enter(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._in_head:
+            self._in_head = False
+            self.room.leave(self)
         if self._splice is not None:
             self._splice.cancel()
             self._splice = None
@@ -146,6 +220,8 @@ class ClientConnection(asyncio.Protocol):
     # -- parser callbacks -----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._busy:
+            raise _Pipelined
         self._url = b""
         self.head = RequestHead(method=b"", target=b"", client=self.client, scheme=self.scheme)
         self.pending_body = []
@@ -162,16 +238,21 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         head = self.head
         assert head is not None and self.transport is not None
+        self._in_head = False
+        self.room.leave(self)
+        if (
+            self.head_bytes > self.limits.max_head
+            and _head_size(head, self._url) > self.limits.max_head
+        ):
+            raise _Refuse(_too_large())  # a large head that came in one read
+        try:
+            head.chunked, length = messages.body_framing(head.headers)
+        except messages.BadFraming as exc:
+            raise _Refuse(messages.simple_response(400, str(exc).encode(), close=True)) from None
         head.method = self.parser.get_method()
         head.target = self._url
         head.upgrade = self.parser.should_upgrade()
-        encoding = head.get(b"transfer-encoding")
-        head.chunked = encoding is not None and b"chunked" in encoding.lower()
-        self._body_left = 0
-        if not head.chunked:
-            length = head.get(b"content-length")
-            if length is not None and length.isdigit():
-                self._body_left = int(length)
+        self._body_left = length or 0
         # Read now: llhttp resets its flags once the message is parsed.
         self._keep_alive = self.parser.should_keep_alive() and not head.upgrade
         self._busy = True
@@ -201,6 +282,8 @@ class ClientConnection(asyncio.Protocol):
         keep_alive = self._keep_alive
         try:
             decision = await self.gate(head)
+        except messages.UnsafeHead:  # a user's value would have split the head
+            decision = Respond(messages.error_response(head, 400, "CR, LF or NUL in a header"))
         except Exception:
             log.exception("proxy gate failed")
             decision = Respond(messages.error_response(head, 500, "internal error"))
@@ -211,6 +294,14 @@ class ClientConnection(asyncio.Protocol):
         await self._forward(head, decision, keep_alive)
 
     async def _forward(self, head: RequestHead, allow: Allow, keep_alive: bool) -> None:
+        try:
+            upstream_head = messages.upstream_request(
+                head, allow.route, path=allow.path, extra=allow.extra_headers
+            )
+        except messages.UnsafeHead:
+            self._write(messages.error_response(head, 400, "CR, LF or NUL in a header"))
+            self._finish(keep_alive and self.body_done)
+            return
         limit = self.pool.limit(allow.route.project_id)
         if not limit.try_take() and not await limit.take(SLOT_WAIT):
             message = "too many requests to this project at once; try again"
@@ -235,7 +326,7 @@ class ClientConnection(asyncio.Protocol):
             exchange = Exchange(self, upstream, head, allow)
             self.exchange = exchange
             upstream.sink = exchange
-            exchange.start(self.pending_body, self.body_done)
+            exchange.start(upstream_head, self.pending_body, self.body_done)
             self.pending_body = []
             self._release("gate")
             try:
@@ -300,9 +391,10 @@ class ClientConnection(asyncio.Protocol):
         self._busy = False
         if self.transport is None or self.transport.is_closing():
             return
-        if not keep_alive:
+        if not keep_alive or self._close_after:
             self.transport.close()
             return
+        self._wait_for_head()
         self._release("next")
         if self._stash:
             data, self._stash = b"".join(self._stash), []
@@ -361,6 +453,15 @@ class ClientConnection(asyncio.Protocol):
             self.transport.close()
 
 
+def _too_large() -> bytes:
+    return messages.simple_response(431, b"request head too large", close=True)
+
+
+def _head_size(head: RequestHead, target: bytes) -> int:
+    """About the bytes of a head as sent (its request line and header lines)."""
+    return len(target) + 16 + sum(len(name) + len(value) + 4 for name, value in head.headers)
+
+
 async def serve(
     gate: Gate,
     pool: UpstreamPool,
@@ -369,14 +470,26 @@ async def serve(
     *,
     ssl: Any = None,
     sockets: list[socket.socket] | None = None,
+    limits: ClientLimits | None = None,
 ) -> list[asyncio.Server]:
     """Listen on host:port, or on `sockets` bound beforehand (one server per socket)."""
     loop = asyncio.get_running_loop()
     scheme = "https" if ssl is not None else "http"
+    limits = limits or ClientLimits()
+    room = WaitingRoom(limits)  # one for all sockets: the bounds are the listener's
+    # A TLS handshake comes before any head: it gets no longer than a head would.
+    handshake = limits.head_timeout if ssl is not None else None
 
     def factory() -> ClientConnection:
-        return ClientConnection(gate, pool, scheme=scheme)
+        return ClientConnection(gate, pool, room, scheme=scheme)
 
     if sockets:
-        return [await loop.create_server(factory, sock=sock, ssl=ssl) for sock in sockets]
-    return [await loop.create_server(factory, host, port, ssl=ssl, reuse_address=True)]
+        return [
+            await loop.create_server(factory, sock=sock, ssl=ssl, ssl_handshake_timeout=handshake)
+            for sock in sockets
+        ]
+    return [
+        await loop.create_server(
+            factory, host, port, ssl=ssl, reuse_address=True, ssl_handshake_timeout=handshake
+        )
+    ]

@@ -2,18 +2,17 @@
 move/copy/mkdir, a folder as a zip. Served from the hub's storage, so they work while the
 project is stopped. File actions go to the project log (services.file_events).
 
-Downloads never run as pages of the hub's origin: every response carries
-`Content-Security-Policy: sandbox` and `nosniff`, and active types (HTML, SVG, XML) are
-sent as attachments.
+Downloads never run as pages, scripts or stylesheets of the hub's origin: every response
+carries `Content-Security-Policy: sandbox` and `nosniff`, its type is never one a browser
+runs or applies (`download_types`: `.js` is `text/plain`, `.wasm` a byte stream), and
+active documents (HTML, SVG, XML) are sent as attachments.
 """
 
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 import os
 from email.utils import formatdate
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -23,16 +22,10 @@ from cocalc_k8s.keys import ACTIVITY, DISK_QUOTA, ENGINE, FILES, PROJECTS
 from cocalc_k8s.services.zip_stream import zip_filename, zip_pieces
 from cocalc_k8s.web import api_uploads
 from cocalc_k8s.web.access import ProjectAccess, project_access
+from cocalc_k8s.web.download_types import attachment, download_type
 from cocalc_k8s.web.jsonio import json_response, read_json
 
 CHUNK = 256 * 1024
-ACTIVE_TYPES = {
-    "text/html",
-    "image/svg+xml",
-    "application/xhtml+xml",
-    "text/xml",
-    "application/xml",
-}
 
 
 async def listing(request: web.Request) -> web.Response:
@@ -58,15 +51,14 @@ async def download(request: web.Request) -> web.StreamResponse:
         }
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers=headers)
-        content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        content_type, as_attachment = download_type(path)
         if content_type == "application/pdf" and request.query.get("view"):
             # The Files tab's PDF viewer frames this; still sandboxed, and only its own
             # origin may frame it.
             headers["Content-Security-Policy"] = "sandbox; frame-ancestors 'self'"
             headers["X-Frame-Options"] = "SAMEORIGIN"
-        if content_type in ACTIVE_TYPES:
-            name = path.rsplit("/", 1)[-1].replace('"', "")
-            headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        if as_attachment:
+            headers["Content-Disposition"] = attachment(path.rsplit("/", 1)[-1])
         try:
             byte_range = parse_range(request.headers.get("Range"), st.st_size)
         except RangeNotSatisfiable:
@@ -166,13 +158,10 @@ async def download_zip(request: web.Request) -> web.StreamResponse:
     except BaseException:
         await asyncio.to_thread(os.close, dir_fd)
         raise
-    ascii_name = name.encode("ascii", "replace").decode().replace("?", "_")
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/zip",
-            "Content-Disposition": (
-                f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
-            ),
+            "Content-Disposition": attachment(name),
             "Content-Security-Policy": "sandbox",
             "Cache-Control": "private, no-store",
         }

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from cocalc_k8s.core import content_tokens
 from cocalc_k8s.core.errors import BadRequest
+from cocalc_k8s.core.redirect_targets import local_target
 from cocalc_k8s.keys import CONTENT_ORIGINS, PROJECTS, SECRET_KEY
 from cocalc_k8s.services.projects import parse_project_id
 from cocalc_k8s.web.auth import principal_of
@@ -30,7 +31,7 @@ async def to_content_origin(request: web.Request) -> web.Response:
 async def content_auth(request: web.Request) -> web.Response:
     project_id = parse_project_id(request.query.get("project_id", ""))
     next_path = request.query.get("next", f"/{project_id}/")
-    if not next_path.startswith(f"/{project_id}/"):
+    if local_target(next_path) is None or not next_path.startswith(f"/{project_id}/"):
         raise BadRequest("next must be a path inside the project")
     principal = principal_of(request)
     if principal is None:

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from cocalc_k8s.core.errors import DomainError
+from cocalc_k8s.core.redirect_targets import local_target
 from cocalc_k8s.core.tokens import token_hash
 from cocalc_k8s.keys import ACCOUNTS, API_KEYS, SESSIONS, SITE_SETTINGS
 from cocalc_k8s.web import pages_admin, pages_admin_site, pages_projects
@@ -26,10 +27,9 @@ from cocalc_k8s.web.templating import render, see_other
 
 
 def safe_next(value: Any) -> str:
-    """Only same-site paths: '/account', never '//evil.example' or 'https://…'."""
-    if isinstance(value, str) and value.startswith("/") and not value.startswith(("//", "/\\")):
-        return value
-    return "/"
+    """Only paths on the hub's origin ('/account'), never '//evil.example', 'https://…' or
+    '/\\t/evil.example' (see core.redirect_targets); anything else becomes '/'."""
+    return local_target(value) or "/"
 
 
 async def _form(request: web.Request) -> dict[str, str]:
