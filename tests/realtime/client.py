@@ -33,6 +33,7 @@ class DocClient:
         self._early: list[dict[str, Any]] = []
         self.events: list[tuple[str, Any]] = []
         self.on_remote: Callable[[bytes], None] | None = None
+        self.call_timeout = 60.0
         self.confirmed = ""  # the text without local edits the hub has not acknowledged
 
     def _new_socket(self) -> socketio.AsyncClient:
@@ -96,7 +97,7 @@ class DocClient:
             self.on_remote(update)
 
     async def call(self, event: str, data: Any) -> Any:
-        return await self.sio.call(event, data, namespace=NS, timeout=60)
+        return await self.sio.call(event, data, namespace=NS, timeout=self.call_timeout)
 
     async def join(self, project_id: str, path: str, *, fresh: bool = False) -> dict[str, Any]:
         self.project_id, self.path = project_id, path
