@@ -18,7 +18,7 @@ from cocalc_k8s.proxy.limits import ClientLimits
 from cocalc_k8s.proxy.messages import RequestHead
 from cocalc_k8s.proxy.protocol import serve
 from cocalc_k8s.proxy.routing import Route
-from cocalc_k8s.proxy.upstream import UpstreamPool
+from cocalc_k8s.proxy.upstream import TcpUpstream, UpstreamPool
 
 PROJECT = uuid.UUID(int=1)
 
@@ -65,7 +65,7 @@ async def _gate_for(upstream: Upstream, head: RequestHead) -> Decision:
     if target.startswith("/answer"):  # answered by the gate itself, as a redirect would be
         return Respond(messages.simple_response(200, b"answered"))
     route = Route(PROJECT, "port", upstream.port, None, "", target)
-    return Allow(route, "127.0.0.1", upstream.port, target)
+    return Allow(route, TcpUpstream("127.0.0.1", upstream.port), target)
 
 
 @dataclass
