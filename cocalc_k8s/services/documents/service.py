@@ -229,6 +229,8 @@ class DocumentService:
                 for entry in self._open.values():
                     entry.sync.writer = False  # the locks went with their connection
             for entry in list(self._open.values()):
+                if self._open.get(entry.live.id) is not entry:
+                    continue  # it left memory during this tick
                 try:
                     await self._lease(entry)
                     if entry.sync.writer:
@@ -243,6 +245,9 @@ class DocumentService:
             return
         entry.sync.writer = False
         if await self.locks.try_hold(entry.live.id):
+            if self._open.get(entry.live.id) is not entry:  # it left memory meanwhile
+                await self.locks.release(entry.live.id)
+                return
             entry.sync.writer = True
             await entry.sync.check()  # changes on disk while nobody wrote it
             stored = await self.store.load(entry.live.id)
