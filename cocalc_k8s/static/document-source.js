@@ -10,7 +10,7 @@
 //   onStatus(fn)         calls fn({kind, text, error}) now and whenever the save state
 //                        changes; kind: loading | saved | dirty | saving | offline |
 //                        error | readonly; returns a function that stops the calls
-//   onPeers(fn)          calls fn([{name, colorClass}]) with the others who have the
+//   onPeers(fn)          calls fn([{account_id, name, clients}]) with who has the
 //                        document open, now and on each change; returns a stop function
 //   flush()              saves pending edits now (Ctrl-S, leaving the tab)
 //   pending()            whether some local edit is not yet safe (warn before unload)
@@ -47,7 +47,7 @@ export function statusBox(initial = { kind: "loading", text: "Loading…" }) {
 /** A plain file as a document source. `readOnly` opens it for reading only, with
  * `notice` as the reason shown (used for files the shared channel refuses: a binary file
  * shows no text, a large one its text up to MAX_SHOWN_BYTES). */
-export function fileSource(project, path, { readOnly = false, notice = null } = {}) {
+export function fileSource(project, path, { readOnly = false, notice = null, binary = false } = {}) {
   const url = `${project.api}/files/${encodePath(path)}`;
   const status = statusBox();
   let view = null;
@@ -86,7 +86,7 @@ export function fileSource(project, path, { readOnly = false, notice = null } = 
     /** The file's text; a missing file opens as empty (it is created by the first save). */
     async open() {
       if (readOnly) {
-        const shown = await show(url);
+        const shown = await show(url, binary);
         status.set({ kind: "readonly", text: "Read-only" });
         return { text: shown.text, readOnly, notice: [notice, shown.why].filter(Boolean).join(" ") };
       }
@@ -132,13 +132,31 @@ async function load(url) {
   return new TextDecoder().decode(bytes);
 }
 
+/** The text of a small text file, for a first look: null when it is not one (too large,
+ * binary, not UTF-8) or cannot be read; "" when it does not exist yet. */
+export async function peek(project, path, maxBytes) {
+  try {
+    const response = await fetch(`${project.api}/files/${encodePath(path)}`, { credentials: "same-origin", cache: "no-store" });
+    if (response.status === 404) return "";
+    const size = Number(response.headers.get("Content-Length") || Infinity);
+    if (!response.ok || size > maxBytes) {
+      response.body?.cancel();
+      return null;
+    }
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    return bytes.includes(0) ? null : new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return null;
+  }
+}
+
 /** A read-only file's text, or none with the reason (binary, too large to show). */
-async function show(url) {
+async function show(url, binary) {
   const response = await fetch(url, { credentials: "same-origin", cache: "no-store" });
   if (!response.ok) throw new ApiError(response.status, await errorText(response));
   const size = Number(response.headers.get("Content-Length") || 0);
   const why = "Download it from the Files tab to work on it.";
-  if (size > MAX_SHOWN_BYTES) {
+  if (binary || size > MAX_SHOWN_BYTES) {
     response.body?.cancel();
     return { text: "", why };
   }

@@ -4,7 +4,8 @@
 // a plain file; collab-source.js: a document shared with the collaborators).
 import * as cm from "./vendor/codemirror-6.43.15.js";
 import { encodePath, h } from "./api.js";
-import { fileSource as openSource } from "./document-source.js";
+import { openSource } from "./collab-source.js";
+import { personItems } from "./people.js";
 
 const dark = matchMedia("(prefers-color-scheme: dark)");
 
@@ -47,8 +48,9 @@ export function mount(panel, project) {
 
   /** The others who have this file open (the source knows; a plain file: nobody). */
   function showPeople(peers) {
-    people.hidden = !peers.length;
-    people.replaceChildren(...peers.map((peer) => personBadge(peer)));
+    const items = personItems(peers, project.accountId);
+    people.hidden = !items.length;
+    people.replaceChildren(...items);
   }
 
   function changed() {
@@ -152,10 +154,4 @@ export function mount(panel, project) {
     show: (newPath) => open(newPath),
     hide: () => source?.flush(),
   };
-}
-
-/** A collaborator's name in their colour (the colour of their cursor in the text). */
-export function personBadge({ name, colorClass }) {
-  return h("li", { class: `person ${colorClass || ""}`, title: name, "data-testid": "person" },
-    h("span", { class: "person-dot", "aria-hidden": "true" }), name);
 }

@@ -4,6 +4,7 @@
 import { api, encodePath, h, humanSize, relativeTime } from "./api.js";
 import { copyToProject } from "./copy-to-project.js";
 import { ask } from "./dialog.js";
+import { personItems } from "./people.js";
 import { viewer, viewerKind } from "./file-viewer.js";
 import { cancelUpload, unfinished, uploadFile } from "./uploads.js";
 
@@ -29,6 +30,7 @@ export function mount(panel, project) {
   let dir = "";
   let entries = [];
   let published = new Map(); // path -> public path id (the share server)
+  let presence = {}; // path → who has it open (from the hub's realtime channel)
   const fileUrl = (path) => `${project.api}/files/${encodePath(path)}`;
   const zipUrl = (path) => `${project.api}/zip?path=${encodeURIComponent(path)}`;
 
@@ -132,10 +134,31 @@ export function mount(panel, project) {
       if (e.target.closest(".menu-items button, .menu-items a")) menu.open = false;
     });
     return h("tr", { dataset: { name: entry.name } },
-      h("td", {}, link, " ", mark),
+      h("td", {}, link, " ", mark, entry.is_dir ? null : whoIsHere(path)),
       h("td", { class: "num", "data-testid": "size" }, entry.is_dir ? "—" : humanSize(entry.size)),
       h("td", { class: "wide muted" }, h("time", { datetime: new Date(entry.mtime * 1000).toISOString() }, relativeTime(entry.mtime))),
       h("td", { class: "actions-cell" }, menu),
+    );
+  }
+
+  function whoIsHere(path) {
+    const items = personItems(presence[path] || [], project.accountId);
+    return h("ul", { class: "people inline", "aria-label": `Who has ${baseName(path)} open`, "data-testid": "file-people", "data-path": path, hidden: !items.length }, items);
+  }
+
+  function showPresence(files) {
+    presence = files;
+    for (const list of body.querySelectorAll("ul[data-path]")) list.replaceWith(whoIsHere(list.dataset.path));
+  }
+
+  // Presence is a nicety: the listing shows first, the realtime channel is loaded after.
+  let presenceStarted = false;
+  function followPresence() {
+    if (presenceStarted) return;
+    presenceStarted = true;
+    import("./realtime.js").then(
+      (channel) => channel.watchPresence(project.id, showPresence),
+      () => {}, // no presence is better than no listing
     );
   }
 
@@ -320,6 +343,7 @@ export function mount(panel, project) {
       dir = path || "";
       closeViewer();
       await attempt("list the folder", load);
+      followPresence();
     },
     hide() {},
   };
