@@ -52,6 +52,7 @@ from cocalc_k8s.keys import (
     FILES,
     ISOLATION,
     LIFECYCLE,
+    LIVE_CONNECTIONS,
     METRICS,
     PROJECTS,
     SECRET_KEY,
@@ -74,12 +75,14 @@ from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.connections import Connections
 from cocalc_k8s.services.copies import CHANNEL as COPIES_CHANNEL
 from cocalc_k8s.services.copies import CopyService
+from cocalc_k8s.services.credential_status import CredentialStatus
 from cocalc_k8s.services.culler import Culler
 from cocalc_k8s.services.disk_quota import DiskQuota, enforcement
 from cocalc_k8s.services.documents.service import DocumentPolicy, DocumentService
 from cocalc_k8s.services.documents.store import CHANNEL as DOCUMENTS_CHANNEL
 from cocalc_k8s.services.files import ProjectFiles
 from cocalc_k8s.services.lifecycle import REQUESTS_CHANNEL, LifecycleManager
+from cocalc_k8s.services.live_connections import LiveConnections
 from cocalc_k8s.services.metrics import HubMetrics
 from cocalc_k8s.services.principal_cache import PrincipalCache
 from cocalc_k8s.services.projects import ProjectService
@@ -220,6 +223,10 @@ def create_app(
         )
         app[API_KEYS] = ApiKeyService(engine, cache=principals)
         app[PROJECTS] = ProjectService(engine)
+        credentials = CredentialStatus(app[SESSIONS], app[API_KEYS])
+        app[LIVE_CONNECTIONS] = LiveConnections(
+            credentials, app[PROJECTS], connections=app[CONNECTIONS]
+        )
         app[FILES] = ProjectFiles(projects_root, max_file_bytes=settings.max_file_mb * 1024**2)
         app[ACTIVITY] = ActivityRecorder(engine)
         app[AGENTS] = AgentClient()
@@ -266,12 +273,16 @@ def create_app(
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         manager = app[LIFECYCLE]
-        access = AccessCache(app[PROJECTS], connections=app[CONNECTIONS])
+        access = AccessCache(app[PROJECTS])
+        live = app[LIVE_CONNECTIONS]
         listener = Listener(database_url)
         listener.subscribe(CREDENTIALS, principals.drop_account_id)
+        listener.subscribe(CREDENTIALS, live.status.account_changed)
         listener.subscribe(REQUESTS_CHANNEL, manager.on_request_notification)
         listener.subscribe(PROJECT_ACCESS, access.members_changed)
         listener.subscribe(CREDENTIALS, access.account_changed)
+        listener.subscribe(CREDENTIALS, live.account_changed)
+        listener.subscribe(PROJECT_ACCESS, live.members_changed)
         listener.subscribe(SITE_CHANNEL, app[SITE_SETTINGS].changed)
         listener.subscribe(COPIES_CHANNEL, app[COPIES].notified)
         listener.subscribe(DOCUMENTS_CHANNEL, app[DOCUMENTS].notified)
@@ -279,8 +290,12 @@ def create_app(
         listener.subscribe(CREDENTIALS, realtime.account_changed)
         listener.on_connected(app[DOCUMENTS].missed_notifications)
         listener.on_reset(principals.disable)
+        listener.on_reset(live.status.forget)
         listener.on_reset(access.forget)
+        listener.on_reset(live.missed_events)
         listener.on_connected(principals.enable)
+        listener.on_connected(live.status.enable)
+        listener.on_connected(live.recheck_all)
         listener.on_connected(manager.on_listening)
         listener.on_connected(app[SITE_SETTINGS].changed)  # it may have missed a change
         leader = LeaderLock(database_url, key=LIFECYCLE_LEADER)
@@ -292,6 +307,7 @@ def create_app(
             hub_url=settings.public_url,
             secure_cookies=settings.scheme == "https",
             access=access,
+            live=live,
             api_keys=app[API_KEYS],
             lifecycle=manager,
             activity=app[ACTIVITY],
@@ -299,7 +315,7 @@ def create_app(
         )
         await listener.start()
         await leader.start()
-        access.start()
+        live.start()
         await app[DOCUMENTS].start()
         await app[COPIES].start()
         await realtime.start()
@@ -309,7 +325,7 @@ def create_app(
             except NotFound:  # no such account yet: sign-up makes it admin then
                 log.info("admin email %s has no account yet", settings.admin_email)
         yield
-        await access.close()
+        await live.close()
         await listener.stop()
         await leader.stop()
 

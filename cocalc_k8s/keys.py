@@ -22,6 +22,7 @@ from cocalc_k8s.services.disk_quota import DiskQuota
 from cocalc_k8s.services.documents.service import DocumentService
 from cocalc_k8s.services.files import ProjectFiles
 from cocalc_k8s.services.lifecycle import LifecycleManager
+from cocalc_k8s.services.live_connections import LiveConnections
 from cocalc_k8s.services.metrics import HubMetrics
 from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
@@ -49,6 +50,8 @@ CONTENT_ORIGINS = web.AppKey("content_origins", ContentOrigins)
 CONTENT_GATE = web.AppKey("content_gate", ContentGate)
 ADMIN = web.AppKey("admin", AdminService)
 CONNECTIONS = web.AppKey("connections", Connections)  # admin: open long-lived connections
+# Every long-lived connection, closed when what authorised it is revoked.
+LIVE_CONNECTIONS = web.AppKey("live_connections", LiveConnections)
 SIGNUP_TOKENS = web.AppKey("signup_tokens", SignupTokens)  # admin: sign-up by token
 DOCUMENTS = web.AppKey("documents", DocumentService)  # collaborative documents in memory
 ISOLATION = web.AppKey("isolation", Isolation)  # how projects are kept apart (start-up check)

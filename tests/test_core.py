@@ -96,21 +96,33 @@ def test_principal_cache_expires_and_drops_by_account() -> None:
     clock = Clock()
     cache = PrincipalCache(ttl=5, clock=clock)
     p = principal()
-    cache.put(b"a", p)
+    cache.put(b"a", p, cache.ticket())
     assert cache.get(b"a") is None  # disabled until the listener runs
     cache.enable()
-    cache.put(b"a", p)
-    cache.put(b"b", principal(p.account_id))
-    cache.put(b"c", principal())
+    cache.put(b"a", p, cache.ticket())
+    cache.put(b"b", principal(p.account_id), cache.ticket())
+    cache.put(b"c", principal(), cache.ticket())
     assert cache.get(b"a") is p
     cache.drop_account_id(str(p.account_id))
     assert cache.get(b"a") is None and cache.get(b"b") is None
     assert cache.get(b"c") is not None
     clock.now += 5
     assert cache.get(b"c") is None
-    cache.put(b"d", p)
+    cache.put(b"d", p, cache.ticket())
     cache.disable()
     assert cache.get(b"d") is None
+
+
+def test_principal_cache_keeps_no_answer_loaded_before_a_drop() -> None:
+    cache = PrincipalCache(ttl=5, clock=Clock())
+    cache.enable()
+    p = principal()
+    ticket = cache.ticket()  # a lookup starts reading the database...
+    cache.drop_account(p.account_id)  # ...a sign-out or ban arrives meanwhile...
+    cache.put(b"a", p, ticket)  # ...and its answer, read before, is not kept
+    assert cache.get(b"a") is None
+    cache.put(b"a", p, cache.ticket())
+    assert cache.get(b"a") is p
 
 
 async def test_cancel_ends_a_task_and_accepts_none() -> None:

@@ -3,18 +3,21 @@
 Credentials accepted here are the content origin's own (never the hub's session):
 
 - the `cocalc_content` cookie, scoped to one project's path, holding a signed grant
-  (account, project, expiry) obtained through a redirect from the hub origin
-  (`/content-auth` there, `/{project_id}/_cocalc/auth` here);
+  (account, project, expiry, the session or key it came from) obtained through a redirect
+  from the hub origin (`/content-auth` there, `/{project_id}/_cocalc/auth` here); it is
+  refused once that session or key is revoked (cached answers, dropped through NOTIFY);
 - `Authorization: Bearer <API key>`, for scripts.
 
 Either way, the account must still be a collaborator (or an admin); the role is cached for
-a few seconds and dropped at once when the project's members change.
+a few seconds and dropped at once when the project's members change. WebSockets through
+here are registered with the hub's live connections, closed when either is revoked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ from cocalc_k8s.backends.base import AgentAddress
 from cocalc_k8s.core import content_tokens
 from cocalc_k8s.core.content_origin import ContentOrigins
 from cocalc_k8s.core.errors import DomainError
+from cocalc_k8s.core.identity import Credential
 from cocalc_k8s.core.redirect_targets import local_target
 from cocalc_k8s.proxy import messages
 from cocalc_k8s.proxy.access import AccessCache
@@ -37,6 +41,7 @@ from cocalc_k8s.proxy.upstream import agent_upstream, upstream_for
 from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.lifecycle import LifecycleManager
+from cocalc_k8s.services.live_connections import LiveConnections
 
 T = TypeVar("T")
 COOKIE = "cocalc_content"
@@ -63,6 +68,7 @@ class ContentGate:
     hub_url: str  # the hub's origin, for redirects to sign in and to authorise
     secure_cookies: bool
     access: AccessCache
+    live: LiveConnections
     api_keys: ApiKeyService
     lifecycle: LifecycleManager
     activity: ActivityRecorder
@@ -83,22 +89,26 @@ class ContentGate:
         if not self.origins.serves(head.get(b"host"), route.project_id):
             # Another project's origin (or none): the content lives on its own.
             return _redirect(self.origins.url_for(route.project_id) + target, status=307)
-        account_id = await self._account(head, route)
-        if account_id is None:
+        authorised_at = time.monotonic()
+        who = await self._account(head, route)
+        if who is None:
             return self._sign_in(head, route, target)
+        account_id = who[0]
         if await self.access.role(account_id, route.project_id) is None:
             return _error(head, 404, "no such project")
         if _from_another_project(head, route):
             return _error(head, 403, "a page of another project cannot use this project")
         if not _by_api_key(head) and _riding_the_cookie(head):
             return _error(head, 403, "a page of another site cannot use this project")
-        return await self._forward(head, route, account_id)
+        return await self._forward(head, route, who, authorised_at)
 
-    async def _account(self, head: RequestHead, route: Route) -> uuid.UUID | None:
+    async def _account(
+        self, head: RequestHead, route: Route
+    ) -> tuple[uuid.UUID, Credential] | None:
         if _by_api_key(head):
             key = (head.get(b"authorization") or b"")[7:].decode("latin-1")
             principal = await self._shared(key, lambda: self.api_keys.principal(key))
-            return principal.account_id if principal else None
+            return (principal.account_id, Credential.of(principal)) if principal else None
         cookie = head.get(b"cookie")
         if not cookie:
             return None
@@ -113,9 +123,18 @@ class ContentGate:
         grant = content_tokens.verify(self.secret, morsel.value, "cookie")
         if grant is None or grant.project_id != route.project_id:
             return None
-        return grant.account_id
+        if not await self.live.status.valid(grant.account_id, grant.credential):
+            return None  # signed out, password changed, banned, key deleted: sign in again
+        return grant.account_id, grant.credential
 
-    async def _forward(self, head: RequestHead, route: Route, account_id: uuid.UUID) -> Decision:
+    async def _forward(
+        self,
+        head: RequestHead,
+        route: Route,
+        who: tuple[uuid.UUID, Credential],
+        authorised_at: float,
+    ) -> Decision:
+        account_id, credential = who
         address = self.lifecycle.backend.address(route.project_id)
         if address is None and route.name is not None:
             # A named server of a stopped project: start the project and carry on.
@@ -131,8 +150,17 @@ class ContentGate:
         if address is None:
             return _not_running(head, route, self.hub_url)
         self.activity.touch(route.project_id)
-        key = (account_id, route.project_id)
-        track = lambda close: self.access.track(key, close)  # noqa: E731
+
+        def track(close: Callable[[], None]) -> Callable[[], None]:
+            return self.live.register(
+                "proxy",
+                account_id,
+                credential,
+                route.project_id,
+                close,
+                authorised_at=authorised_at,
+            )
+
         if route.kind == "raw":
             auth = (b"Authorization", b"Bearer " + address.token.encode())
             return Allow(route, agent_upstream(address), route.upstream_path, [auth], True)
@@ -222,6 +250,7 @@ class ContentGate:
             "cookie",
             grant.account_id,
             grant.project_id,
+            credential=grant.credential,
             lifetime=content_tokens.COOKIE_SECONDS,
         )
         attributes = (

@@ -78,6 +78,24 @@ class ApiKeyService:
             self.cache.drop_account(account_id)
             await events.record(conn, "api_key.revoked", account_id=account_id, key_id=key_id)
 
+    async def holder(self, key_id: str) -> uuid.UUID | None:
+        """The account of an API key, by its id (`Credential.ref`): None once the key is
+        deleted or its account banned. Uncached: what open connections are re-checked
+        against."""
+        try:
+            parsed = uuid.UUID(key_id)
+        except ValueError:
+            return None
+        async with self.engine.connect() as conn:
+            account_id: uuid.UUID | None = (
+                await conn.execute(
+                    select(ApiKey.account_id)
+                    .join(Account, Account.account_id == ApiKey.account_id)
+                    .where(ApiKey.id == parsed, Account.banned.is_(None))
+                )
+            ).scalar_one_or_none()
+        return account_id
+
     async def principal(self, key: str) -> Principal | None:
         if not key.startswith(API_KEY_PREFIX) or len(key) > 100:
             return None
@@ -85,6 +103,7 @@ class ApiKeyService:
         cached = self.cache.get(cache_key)
         if cached is not None:
             return cached
+        ticket = self.cache.ticket()
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -111,5 +130,5 @@ class ApiKeyService:
             via="api_key",
             credential=str(row.id),
         )
-        self.cache.put(cache_key, principal)
+        self.cache.put(cache_key, principal, ticket)
         return principal

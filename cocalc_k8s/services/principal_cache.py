@@ -5,6 +5,9 @@ key, new password, new name, admin flag) sends a NOTIFY on `cocalc_credentials`;
 process drops the affected entries when it arrives. A change made behind the hub's back
 (an UPDATE in psql without NOTIFY) is seen within `ttl`. Caching is enabled only while
 the listener is connected.
+
+A lookup takes a `ticket()` before it reads the database and hands it to `put`: an answer
+read before a change arrived is not kept (it could hold a revoked credential for `ttl`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class PrincipalCache:
         # Off until the change listener runs: without it, changes made by another process
         # would go unseen for `ttl`.
         self.enabled = False
+        self._generation = 0  # bumped by every drop: answers loaded before it are stale
 
     def get(self, key: bytes) -> Principal | None:
         entry = self._entries.get(key)
@@ -39,17 +43,23 @@ class PrincipalCache:
             return None
         return entry[1]
 
-    def put(self, key: bytes, principal: Principal) -> None:
-        if not self.enabled:
+    def ticket(self) -> int:
+        """Take before loading an entry; `put` keeps it only if nothing was dropped since."""
+        return self._generation
+
+    def put(self, key: bytes, principal: Principal, ticket: int) -> None:
+        if not self.enabled or ticket != self._generation:
             return
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()
         self._entries[key] = (self._clock() + self.ttl, principal)
 
     def drop(self, key: bytes) -> None:
+        self._generation += 1
         self._entries.pop(key, None)
 
     def clear(self) -> None:
+        self._generation += 1
         self._entries.clear()
 
     def enable(self) -> None:
@@ -57,7 +67,7 @@ class PrincipalCache:
 
     def disable(self) -> None:
         self.enabled = False
-        self._entries.clear()
+        self.clear()
 
     def drop_account_id(self, payload: str) -> None:
         """Callback for the credentials-changed notification (payload: an account id)."""
@@ -67,5 +77,6 @@ class PrincipalCache:
             self.clear()
 
     def drop_account(self, account_id: uuid.UUID) -> None:
+        self._generation += 1
         for key in [k for k, (_, p) in self._entries.items() if p.account_id == account_id]:
             del self._entries[key]

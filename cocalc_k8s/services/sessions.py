@@ -44,6 +44,7 @@ class SessionService:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
+        ticket = self.cache.ticket()
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -64,8 +65,24 @@ class SessionService:
             via="session",
             credential=token,
         )
-        self.cache.put(key, principal)
+        self.cache.put(key, principal, ticket)
         return principal
+
+    async def holder(self, hashed: bytes) -> uuid.UUID | None:
+        """The account of a live session, by the hash of its token (`Credential.ref`):
+        None once it is signed out, revoked, expired or its account banned. Uncached: what
+        open connections are re-checked against."""
+        async with self.engine.connect() as conn:
+            account_id: uuid.UUID | None = (
+                await conn.execute(
+                    select(Session.account_id)
+                    .join(Account, Account.account_id == Session.account_id)
+                    .where(Session.token_hash == hashed)
+                    .where(Session.expires > datetime.now(UTC))
+                    .where(Account.banned.is_(None))
+                )
+            ).scalar_one_or_none()
+        return account_id
 
     async def revoke(self, token: str) -> None:
         self.cache.drop(b"s:" + token_hash(token))

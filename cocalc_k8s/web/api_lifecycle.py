@@ -8,9 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
+from cocalc_k8s.core.identity import Credential
 from cocalc_k8s.core.project_state import ProjectState
-from cocalc_k8s.keys import CONNECTIONS, LIFECYCLE
-from cocalc_k8s.web.access import project_access
+from cocalc_k8s.keys import LIFECYCLE, LIVE_CONNECTIONS
+from cocalc_k8s.web.access import ProjectAccess, project_access
+from cocalc_k8s.web.auth import authenticated_at
 from cocalc_k8s.web.jsonio import json_response
 
 SETTLED = {ProjectState.RUNNING.value, ProjectState.STOPPED.value, ProjectState.FAILED.value}
@@ -43,10 +45,10 @@ async def progress(request: web.Request) -> web.StreamResponse:
     `?wait=1`: the caller is about to send (or has sent) a start/stop/restart request and
     wants to see it through: the stream ends with the event `{"state", "done": action}`
     sent when that request has been handled, even if nothing had to change.
-    `?follow=1` keeps the stream open."""
+    `?follow=1` keeps the stream open. It ends at once when the caller loses access
+    (a revoked session or key, a ban, removal from the project)."""
     access = await project_access(request)
     manager = request.app[LIFECYCLE]
-    follow = request.query.get("follow") == "1"
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -55,35 +57,55 @@ async def progress(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    # admin: counted among the connected clients while it is open
-    tracked = request.app[CONNECTIONS].track("progress", access.principal.account_id)
-    async with manager.subscribe(access.project_id) as events, tracked:
-        state = (await manager.state(access.project_id)).value
-        first: dict[str, Any] = {"state": state}
-        last = manager.last_progress(access.project_id)
-        if state == ProjectState.STARTING.value and last:
-            first = last
-        await _send(response, first)
-        if state in SETTLED and not follow and not _pending(request):
+    async with manager.subscribe(access.project_id) as events:
+        unregister = request.app[LIVE_CONNECTIONS].register(
+            "progress",
+            access.principal.account_id,
+            Credential.of(access.principal),
+            access.project_id,
+            lambda: events.put_nowait({"closing": True}),  # ends it as the hub's shutdown does
+            authorised_at=authenticated_at(request),
+        )
+        try:
+            return await _stream(request, access, response, events)
+        finally:
+            unregister()
+
+
+async def _stream(
+    request: web.Request,
+    access: ProjectAccess,
+    response: web.StreamResponse,
+    events: asyncio.Queue[Any],
+) -> web.StreamResponse:
+    manager = request.app[LIFECYCLE]
+    follow = request.query.get("follow") == "1"
+    state = (await manager.state(access.project_id)).value
+    first: dict[str, Any] = {"state": state}
+    last = manager.last_progress(access.project_id)
+    if state == ProjectState.STARTING.value and last:
+        first = last
+    await _send(response, first)
+    if state in SETTLED and not follow and not _pending(request):
+        return response
+    while True:
+        try:
+            event = await asyncio.wait_for(events.get(), KEEPALIVE)
+        except TimeoutError:
+            event = {}
+        if event.get("closing"):
             return response
-        while True:
-            try:
-                event = await asyncio.wait_for(events.get(), KEEPALIVE)
-            except TimeoutError:
-                event = {}
-            if event.get("closing"):
-                return response
-            try:
-                if event:
-                    await _send(response, event)
-                else:
-                    await response.write(b": keep-alive\n\n")
-            except ConnectionResetError:  # the browser went away: nothing left to do
-                return response
-            if follow:
-                continue
-            if "done" in event if _pending(request) else event.get("state") in SETTLED:
-                return response
+        try:
+            if event:
+                await _send(response, event)
+            else:
+                await response.write(b": keep-alive\n\n")
+        except ConnectionResetError:  # the browser went away: nothing left to do
+            return response
+        if follow:
+            continue
+        if "done" in event if _pending(request) else event.get("state") in SETTLED:
+            return response
 
 
 def _pending(request: web.Request) -> bool:

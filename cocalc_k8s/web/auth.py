@@ -6,6 +6,7 @@ A present but invalid bearer key is an error (401), never a silent fall-back to 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -16,6 +17,9 @@ from cocalc_k8s.keys import API_KEYS, SESSIONS, SETTINGS
 
 SESSION_COOKIE = "cocalc_session"
 PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")
+# time.monotonic() before the credential was looked up: a long-lived connection registers
+# with it, so a revocation that arrived since is not missed (services/live_connections).
+AUTHENTICATED_AT: web.RequestKey[float] = web.RequestKey("authenticated_at")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -41,6 +45,7 @@ async def lookup_principal(request: web.Request) -> Principal | None:
 
 @web.middleware
 async def identify(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request[AUTHENTICATED_AT] = time.monotonic()
     principal = await lookup_principal(request)
     if principal is None and bearer_token(request) is not None:
         raise Unauthorized("invalid API key (revoked, or its account is banned)")
@@ -50,6 +55,10 @@ async def identify(request: web.Request, handler: Handler) -> web.StreamResponse
 
 def principal_of(request: web.Request) -> Principal | None:
     return request.get(PRINCIPAL)
+
+
+def authenticated_at(request: web.Request) -> float:
+    return request[AUTHENTICATED_AT]
 
 
 def require_account(request: web.Request) -> Principal:

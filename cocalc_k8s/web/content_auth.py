@@ -15,6 +15,7 @@ from aiohttp import web
 
 from cocalc_k8s.core import content_tokens
 from cocalc_k8s.core.errors import BadRequest
+from cocalc_k8s.core.identity import Credential
 from cocalc_k8s.core.redirect_targets import local_target
 from cocalc_k8s.keys import CONTENT_ORIGINS, PROJECTS, SECRET_KEY
 from cocalc_k8s.services.projects import parse_project_id
@@ -43,6 +44,7 @@ async def content_auth(request: web.Request) -> web.Response:
         "exchange",
         principal.account_id,
         project_id,
+        credential=Credential.of(principal),  # the grant ends with this session or key
         lifetime=content_tokens.EXCHANGE_SECONDS,
     )
     target = (

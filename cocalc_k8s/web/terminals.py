@@ -1,9 +1,9 @@
 """Shared terminals: the browser's WebSocket is relayed to the project agent's terminal.
 
 Everyone who opens `/api/v2/projects/{project_id}/terminals/{name}` shares one shell (the
-agent keeps it and its scrollback). The relay re-checks every few seconds that the caller
-may still use the project, and closes the socket as soon as they may not (a removed
-collaborator, a revoked session).
+agent keeps it and its scrollback). The relay is registered with the hub's live
+connections and closed (1008) the moment the caller may no longer use the project: a
+removed collaborator, a ban, the end of the session or API key it was opened with.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import re
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from cocalc_k8s.core.errors import BadRequest, DomainError
-from cocalc_k8s.keys import ACTIVITY, AGENTS, CONNECTIONS, LIFECYCLE, PROJECTS, SESSIONS
+from cocalc_k8s.core.errors import BadRequest
+from cocalc_k8s.core.identity import Credential
+from cocalc_k8s.keys import ACTIVITY, AGENTS, LIFECYCLE, LIVE_CONNECTIONS
 from cocalc_k8s.web.access import ProjectAccess, project_access
+from cocalc_k8s.web.auth import authenticated_at
 from cocalc_k8s.web.jsonio import json_response
 
 NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-RECHECK_EVERY = 3.0
 POLICY_VIOLATION = 1008
 
 
@@ -44,17 +45,25 @@ async def open_terminal(request: web.Request) -> web.StreamResponse:
     upstream = await request.app[AGENTS].terminal(address, name)
     browser = web.WebSocketResponse(heartbeat=30, max_msg_size=1 << 20)
     await browser.prepare(request)
-    closed = request.app[CONNECTIONS].opened("terminal", access.principal.account_id)  # admin
+    ended = asyncio.Event()
+    unregister = request.app[LIVE_CONNECTIONS].register(
+        "terminal",
+        access.principal.account_id,
+        Credential.of(access.principal),
+        access.project_id,
+        ended.set,
+        authorised_at=authenticated_at(request),
+    )
     tasks = [
         asyncio.create_task(_downstream(upstream, browser)),
         asyncio.create_task(_upstream(request, access, browser, upstream)),
-        asyncio.create_task(_recheck(request, access)),
+        asyncio.create_task(ended.wait()),
     ]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         revoked = any(t is tasks[2] for t in done)
     finally:
-        closed()  # admin: connected clients
+        unregister()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -95,19 +104,3 @@ async def _upstream(
         else:
             break
         activity.touch(access.project_id)
-
-
-async def _recheck(request: web.Request, access: ProjectAccess) -> None:
-    """Returns (ending the relay) when the caller loses access."""
-    principal = access.principal
-    while True:
-        await asyncio.sleep(RECHECK_EVERY)
-        if (
-            principal.via == "session"
-            and await request.app[SESSIONS].principal(principal.credential) is None
-        ):
-            return
-        try:
-            await request.app[PROJECTS].access(principal, access.project_id)
-        except DomainError:
-            return
