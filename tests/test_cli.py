@@ -382,8 +382,26 @@ def test_admin_email_is_admin_at_sign_up(
         ([], {"COCALC_PORT": "abc"}, "--port must be a number, not 'abc'"),
         (["--tls", "files"], {}, "--tls files needs both --tls-cert and --tls-key"),
         ([], {"COCALC_FIRST_ACCOUNT_ADMIN": "maybe"}, "must be true or false"),
+        (
+            ["--host", "0.0.0.0", "--first-account-admin"],
+            {},
+            "--first-account-admin would make whoever signs up first an admin",
+        ),
+        (
+            ["--admin-email", "me@example.org"],
+            {"COCALC_HOST": "0.0.0.0"},
+            "is reachable from other machines (--host 0.0.0.0)",
+        ),
     ],
-    ids=["port-0", "log-level", "env-port", "tls-files", "env-bool"],
+    ids=[
+        "port-0",
+        "log-level",
+        "env-port",
+        "tls-files",
+        "env-bool",
+        "public-first",
+        "public-email",
+    ],
 )
 def test_bad_settings_exit_2(
     tmp_path: Path, args: list[str], env: dict[str, str], words: str

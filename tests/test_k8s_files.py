@@ -233,3 +233,18 @@ def test_start_scripts_parse(script: str) -> None:
     path = ROOT / "docker" / script
     assert os.access(path, os.X_OK)
     subprocess.run(["sh", "-n", str(path)], check=True, timeout=10)
+
+
+def test_the_hub_pod_hands_admin_rights_to_no_first_comer() -> None:
+    """The hub listens on 0.0.0.0 in its pod: the first-sign-up admin flags are refused
+    there, and the manifest sets neither (the first admin is made with make-admin)."""
+    from cocalc_k8s.core.settings import SettingsError, load_settings
+
+    hub = containers()["hub"]
+    assert not [a for a in hub["args"] if "admin" in a]
+    env = {e["name"]: e["value"] for e in hub["env"] if "value" in e}
+    assert not [name for name in env if "ADMIN" in name]
+    assert env["COCALC_HOST"] == "0.0.0.0"
+    for flag in ({"COCALC_FIRST_ACCOUNT_ADMIN": "true"}, {"COCALC_ADMIN_EMAIL": "a@b.org"}):
+        with pytest.raises(SettingsError, match="make-admin"):
+            load_settings({**env, "COCALC_DATA_DIR": "/tmp/unused", **flag})

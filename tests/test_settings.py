@@ -185,3 +185,47 @@ def test_tls_files_implied_by_cert_and_key(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, tls_cert=tmp_path / "c", tls_key=tmp_path / "k")
     assert settings.tls == "files"
     assert settings.public_url == "https://127.0.0.1:8080"
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        {},
+        {"host": "127.0.0.1"},
+        {"host": "127.0.0.2"},
+        {"host": "::1"},
+        {"host": "localhost"},
+        {"host": "127.0.0.1", "base_url": "http://localhost:8080"},
+    ],
+    ids=["default", "127.0.0.1", "127.0.0.2", "::1", "localhost", "base-url-localhost"],
+)
+def test_first_sign_up_admin_flags_on_a_loopback_hub(tmp_path: Path, where: dict[str, str]) -> None:
+    for flag in ({"first_account_admin": True}, {"admin_email": "me@example.org"}):
+        settings = Settings(data_dir=tmp_path, **where, **flag)  # type: ignore[arg-type]
+        assert settings.local_only
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"host": "0.0.0.0"},
+        {"host": "::"},
+        {"host": "10.1.2.3"},
+        {"host": "cocalc.example.org"},
+        {"host": "127.0.0.1", "base_url": "https://cocalc.example.org"},
+    ],
+    ids=["0.0.0.0", "::", "10.1.2.3", "name", "behind-a-proxy"],
+)
+def test_first_sign_up_admin_flags_refused_on_a_reachable_hub(
+    tmp_path: Path, where: dict[str, str]
+) -> None:
+    for flag, name in (
+        ({"first_account_admin": True}, "--first-account-admin"),
+        ({"admin_email": "me@example.org"}, "--admin-email"),
+    ):
+        with pytest.raises(SettingsError) as info:
+            Settings(data_dir=tmp_path, **where, **flag)  # type: ignore[arg-type]
+        message = info.value.message
+        assert message.startswith(name) and "whoever signs up first" in message
+        assert "cocalc-k8s make-admin" in message
+    assert not Settings(data_dir=tmp_path, **where).local_only  # type: ignore[arg-type]

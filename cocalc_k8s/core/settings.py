@@ -8,6 +8,7 @@ Precedence: CLI flag, then environment variable, then the default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -152,13 +153,19 @@ class Settings:
     )
     admin_email: str | None = _setting(
         None,
-        "The account with this email is an admin: at sign-up, or at start-up if it exists.",
+        "The account with this email is an admin: at sign-up, or at start-up if it exists. "
+        "Nothing proves the owner of the address signed up, so only for a hub reachable "
+        "from this machine alone (--host on loopback, no --base-url elsewhere); a hub "
+        "reachable from other machines refuses it: sign up there, then run "
+        "`cocalc-k8s make-admin EMAIL`.",
         env="COCALC_ADMIN_EMAIL",
         flag="--admin-email",
     )
     first_account_admin: bool = _setting(
         False,
-        "Make the first account that signs up an admin (handy for a fresh private install).",
+        "Make the first account that signs up an admin (handy for the one-command run on "
+        "this machine). Like --admin-email, refused by a hub reachable from other "
+        "machines, where anyone could be first: use `cocalc-k8s make-admin EMAIL` there.",
         env="COCALC_FIRST_ACCOUNT_ADMIN",
         flag="--first-account-admin",
     )
@@ -454,8 +461,28 @@ class Settings:
         return f"{self.scheme}://{host}:{bound_port}"
 
     @property
+    def local_only(self) -> bool:
+        """Whether only this machine can reach the hub: it listens on a loopback address
+        and no --base-url names another host (a reverse proxy in front would make it
+        public). A host name other than localhost counts as reachable."""
+        hosts = [self.host]
+        if self.base_url:
+            hosts.append(urlsplit(self.base_url).hostname or "")
+        return all(_is_loopback(host) for host in hosts)
+
+    @property
     def embedded_database(self) -> bool:
         return self.database_url is None
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _validate(s: Settings) -> None:
@@ -529,6 +556,24 @@ def _validate(s: Settings) -> None:
             raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
     if s.content_waiting_per_address < 0:
         raise SettingsError("--content-waiting-per-address must be 0 (no bound) or more")
+    _validate_admin_bootstrap(s)
+
+
+def _validate_admin_bootstrap(s: Settings) -> None:
+    """Whoever signs up first (as the admin email, or at all) would become an admin: fine
+    on a hub only this machine reaches, a race anyone can win on one reachable from
+    others."""
+    given = [("--admin-email", s.admin_email), ("--first-account-admin", s.first_account_admin)]
+    flags = [flag for flag, value in given if value]
+    if not flags or s.local_only:
+        return
+    where = f"--host {s.host}" + (f", --base-url {s.base_url}" if s.base_url else "")
+    raise SettingsError(
+        f"{' and '.join(flags)} would make whoever signs up first an admin, and this hub is "
+        f"reachable from other machines ({where}); it is only for a hub on loopback. Sign "
+        "up, then run "
+        "`cocalc-k8s make-admin EMAIL` on the hub's machine"
+    )
 
 
 def setting_fields() -> list[dataclasses.Field[Any]]:
