@@ -134,7 +134,7 @@ class ContentGate:
         who: tuple[uuid.UUID, Credential],
         authorised_at: float,
     ) -> Decision:
-        account_id, credential = who
+        account_id, granted_by = who  # what let the request in: revoking it ends tunnels
         address = self.lifecycle.backend.address(route.project_id)
         if address is None and route.name is not None:
             # A named server of a stopped project: start the project and carry on.
@@ -155,7 +155,7 @@ class ContentGate:
             return self.live.register(
                 "proxy",
                 account_id,
-                credential,
+                granted_by,
                 route.project_id,
                 close,
                 authorised_at=authorised_at,
