@@ -334,3 +334,22 @@ async def test_binary_and_large_files_open_read_only(
         assert console.errors == [], console.errors
     finally:
         await small.stop()
+
+
+async def test_a_removed_collaborator_stops_editing_at_once(hub: Hub, browser: Browser) -> None:
+    ada, bea, file, *_ = await two_editors(browser, hub, "shared text\n")
+    project_id = ada.project_id  # type: ignore[attr-defined]
+    account = await (await bea.request.get(f"{hub.base}/api/v2/account")).json()
+    response = await ada.request.delete(
+        f"{hub.base}/api/v2/projects/{project_id}/collaborators/{account['account_id']}",
+        headers={"X-CSRF-Token": ada.csrf},  # type: ignore[attr-defined]
+    )
+    assert response.status in (200, 204), await response.text()
+    await expect(bea.get_by_role("alert")).to_contain_text("no longer a collaborator")
+    await expect(bea.locator(EDITOR)).to_have_attribute("contenteditable", "false")
+    await expect(ada.get_by_test_id("editor-people")).to_be_hidden()
+    # Ada's edits no longer reach Bea's page.
+    await put_cursor_at_end_of_line(ada, 1)
+    await type_each(ada, " more")
+    await on_disk(file, "shared text more\n")
+    assert await text_of(bea) == "shared text\n"

@@ -123,8 +123,9 @@ export function mount(panel, project) {
           cm.EditorView.contentAttributes.of({ "aria-label": `Contents of ${newPath}`, "aria-describedby": keysHint.id }),
           theme.of(dark.matches ? cm.oneDark : []),
           language.of([]),
-          cm.EditorState.readOnly.of(opened.readOnly),
-          cm.EditorView.editable.of(!opened.readOnly),
+          // Only when read-only: these facets take their first value, and a source may
+          // still make the document read-only later (its access ended).
+          opened.readOnly ? [cm.EditorState.readOnly.of(true), cm.EditorView.editable.of(false)] : [],
           mySource.extensions(),
           cm.EditorView.updateListener.of((update) => { if (update.docChanged) changed(); }),
         ],
