@@ -153,10 +153,20 @@ async def test_a_running_project_over_its_quota_is_stopped_and_stays_stopped(
 ) -> None:
     project_id = await new_project(owner)
     limit_disk(database_url, project_id)
+    # One file cannot outgrow the quota at all (RLIMIT_FSIZE): the kernel cuts it off.
     status, result = await owner.call(
         "POST",
         f"/api/v2/projects/{project_id}/exec",
-        {"command": "head -c 12M /dev/zero > filler.bin && echo written"},
+        {"command": "head -c 12M /dev/zero > one.bin; echo $?; stat -c %s one.bin"},
+    )
+    assert status == 200, result
+    code, size = result["stdout"].split()
+    assert code != "0" and int(size) == QUOTA_MB * MIB, result
+    # Many files can, until the next check.
+    status, result = await owner.call(
+        "POST",
+        f"/api/v2/projects/{project_id}/exec",
+        {"command": "head -c 6M /dev/zero > filler.bin && echo written"},
     )
     assert status == 200 and "written" in result["stdout"], result
     await wait_state(owner, project_id, "running")
@@ -172,7 +182,7 @@ async def test_a_running_project_over_its_quota_is_stopped_and_stays_stopped(
     assert "over its disk quota" in project["error"] and "delete files" in project["error"]
     # The files can still be deleted through the hub; then it starts.
     resp = await owner.client.delete(
-        f"/api/v2/projects/{project_id}/files/filler.bin", headers=owner.headers
+        f"/api/v2/projects/{project_id}/files/one.bin", headers=owner.headers
     )
     assert resp.status == 204
     assert (await owner.call("POST", f"/api/v2/projects/{project_id}/start"))[0] == 202

@@ -61,8 +61,10 @@ def database_url(postgres: EmbeddedPostgres) -> Iterator[str]:
 def test_decision() -> None:
     local = decide_isolation(backend="local", sandbox_problem=None, trusted_users=False)
     assert local.sandboxed and not local.single_account
+    assert "bubblewrap sandbox of its own" in local.summary()
     k8s = decide_isolation(backend="kubernetes", sandbox_problem="no bwrap", trusted_users=False)
     assert k8s.sandboxed and k8s.problem is None
+    assert "pod of its own" in k8s.summary()
     lone = decide_isolation(backend="local", sandbox_problem="no bwrap", trusted_users=False)
     assert lone.single_account and lone.problem == "no bwrap"
     assert "unprivileged_userns_clone=1" in lone.summary()

@@ -106,6 +106,10 @@ def _child_setup(quota: Quota, uid: int | None) -> None:  # pragma: no cover - i
     limit = max(quota.memory_mb * 4, 2048) * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # No one file may outgrow the disk quota: the kernel refuses it (EFBIG) even between the
+    # hub's periodic checks of the whole home (services.disk_quota).
+    fsize = quota.disk_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     os.nice(5)
     if uid is not None:
         os.setgroups([])

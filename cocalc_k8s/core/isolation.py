@@ -27,6 +27,7 @@ class Isolation:
     sandboxed: bool
     trusted_users: bool
     problem: str | None = None
+    backend: str = "local"
 
     @property
     def single_account(self) -> bool:
@@ -35,8 +36,13 @@ class Isolation:
 
     def summary(self) -> str:
         """One sentence for the log and the admin page."""
+        if self.sandboxed and self.backend == "kubernetes":
+            return "Each project runs in a pod of its own, kept apart by the cluster."
         if self.sandboxed:
-            return "Projects are isolated from each other and from the hub."
+            return (
+                "Each project runs in a bubblewrap sandbox of its own: it sees its home and a "
+                "read-only system, nothing of the hub's data or of other projects."
+            )
         if self.trusted_users:
             return (
                 f"Projects run without a sandbox ({self.problem}) because the hub was started "
@@ -55,8 +61,10 @@ def decide_isolation(
     """Kubernetes pods are isolated by the cluster; local projects by bubblewrap, when it
     runs here (`sandbox_problem` is None)."""
     if backend == "kubernetes" or sandbox_problem is None:
-        return Isolation(sandboxed=True, trusted_users=trusted_users)
-    return Isolation(sandboxed=False, trusted_users=trusted_users, problem=sandbox_problem)
+        return Isolation(sandboxed=True, trusted_users=trusted_users, backend=backend)
+    return Isolation(
+        sandboxed=False, trusted_users=trusted_users, problem=sandbox_problem, backend=backend
+    )
 
 
 def sign_up_lock(isolation: Isolation, *, accounts: int) -> str | None:
