@@ -7,6 +7,9 @@ from aiohttp import web
 from cocalc_k8s.keys import SETTINGS
 from cocalc_k8s.web.auth import Handler
 
+# connect-src 'self' also admits WebSockets to the page's own host (ws: for http, wss:
+# for https; CSP Level 3, in every current browser): the realtime channel's socket needs
+# nothing more.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
