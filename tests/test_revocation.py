@@ -63,7 +63,8 @@ async def still_open(ws: aiohttp.ClientWebSocketResponse) -> None:
     async with asyncio.timeout(DEADLINE):
         while f"{marker}-ok".encode() not in seen:
             msg = await ws.receive()
-            assert msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT), msg
+            # (A CLOSE here follows the agent's {"type": "exit"}: the shell itself ended.)
+            assert msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT), (msg, seen)
             seen += msg.data if isinstance(msg.data, bytes) else msg.data.encode()
 
 
