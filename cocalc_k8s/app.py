@@ -379,5 +379,7 @@ def create_app(
     realtime.attach(app)
     setup_routes(app)
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=True)
-    setup_share(app)  # last: its vanity URLs are a catch-all of three path segments
+    setup_share(
+        app, database_url=database_url
+    )  # last: its vanity URLs are a catch-all of three path segments
     return app

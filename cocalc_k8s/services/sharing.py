@@ -9,11 +9,18 @@ Who may do what, checked here:
   sharing off for the site are NotFound to readers.
 
 The visibility rule itself (who reads what) is `may_read`; the share views call it.
+
+Readers' lookups by id and the site switch are cached in memory (every page view would
+otherwise cost two queries), only while this hub's NOTIFY listener is connected: every
+change here sends `SHARE_CHANNEL` (payload: the item's id, or "*"), a project's deletion
+or member change sends `PROJECT_ACCESS`, and each hub drops what they name at once. An
+entry also ages out after `CACHE_SECONDS` (project titles and owners' names in it).
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +43,7 @@ from cocalc_k8s.db.models import (
     PublicPath,
     SiteSetting,
 )
+from cocalc_k8s.db.notify import notify
 from cocalc_k8s.services import events
 from cocalc_k8s.services.projects import ProjectService, mentions
 
@@ -47,6 +55,8 @@ MAX_PER_PROJECT = 1_000
 SHARING_ENABLED = "sharing_enabled"  # site setting: false turns /share off for everyone
 NO_SUCH_ITEM = "no such published item"
 FIELDS = ("path", "name", "description", "license", "visibility")
+SHARE_CHANNEL = "cocalc_share"  # payload: a public path's id, or "*" for the site switch
+CACHE_SECONDS = 10.0
 
 
 def new_share_id() -> str:
@@ -181,6 +191,9 @@ def _item_query() -> Any:
     )
 
 
+_ITEM_QUERY = _item_query()
+
+
 def _item(row: Any) -> SharedItem:
     return SharedItem(
         id=row.id,
@@ -249,6 +262,33 @@ class SharingService:
     def __init__(self, engine: AsyncEngine, projects: ProjectService) -> None:
         self.engine = engine
         self.projects = projects
+        self.caching = False  # True while the listener is connected (see the module doc)
+        self._items: dict[str, tuple[SharedItem, float]] = {}
+        self._enabled: tuple[bool, float] | None = None
+
+    # -- the readers' cache ---------------------------------------------------------
+
+    def start_caching(self) -> None:
+        self.caching = True
+
+    def stop_caching(self) -> None:
+        self.caching = False
+        self.forget()
+
+    def forget(self, payload: str = "*") -> None:
+        """NOTIFY callback: drop the item named (or everything, for "*")."""
+        if payload == "*":
+            self._items.clear()
+            self._enabled = None
+        else:
+            self._items.pop(payload, None)
+
+    def forget_project(self, payload: str) -> None:
+        """PROJECT_ACCESS callback: the project was deleted or its members changed."""
+        for share_id in [
+            k for k, (item, _) in self._items.items() if str(item.project_id) == payload
+        ]:
+            del self._items[share_id]
 
     # -- publishing (collaborators) ----------------------------------------------
 
@@ -270,6 +310,7 @@ class SharingService:
                     id=share_id, project_id=project_id, created_by=principal.account_id, **clean
                 ),
             )
+            await notify(conn, SHARE_CHANNEL, share_id)
             await events.record(
                 conn,
                 "share.published",
@@ -304,6 +345,7 @@ class SharingService:
             )
             if result.rowcount == 0:
                 raise NotFound(NO_SUCH_ITEM)
+            await notify(conn, SHARE_CHANNEL, share_id)
             await events.record(
                 conn,
                 "share.edited",
@@ -312,6 +354,7 @@ class SharingService:
                 id=share_id,
                 changed=sorted(clean),
             )
+        self.forget(share_id)
         return await self._get(project_id, share_id)
 
     async def unpublish(self, principal: Principal, project_id: uuid.UUID, share_id: str) -> None:
@@ -324,6 +367,7 @@ class SharingService:
             )
             if path is None:
                 raise NotFound(NO_SUCH_ITEM)
+            await notify(conn, SHARE_CHANNEL, share_id)
             await events.record(
                 conn,
                 "share.unpublished",
@@ -331,6 +375,7 @@ class SharingService:
                 project_id=project_id,
                 path=path,
             )
+        self.forget(share_id)
 
     async def _write(self, conn: AsyncConnection, statement: Any) -> Any:
         try:
@@ -360,25 +405,37 @@ class SharingService:
     # -- reading (anyone; the views apply `may_read`) ----------------------------
 
     async def enabled(self, conn: AsyncConnection | None = None) -> bool:
+        now = time.monotonic()
+        if self.caching and self._enabled is not None and self._enabled[1] > now:
+            return self._enabled[0]
         query = select(SiteSetting.value).where(SiteSetting.name == SHARING_ENABLED)
         if conn is None:
             async with self.engine.connect() as own:
                 value = await own.scalar(query)
         else:
             value = await conn.scalar(query)
+        if self.caching:
+            self._enabled = (value is not False, now + CACHE_SECONDS)
         return value is not False
 
     async def item(self, share_id: str) -> SharedItem:
         """The item with this id, or NotFound (also while sharing is off site-wide)."""
         if not share_id or len(share_id) > 40:
             raise NotFound(NO_SUCH_ITEM)
+        now = time.monotonic()
+        cached = self._items.get(share_id) if self.caching else None
+        if cached is not None and cached[1] > now and await self.enabled():
+            return cached[0]
         async with self.engine.connect() as conn:
             if not await self.enabled(conn):
                 raise NotFound(NO_SUCH_ITEM)
-            row = (await conn.execute(_item_query().where(PublicPath.id == share_id))).first()
+            row = (await conn.execute(_ITEM_QUERY.where(PublicPath.id == share_id))).first()
         if row is None:
             raise NotFound(NO_SUCH_ITEM)
-        return _item(row)
+        item = _item(row)
+        if self.caching:
+            self._items[share_id] = (item, now + CACHE_SECONDS)
+        return item
 
     async def by_name(self, project_id: uuid.UUID, share_name: str) -> SharedItem:
         """A listed or signed-in-only item by its project and name (the vanity URL's
@@ -437,7 +494,9 @@ class SharingService:
                     index_elements=["name"], set_={"value": enabled, "changed": func.now()}
                 )
             )
+            await notify(conn, SHARE_CHANNEL, "*")
             await events.record(conn, "share.site_enabled", account_id=admin_id, enabled=enabled)
+        self.forget()
         return enabled
 
     async def admin_unpublish(self, admin_id: uuid.UUID, share_id: str) -> None:
@@ -451,6 +510,7 @@ class SharingService:
             ).first()
             if row is None:
                 raise NotFound(NO_SUCH_ITEM)
+            await notify(conn, SHARE_CHANNEL, share_id)
             await events.record(
                 conn,
                 "share.unpublished",
@@ -459,3 +519,4 @@ class SharingService:
                 path=row.path,
                 by_admin=True,
             )
+        self.forget(share_id)

@@ -8,14 +8,17 @@ segments nor look like a project id (see core.url_names).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from cocalc_k8s.core.tasks import cancel
+from cocalc_k8s.db.notify import PROJECT_ACCESS, Listener
 from cocalc_k8s.keys import ENGINE, FILES, PROJECTS
-from cocalc_k8s.services.sharing import SharingService, ViewCounter
+from cocalc_k8s.services.sharing import SHARE_CHANNEL, SharingService, ViewCounter
 from cocalc_k8s.services.url_names import UrlNames
 from cocalc_k8s.share import api, manage, pages, raw, seo
 from cocalc_k8s.share.cache import RenderCache
@@ -34,9 +37,20 @@ VIEW_FLUSH_SECONDS = 5.0
 log = logging.getLogger(__name__)
 
 
-async def share_context(app: web.Application) -> AsyncIterator[None]:
-    """After the hub's services (it needs the engine, projects and files)."""
-    app[SHARING] = SharingService(app[ENGINE], app[PROJECTS])
+def share_context(database_url: str) -> Any:
+    return functools.partial(_share_context, database_url=database_url)
+
+
+async def _share_context(app: web.Application, database_url: str) -> AsyncIterator[None]:
+    """After the hub's services (it needs the engine, projects and files). A listener of
+    its own keeps the readers' cache of items true on every hub (services.sharing)."""
+    sharing = app[SHARING] = SharingService(app[ENGINE], app[PROJECTS])
+    listener = Listener(database_url)
+    listener.subscribe(SHARE_CHANNEL, sharing.forget)
+    listener.subscribe(PROJECT_ACCESS, sharing.forget_project)
+    listener.on_reset(sharing.stop_caching)
+    listener.on_connected(sharing.start_caching)
+    await listener.start()
     app[URL_NAMES] = UrlNames(app[ENGINE], app[PROJECTS])
     app[PUBLISHED] = PublishedFiles(app[FILES])
     app[RENDER_POOL] = RenderPool()
@@ -46,6 +60,7 @@ async def share_context(app: web.Application) -> AsyncIterator[None]:
     flusher = loop.create_task(_flush_views(app[VIEWS]))
     warming = loop.create_task(app[RENDER_POOL].warm_up())
     yield
+    await listener.stop()
     await cancel(warming)
     await cancel(flusher)
     await app[VIEWS].flush()
@@ -60,8 +75,8 @@ async def _flush_views(views: ViewCounter) -> None:
             log.warning("share view counts not saved yet", exc_info=True)
 
 
-def setup_share(app: web.Application) -> None:
-    app.cleanup_ctx.append(share_context)
+def setup_share(app: web.Application, *, database_url: str) -> None:
+    app.cleanup_ctx.append(share_context(database_url))
     app.router.add_routes(
         [
             *api.routes(),

@@ -327,3 +327,49 @@ async def test_the_project_published_page(make_user: Any, make_client: Any) -> N
     anonymous = await make_client(same_hub_as=alice.client)
     resp = await anonymous.get(f"/share/project/{project_id}", allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"].startswith("/sign-in?next=")
+
+
+async def test_another_hub_sees_changes_at_once(
+    make_user: Any, make_client: Any, monkeypatch: Any
+) -> None:
+    """Readers' lookups are cached per hub; NOTIFY drops them on every hub at once."""
+    import cocalc_k8s.services.sharing as sharing
+
+    monkeypatch.setattr(sharing, "CACHE_SECONDS", 3600.0)  # only NOTIFY can end an entry
+    alice, project_id, item = await setup_folder(make_user)
+    other_hub = await make_client()
+    from cocalc_k8s.share.keys import SHARING
+
+    await wait_until(lambda: other_hub.app[SHARING].caching)
+    url = f"/share/{item['id']}/notes.md"
+    assert (await other_hub.get(url)).status == 200  # now in the other hub's cache
+    await alice.call(
+        "PATCH",
+        f"/api/v2/projects/{project_id}/public-paths/{item['id']}",
+        {"visibility": "disabled"},
+    )
+    await wait_until_status(other_hub, url, 404)
+    await alice.call(
+        "PATCH",
+        f"/api/v2/projects/{project_id}/public-paths/{item['id']}",
+        {"visibility": "listed"},
+    )
+    await wait_until_status(other_hub, url, 200)
+    assert (await alice.call("DELETE", f"/api/v2/projects/{project_id}"))[0] == 204
+    await wait_until_status(other_hub, url, 404)  # the project was deleted
+
+
+async def wait_until(condition: Any, seconds: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def wait_until_status(client: Any, url: str, status: int, seconds: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (await client.get(url)).status != status:
+        assert loop.time() < deadline, f"{url} never answered {status}"
+        await asyncio.sleep(0.05)
