@@ -16,6 +16,7 @@ import pytest
 from cocalc_k8s.core.tree_copy import STAGING_PREFIX, staging_name
 from cocalc_k8s.keys import COPIES, SETTINGS
 from tests.conftest import sign_up
+from tests.share.helpers import publish
 from tests.test_projects_api import User, new_project
 
 pytestmark = pytest.mark.timeout(90)
@@ -149,7 +150,7 @@ async def test_collaborators_of_both_may_copy_and_see(make_user: Any) -> None:
         ({"src_path": "a\x00b"}, "NUL"),
         ({"overwrite": "yes"}, "overwrite"),
         ({"dst_project_ids": []}, "dst_project_ids"),
-        ({"public_path_id": "x"}, "not available"),
+        ({"public_path_id": 5, "src_project_id": None}, "not both"),
     ],
 )
 async def test_bad_requests(make_user: Any, change: dict[str, Any], fragment: str) -> None:
@@ -279,3 +280,50 @@ async def test_a_copy_interrupted_by_a_dead_hub_is_resumed(
     assert sorted(p.name for p in home(alice, dst).iterdir()) == ["d"]
     assert (home(alice, dst) / "d" / "0").read_text() == "0"
     assert not any(p.name.startswith(STAGING_PREFIX) for p in home(alice, dst).rglob("*"))
+
+
+async def test_copy_to_my_project_from_a_published_item(make_user: Any, database_url: str) -> None:
+    """A reader copies a published folder (or a file inside it) into a project of theirs:
+    only what the share site shows arrives (no dotfiles, no links out of the item)."""
+    author, reader = await make_user(), await make_user()
+    course, mine = await new_project(author), await new_project(reader)
+    pub = home(author, course) / "pub"
+    (pub / "lesson").mkdir(parents=True)
+    (pub / "lesson" / "notes.md").write_text("# Notes")
+    (pub / ".env").write_text("TOKEN=secret")
+    (pub / "up").symlink_to("../private.txt")
+    (home(author, course) / "private.txt").write_text("private")
+    item = await publish(author, course, path="pub", name="course", visibility="unlisted")
+    body = {"public_path_id": item["id"], "dst_project_id": mine}
+    copy = await copy_and_wait(reader, {**body, "dst_path": "course"})
+    out = home(reader, mine) / "course"
+    assert sorted(p.name for p in out.iterdir()) == ["lesson"]
+    assert (out / "lesson" / "notes.md").read_text() == "# Notes"
+    assert {s["path"] for s in copy["skipped"]} == {".env", "up"}
+    await copy_and_wait(reader, {**body, "src_path": "lesson/notes.md", "dst_path": "n.md"})
+    assert (home(reader, mine) / "n.md").read_text() == "# Notes"
+    for inner in ("../private.txt", "up", ".env", "/etc/passwd", "lesson/../../private.txt"):
+        status, error = await reader.call(
+            "POST", "/api/v2/copies", {**body, "src_path": inner, "dst_path": "x"}
+        )
+        if status == 202:  # a path that only the copy can find out about fails there
+            copy = await wait_copy(reader, str(error["copy_id"]), "failed")
+        else:
+            assert status == 404, (inner, error)
+    assert not (home(reader, mine) / "x").exists()
+    # Into a project the reader does not belong to: 404; a wrong id: 404.
+    status, _ = await reader.call(
+        "POST", "/api/v2/copies", {**body, "dst_project_id": course, "dst_path": "y"}
+    )
+    assert status == 404
+    status, _ = await reader.call(
+        "POST", "/api/v2/copies", {**body, "public_path_id": "nope", "dst_path": "y"}
+    )
+    assert status == 404
+    # Disabled: strangers get 404, even with the id.
+    status, _ = await author.call(
+        "PATCH", f"/api/v2/projects/{course}/public-paths/{item['id']}", {"visibility": "disabled"}
+    )
+    assert status == 200
+    status, _ = await reader.call("POST", "/api/v2/copies", {**body, "dst_path": "z"})
+    assert status == 404

@@ -553,6 +553,19 @@ class ProjectFS:
             raise Conflict(f"{dst or 'the home directory'}: already exists")
 
 
+@contextmanager
+def rooted_at(fs: ProjectFS, rel_dir: str) -> Iterator[ProjectFS]:
+    """A `ProjectFS` whose home is the folder ``rel_dir`` of ``fs`` (opened once through
+    the confined walk, then reached as ``/proc/self/fd/N``): every path below is walked
+    from it, and nothing above it (``..``, a symlink climbing out) is reachable. For a
+    published folder; the descriptor is closed when the block ends."""
+    fd = fs.open_dir(rel_dir)
+    try:
+        yield ProjectFS(Path(f"/proc/self/fd/{fd}"), owner=fs.owner)
+    finally:
+        os.close(fd)
+
+
 class AtomicWrite:
     """One atomic replacement of a file: a temporary file in the same directory, written,
     fsync-ed, then renamed over the target. Use as a context manager: leaving it without

@@ -107,12 +107,14 @@ def copy_between(
     progress: Progress,
     max_bytes: int,
     room: Callable[[], int | None] = lambda: None,
+    skip_hidden: bool = False,
 ) -> None:
     """Copy ``src_path`` of one home to ``dst_path`` of another (see the module doc).
 
     ``dst_path`` names the copy itself. ``max_bytes`` caps the copy's size; ``room()``
     says how many bytes the destination may still take (None: no limit), asked before
-    the copy starts and checked against what has been written as it goes. Raises the
+    the copy starts and checked against what has been written as it goes. With
+    ``skip_hidden`` (a published item), names starting with a dot are left out. Raises the
     domain errors (`NotFound`, `Conflict`, `PayloadTooLarge`, ...) or `Cancelled`.
     """
     with src.locate(src_path, follow_last=True) as s:
@@ -120,7 +122,7 @@ def copy_between(
             raise Forbidden("the home directory itself cannot be copied; pick files or a folder")
         if s.st is None:
             raise NotFound(f"{src_path}: no such file or directory")
-        plan = _plan(s.dir_fd, s.name, s.st, progress)
+        plan = _plan(s.dir_fd, s.name, s.st, progress, skip_hidden=skip_hidden)
     if not plan:
         raise BadRequest(f"{src_path}: nothing to copy ({progress.skipped[0]['reason']})")
     need = sum(e.size for e in plan)
@@ -185,7 +187,9 @@ def _check_destination(
     return src_dir
 
 
-def _plan(dir_fd: int, name: str, st: os.stat_result, progress: Progress) -> list[_Entry]:
+def _plan(
+    dir_fd: int, name: str, st: os.stat_result, progress: Progress, *, skip_hidden: bool
+) -> list[_Entry]:
     """Everything to copy, walked by descriptors; what will be skipped is reported now."""
     plan: list[_Entry] = []
 
@@ -194,6 +198,9 @@ def _plan(dir_fd: int, name: str, st: os.stat_result, progress: Progress) -> lis
         if len(plan) >= MAX_ENTRIES:
             raise PayloadTooLarge(f"the copy has more than {MAX_ENTRIES:,} files and folders")
         shown = rel or name
+        if skip_hidden and rel and name.startswith("."):
+            progress.skip(shown, "a hidden (dot) file: not part of the published item")
+            return
         if stat.S_ISREG(st.st_mode):
             plan.append(_Entry(rel, "file", stat.S_IMODE(st.st_mode) & 0o777, st.st_size))
         elif stat.S_ISLNK(st.st_mode):

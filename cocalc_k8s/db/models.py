@@ -368,6 +368,9 @@ class CopyPath(Base):
     )
     dst_path: Mapped[str] = mapped_column(Text)
     overwrite: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    # A copy of a published item ("copy to my project"): src_path is inside the item, and
+    # the item is looked up again when the copy runs (it may be gone by then).
+    public_path_id: Mapped[str | None] = mapped_column(String(40))
     state: Mapped[str] = mapped_column(String(16), server_default="queued")
     bytes_done: Mapped[int] = mapped_column(BigInteger, server_default="0")
     bytes_total: Mapped[int] = mapped_column(BigInteger, server_default="0")

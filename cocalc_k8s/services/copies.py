@@ -20,6 +20,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import posixpath
+import stat
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -30,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cocalc_k8s.core.errors import BadRequest, Conflict, DomainError, NotFound, RateLimited
 from cocalc_k8s.core.identity import Principal
-from cocalc_k8s.core.projectfs import split_path
+from cocalc_k8s.core.projectfs import ProjectFS, rooted_at, split_path
 from cocalc_k8s.core.tasks import cancel
 from cocalc_k8s.core.tree_copy import Cancelled, Progress, copy_between, remove_staging
 from cocalc_k8s.db.models import CopyPath, Project, ProjectUser
@@ -39,6 +41,7 @@ from cocalc_k8s.services import events
 from cocalc_k8s.services.disk_quota import DiskQuota
 from cocalc_k8s.services.files import ProjectFiles
 from cocalc_k8s.services.projects import ProjectService
+from cocalc_k8s.services.sharing import NO_SUCH_ITEM, SharingService, may_read
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ class CopyService:
         self.files = files
         self.projects = projects
         self.disk_quota = disk_quota
+        self.sharing = SharingService(engine, projects)  # stateless: reads public_paths
         self.max_bytes = max_bytes
         self.workers = workers
         self.stale_after = stale_after
@@ -85,10 +89,12 @@ class CopyService:
         """Queue the copies a request asks for (see the API); returns their ids."""
         if not isinstance(body, dict):
             raise BadRequest("expected a JSON object")
-        if body.get("public_path_id") is not None:
-            raise BadRequest("copying a published item is not available yet")
-        src = _project_id(body.get("src_project_id"), "src_project_id")
-        src_path = _path(body.get("src_path"), "src_path")
+        published = body.get("public_path_id")
+        if published is not None:
+            src, src_path = await self._published_source(principal, published, body)
+        else:
+            src = _project_id(body.get("src_project_id"), "src_project_id")
+            src_path = _path(body.get("src_path"), "src_path")
         dst_path = _path(body.get("dst_path"), "dst_path")
         overwrite = body.get("overwrite", False)
         if not isinstance(overwrite, bool):
@@ -101,7 +107,7 @@ class CopyService:
         else:
             destinations = [_project_id(body.get("dst_project_id"), "dst_project_id")]
         async with self.engine.begin() as conn:
-            for project_id in (src, *destinations):
+            for project_id in destinations if published else (src, *destinations):
                 await self.projects.access(principal, project_id, conn=conn)
             await self._check_rate(conn, principal.account_id, len(destinations))
             batch = uuid.uuid4()
@@ -118,6 +124,7 @@ class CopyService:
                         "dst_project_id": dst,
                         "dst_path": dst_path,
                         "overwrite": overwrite,
+                        "public_path_id": published,
                     }
                     for copy_id, dst in zip(ids, destinations, strict=True)
                 ],
@@ -125,6 +132,21 @@ class CopyService:
             await notify(conn, CHANNEL, str(batch))
         self._wake.set()
         return ids
+
+    async def _published_source(
+        self, principal: Principal, share_id: Any, body: dict[str, Any]
+    ) -> tuple[uuid.UUID, str]:
+        """(project, path inside the item) of a published item the principal may read;
+        NotFound for anything else, as on the share site."""
+        if "src_project_id" in body:
+            raise BadRequest("give public_path_id or src_project_id, not both")
+        if not isinstance(share_id, str):
+            raise NotFound(NO_SUCH_ITEM)
+        item = await self.sharing.item(share_id)
+        role = await self.projects.role_of(principal.account_id, item.project_id)
+        if may_read(item, principal, role) != "ok":
+            raise NotFound(NO_SUCH_ITEM)
+        return item.project_id, _inner_path(body.get("src_path", ""))
 
     async def _check_rate(self, conn: Any, account_id: uuid.UUID, count: int) -> None:
         recent, pending = (
@@ -322,8 +344,9 @@ class CopyService:
             src = await self.files.fs(row.src_project_id)
             dst = await self.files.fs(row.dst_project_id)
             left = await self.disk_quota.room(row.dst_project_id)
+            item_path = await self._item_path(row)
             job = functools.partial(
-                copy_between,
+                copy_between if item_path is None else functools.partial(_published, item_path),
                 src,
                 row.src_path,
                 dst,
@@ -358,6 +381,27 @@ class CopyService:
             await asyncio.to_thread(remove_staging, dst, row.dst_path, str(copy_id))
         await self._finish(row, progress, outcome)
         self._wake.set()
+
+    async def _item_path(self, row: Row[Any]) -> str | None:
+        """For a copy of a published item: the item's path, checked again now (it may
+        have been unpublished, or disabled, since the request). None for other copies."""
+        if row.public_path_id is None:
+            return None
+        try:
+            item = await self.sharing.item(row.public_path_id)
+        except NotFound:
+            raise NotFound("the published item is no longer published") from None
+        if item.project_id != row.src_project_id:
+            raise NotFound("the published item is no longer published")
+        role = (
+            None
+            if row.account_id is None
+            else await self.projects.role_of(row.account_id, item.project_id)
+        )
+        # As `may_read` for a signed-in reader: only a disabled item is closed to them.
+        if item.visibility == "disabled" and role is None:
+            raise NotFound("the published item is no longer published")
+        return item.path
 
     async def _beat(self, copy_id: uuid.UUID, progress: Progress) -> None:
         async with self.engine.begin() as conn:
@@ -408,6 +452,40 @@ class CopyService:
                 )
 
 
+def _published(
+    item_path: str, src: ProjectFS, inner: str, dst: ProjectFS, dst_path: str, **options: Any
+) -> None:
+    """Copy from inside a published item: the source is rooted at the item's folder (or,
+    for a published file, at its folder with only its name reachable), and dotfiles,
+    which the share site never shows, are left out."""
+    with src.locate(item_path, follow_last=True) as loc:
+        if loc.st is None:
+            raise NotFound("the published item is no longer there")
+        is_dir = stat.S_ISDIR(loc.st.st_mode)
+    folder, only = (item_path, None) if is_dir else posixpath.split(item_path)
+    if only is not None:
+        if inner not in ("", only):
+            raise NotFound(NO_SUCH_ITEM)
+        inner = only
+    elif inner == "" and item_path:  # the whole published folder
+        folder, inner = posixpath.split(item_path)
+    with rooted_at(src, folder) as root:
+        copy_between(root, inner, dst, dst_path, skip_hidden=True, **options)
+
+
+def _inner_path(raw: Any) -> str:
+    """A path inside a published item: relative, no `..`, no dotfiles (NotFound)."""
+    if not isinstance(raw, str) or raw.startswith("/") or "\\" in raw:
+        raise NotFound(NO_SUCH_ITEM)
+    try:
+        parts = split_path(raw)
+    except DomainError:
+        raise NotFound(NO_SUCH_ITEM) from None
+    if any(part == ".." or part.startswith(".") for part in parts):
+        raise NotFound(NO_SUCH_ITEM)
+    return "/".join(parts)
+
+
 def _counts(progress: Progress) -> dict[str, int]:
     return {
         "bytes_done": progress.bytes_done,
@@ -432,6 +510,7 @@ def _public(row: Row[Any]) -> dict[str, Any]:
         "dst_project_id": row.dst_project_id,
         "dst_path": row.dst_path,
         "overwrite": row.overwrite,
+        "public_path_id": row.public_path_id,
         "created": row.created,
         "finished": row.finished,
     }

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("dst_project_id", sa.UUID(), nullable=False),
         sa.Column("dst_path", sa.Text(), nullable=False),
         sa.Column("overwrite", sa.Boolean(), server_default="false", nullable=False),
+        sa.Column("public_path_id", sa.String(length=40), nullable=True),
         sa.Column("state", sa.String(length=16), server_default="queued", nullable=False),
         sa.Column("bytes_done", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("bytes_total", sa.BigInteger(), server_default="0", nullable=False),
