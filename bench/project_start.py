@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-from _hub import median, percentile, running_hub, sign_up
+from _hub import free_port, median, percentile, running_hub, sign_up
 
 from cocalc_k8s.agent.launch import start_agent
 
@@ -61,13 +61,15 @@ async def transition(
             # The answer to the POST may come after the event: read both at once.
             post = asyncio.create_task(session.post(f"{url}/{action}"))
             try:
+                elapsed = None
                 async for event in events:
-                    if event["state"] == target:
+                    if event["state"] == target and elapsed is None:
                         elapsed = time.perf_counter() - started
-                        break
                     if event["state"] == "failed":
                         raise SystemExit(f"{action} of {project_id} failed: {event}")
-                else:
+                    # Read on to the end (the event "done"), which the hub may send after
+                    # the state: a later stream would otherwise receive it and end at once.
+                if elapsed is None:
                     raise SystemExit(f"{action}: the stream ended at {first} without {target}")
             finally:
                 response = await post
@@ -160,7 +162,7 @@ def main() -> None:
     args = parser.parse_args()
     bare_agent_cycles(2)  # warm-up: the page cache for the interpreter and modules
     bare_starts, bare_stops = bare_agent_cycles(args.count)
-    with running_hub() as hub:
+    with running_hub("--content-port", str(free_port())) as hub:
         account = sign_up(hub.base)
         times = asyncio.run(hub_cycles(hub.base, account.key_headers, args.count))
     starts = times["start fresh"] + times["start again"]
@@ -181,7 +183,10 @@ def main() -> None:
     )
     if not args.without_sandbox:
         return
-    with path_without_bwrap(), running_hub("--trusted-users") as hub:
+    with (
+        path_without_bwrap(),
+        running_hub("--trusted-users", "--content-port", str(free_port())) as hub,
+    ):
         account = sign_up(hub.base)
         plain = asyncio.run(hub_cycles(hub.base, account.key_headers, args.count))
     plain_starts = plain["start fresh"] + plain["start again"]

@@ -75,6 +75,26 @@ async def test_jupyter_kernel_runs_through_the_proxy(make_client: Any) -> None:
         async with session.delete(f"{base}/api/kernels/{kernel_id}", headers=headers) as resp:
             assert resp.status == 204
 
+    # Jupyter demands its own token, which only the proxy supplies: inside the project
+    # (or on any network it shares) a request without it is refused, and the token is not
+    # in Jupyter's arguments.
+    find = "tr '\\0' ' ' < /proc/$(pgrep -f 'ServerApp[.]port' | head -1)/cmdline"
+    _, body = await owner.call("POST", f"/api/v2/projects/{project_id}/exec", {"command": find})
+    cmdline = body["stdout"]
+    port = int(cmdline.split("--ServerApp.port=")[1].split()[0])
+    assert "token" not in cmdline.lower()
+    direct = (
+        'python3 -c "import urllib.request as u; '
+        f"u.urlopen('http://127.0.0.1:{port}/{project_id}/port/jupyter/api/status')\""
+    )
+    _, body = await owner.call("POST", f"/api/v2/projects/{project_id}/exec", {"command": direct})
+    assert body["exit_code"] != 0 and "403" in body["stderr"], body
+    async with (
+        aiohttp.ClientSession(headers=auth) as session,
+        session.get(f"{base}/api/status") as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+
     stranger_client = await make_client(same_hub_as=client)
     stranger = User(stranger_client, await sign_up(stranger_client))
     _, stranger_key = await stranger.call("POST", "/api/v2/api-keys", {"name": "s"})

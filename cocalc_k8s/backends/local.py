@@ -82,7 +82,6 @@ class _Agent:
     sandbox_pid: int | None = None
     """The sandbox's PID 1 (as the host sees it): ending it ends the whole project."""
     runtime: Path | None = None
-    sockets: list[socket.socket] = field(default_factory=list, repr=False)
     network: asyncio.subprocess.Process | None = field(default=None, repr=False)
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
     drainer: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -139,20 +138,21 @@ def prepare_home(home: Path, uid: int | None, *, sandboxed: bool = True) -> None
     if uid is None:
         return
     if not sandboxed:
-        _chmod_logged(home.parent, 0o711)  # the projects' root: no listing of project ids
+        # the projects' root: no listing of project ids
+        _chmod_logged(home.parent, 0o711, "unsandboxed projects")
         for parent in home.parent.parents:
             mode = parent.stat().st_mode & 0o7777
             if mode & 0o001 == 0:
-                _chmod_logged(parent, mode | 0o001)
+                _chmod_logged(parent, mode | 0o001, "unsandboxed projects")
     if home.stat().st_uid != uid:
         give_home(home, uid, uid)
-    home.chmod(0o700)
+    _chmod_logged(home, 0o700, "a project's home")
 
 
-def _chmod_logged(path: Path, mode: int) -> None:
+def _chmod_logged(path: Path, mode: int, why: str) -> None:
     old = path.stat().st_mode & 0o7777
     if old != mode:
-        log.warning("changing the mode of %s from %o to %o (unsandboxed projects)", path, old, mode)
+        log.warning("changing the mode of %s from %o to %o (%s)", path, old, mode, why)
         path.chmod(mode)
 
 
@@ -235,6 +235,12 @@ class LocalBackend(ProjectBackend):
         except OSError as exc:
             raise BackendError(f"the project could not be started: {exc}") from None
         self._agents[spec.project_id] = agent
+        network: asyncio.Task[asyncio.subprocess.Process | None] | None = None
+        if sandboxed and spec.quota.network and agent.sandbox_pid is not None:
+            # Made while the agent starts (no code of the project runs before start
+            # returns): off the critical path of a start.
+            progress("Connecting the project to the internet", 40)
+            network = asyncio.create_task(self._network(spec, agent.sandbox_pid))
         try:
             async with asyncio.timeout(START_TIMEOUT):
                 await self._read_ready(agent, spec.project_id)
@@ -246,12 +252,13 @@ class LocalBackend(ProjectBackend):
                     unix=str(agent.runtime / "api"),
                     connect=str(agent.runtime / "connect"),
                 )
-                if sandboxed and spec.quota.network and agent.sandbox_pid is not None:
-                    progress("Connecting the project to the internet", 50)
-                    agent.network = await self._network(spec, agent.sandbox_pid)
+                if network is not None:
+                    agent.network = await network
                 progress("Waiting for the project to answer", 70)
                 await self._health.wait(agent.address)
         except (TimeoutError, BackendError, OSError) as exc:
+            if network is not None and agent.network is None:
+                agent.network = await _outcome(network)
             await self.stop(spec.project_id)
             if isinstance(exc, TimeoutError):
                 raise BackendError(
@@ -325,11 +332,11 @@ class LocalBackend(ProjectBackend):
         log_path = self.log_dir / f"{spec.project_id}.log"
         log_fd = await asyncio.to_thread(_open_log, log_path)
         info_read, info_write = os.pipe() if sandboxed else (-1, -1)
-        runtime, sockets, argv = await asyncio.to_thread(
-            self._prepare_runtime, spec, sandboxed, info_write
-        )
-        pass_fds = [sock.fileno() for sock in sockets]
+        sockets: list[socket.socket] = []
         try:
+            runtime, sockets, argv = await asyncio.to_thread(
+                self._prepare_runtime, spec, sandboxed, info_write
+            )
             process = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.PIPE,
@@ -338,21 +345,21 @@ class LocalBackend(ProjectBackend):
                 cwd=spec.home,
                 env=agent_environment(spec.home),
                 start_new_session=True,
-                pass_fds=[*pass_fds, *([info_write] if sandboxed else [])],
+                pass_fds=[sock.fileno() for sock in sockets] + ([info_write] if sandboxed else []),
                 preexec_fn=lambda: _child_setup(spec.quota, None if sandboxed else spec.uid),
             )
         except BaseException:
-            for sock in sockets:
-                sock.close()
+            if sandboxed:
+                os.close(info_read)
             raise
         finally:
+            # The agent has its copies now; the hub connects to the sockets by path.
+            for sock in sockets:
+                sock.close()
             os.close(log_fd)
             if sandboxed:
                 os.close(info_write)
-        agent = _Agent(process=process, uid=spec.uid, runtime=runtime, sockets=sockets)
-        for sock in sockets:  # the agent has them now; the hub connects by path
-            sock.close()
-        agent.sockets = []
+        agent = _Agent(process=process, uid=spec.uid, runtime=runtime)
         if sandboxed:
             agent.sandbox_pid = await _read_info(info_read)
         assert process.stdin is not None
@@ -424,6 +431,16 @@ class LocalBackend(ProjectBackend):
         await self._health.close()
         if self._runtime is not None:
             await asyncio.to_thread(shutil.rmtree, self._runtime, True)
+
+
+async def _outcome(
+    task: asyncio.Task[asyncio.subprocess.Process | None],
+) -> asyncio.subprocess.Process | None:
+    """The network helper a cancelled start made, if it got that far (to be ended)."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        return await task
+    return None
 
 
 def _listen_unix(path: Path) -> socket.socket:

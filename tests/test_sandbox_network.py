@@ -1,0 +1,84 @@
+"""A sandboxed project's network (hub as root): with network allowed by its quota it has an
+interface and a default route (slirp4netns), the private ranges are routed to nowhere, and
+the host's loopback stays unreachable; without, it has its loopback only. No traffic leaves
+this machine: the only addresses tried are the host's loopback and slirp4netns's own
+gateway, which would lead there."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cocalc_k8s.backends.network import blocked_routes, route_batch, slirp_command
+from tests.conftest import sign_up
+from tests.test_lifecycle import wait_state
+from tests.test_projects_api import User, new_project
+from tests.test_sandbox_isolation import run
+
+pytestmark = pytest.mark.timeout(120)
+
+# The namespace's routes, from /proc/net/route: (destination, flags) per line.
+ROUTES = (
+    'python3 -c "import sys; [print(f[1], f[3]) for f in '
+    "(l.split() for l in open('/proc/net/route').read().splitlines()[1:])]\""
+)
+RTF_REJECT = 0x0200
+
+
+def test_blocked_routes_cover_private_ranges_and_the_host_addresses() -> None:
+    routes = blocked_routes(["127.0.0.1", "192.0.2.7", "not an address", "::1"])
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(routes)
+    assert "192.0.2.7/32" in routes and not any(r.startswith("127.") for r in routes)
+    assert route_batch(["10.0.0.0/8"]) == b"route add unreachable 10.0.0.0/8\n"
+    command = slirp_command(42, 7, userns=None)
+    assert "--disable-host-loopback" in command and "--ready-fd=7" in command
+    assert command[-2:] == ["42", "tap0"]
+
+
+@pytest.fixture
+def host_server() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a root hub gives projects network")
+async def test_network_when_the_quota_allows_it_and_never_the_hosts_loopback(
+    make_client: Any, host_server: int
+) -> None:
+    client = await make_client(first_account_admin=True)
+    admin = User(client, await sign_up(client))
+    online, offline = await new_project(admin, "online"), await new_project(admin, "offline")
+    status, body = await admin.call(
+        "PATCH", f"/api/v2/projects/{offline}", {"quota": {"network": False}}
+    )
+    assert status == 200, body
+    for project_id in (online, offline):
+        await admin.call("POST", f"/api/v2/projects/{project_id}/start")
+        await wait_state(admin, project_id, "running")
+
+    devices = (await run(admin, online, "cat /proc/net/dev"))["stdout"]
+    assert "tap0:" in devices and "lo:" in devices
+    routes = [line.split() for line in (await run(admin, online, ROUTES))["stdout"].splitlines()]
+    assert any(dest == "00000000" and not int(flags, 16) & RTF_REJECT for dest, flags in routes)
+    rejected = {dest for dest, flags in routes if int(flags, 16) & RTF_REJECT}
+    assert "0000A8C0" in rejected and "0000000A" in rejected  # 192.168/16, 10/8
+
+    devices = (await run(admin, offline, "cat /proc/net/dev"))["stdout"]
+    assert "lo:" in devices and "tap0" not in devices
+
+    for project_id in (online, offline):
+        for host in ("127.0.0.1", "10.0.2.2"):  # slirp4netns's gateway: not to the host
+            connect = (
+                f'python3 -c \'import socket; socket.create_connection(("{host}", '
+                f"{host_server}), 2)'"
+            )
+            body = await run(admin, project_id, connect)
+            assert body["exit_code"] != 0, (project_id, host, body)
+    for project_id in (online, offline):
+        await admin.call("POST", f"/api/v2/projects/{project_id}/stop")
