@@ -53,6 +53,9 @@ class DocClient:
     def _new_doc(self) -> None:
         self.doc: Doc[Text] = Doc()
         self.ytext: Text = self.doc.get("text", type=Text)
+        self._local: list[bytes] = []  # the updates of local transactions, as Yjs emits them
+        self._applying = False
+        self.doc.observe(lambda event: None if self._applying else self._local.append(event.update))
 
     def _recorder(self, event: str) -> Callable[[Any], None]:
         def record(data: Any) -> None:
@@ -91,7 +94,7 @@ class DocClient:
             if len(pieces) < part["count"]:
                 return
             update = b"".join(self._parts.pop(part["id"]))
-        self.doc.apply_update(update)
+        self._apply(update)
         self.confirmed = self.text  # (a test client: its edits are acknowledged in order)
         if self.on_remote is not None:
             self.on_remote(update)
@@ -119,7 +122,7 @@ class DocClient:
             self._new_doc()
         self.doc_id, self.epoch = ack["doc"], ack["epoch"]
         if ack["update"] is not None:
-            self.doc.apply_update(ack["update"])
+            self._apply(ack["update"])
         else:
             await wait_for(
                 lambda: any(
@@ -164,11 +167,18 @@ class DocClient:
                 return ack
         return ack
 
+    def _apply(self, update: bytes) -> None:
+        self._applying = True
+        try:
+            self.doc.apply_update(update)
+        finally:
+            self._applying = False
+
     async def insert(self, index: int, text: str) -> dict[str, Any]:
         """A local edit, sent; returns the hub's ack."""
-        before = self.doc.get_state()
+        self._local.clear()
         self.ytext.insert(index, text)
-        return await self.send(self.doc.get_update(before))
+        return await self.send(self._local.pop())
 
     async def append(self, text: str) -> dict[str, Any]:
         return await self.insert(len(self.ytext), text)

@@ -50,9 +50,9 @@ async def test_sigkill_mid_typing_loses_nothing_acknowledged(
     url = await asyncio.to_thread(start_hub, hubs, data_dir, port, database_url)
     project_id, key = await asyncio.to_thread(account_with_project, url)
     client = DocClient(url, key=key)
-    client.call_timeout = 3.0  # a dead hub answers nothing
     await client.connect()
     await client.join(project_id, "typing.txt")
+    client.call_timeout = 5.0  # a dead hub answers nothing: its typists stop
     acked: list[str] = []
 
     async def typist(name: str) -> None:
