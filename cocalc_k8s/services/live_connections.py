@@ -28,7 +28,7 @@ account is re-checked against the database; on `cocalc_project_access` (collabor
 removed, project deleted) every connection to that project. Local changes arrive the same
 way (a hub hears its own NOTIFY). When the listener reconnects, and every `SWEEP_EVERY`
 seconds (expired sessions, changes made behind the hub's back), everything is re-checked.
-A check that fails for want of a database keeps the connection until the next one.
+A check that fails for want of a database keeps the connections until the next one.
 """
 
 from __future__ import annotations
@@ -202,9 +202,9 @@ class LiveConnections:
                     if member not in roles:
                         roles[member] = await self.projects.role_of(*member) is not None
                     allowed = roles[member]
-            except Exception as exc:  # the database is away: keep it, check again later
-                log.warning("could not re-check a %s connection: %s", live.kind, exc)
-                continue
+            except Exception as exc:  # the database is away: keep them, check again later
+                log.warning("could not re-check %d open connections: %s", len(lives), exc)
+                return
             if not allowed:
                 self._end(live)
 
