@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
 from cocalc_k8s.core.tasks import cancel
+from cocalc_k8s.core.url_names import RESERVED_USERNAMES
 from cocalc_k8s.db.notify import PROJECT_ACCESS, Listener
 from cocalc_k8s.keys import ENGINE, FILES, PROJECTS
 from cocalc_k8s.services.sharing import SHARE_CHANNEL, SharingService, ViewCounter
@@ -34,6 +36,13 @@ from cocalc_k8s.share.published import PublishedFiles
 from cocalc_k8s.share.worker import RenderPool
 
 VIEW_FLUSH_SECONDS = 5.0
+# Only what can be a username: the hub's own first segments (reserved) never reach the
+# vanity handler, so e.g. an unknown POST /api/v2/x stays a 404, not a 405.
+_RESERVED = "|".join(re.escape(name) for name in sorted(RESERVED_USERNAMES))
+VANITY = (
+    "/{username:(?!(?:" + _RESERVED + ")/)[a-z0-9][a-z0-9.-]*}"
+    "/{project:[a-z0-9][a-z0-9.-]*}/{share:[a-z0-9][a-z0-9.-]*}"
+)
 log = logging.getLogger(__name__)
 
 
@@ -88,7 +97,7 @@ def setup_share(app: web.Application, *, database_url: str) -> None:
             web.get("/share/project/{project_id}", manage.project_shares),
             web.get("/share/{share_id}", pages.item_by_id),
             web.get("/share/{share_id}/{path:.*}", pages.item_by_id),
-            web.get("/{username}/{project}/{share}", pages.item_by_names),
-            web.get("/{username}/{project}/{share}{tail:/.*}", pages.item_by_names),
+            web.get(VANITY, pages.item_by_names),
+            web.get(VANITY + "{tail:/.*}", pages.item_by_names),
         ]
     )

@@ -373,3 +373,13 @@ async def wait_until_status(client: Any, url: str, status: int, seconds: float =
     while (await client.get(url)).status != status:
         assert loop.time() < deadline, f"{url} never answered {status}"
         await asyncio.sleep(0.05)
+
+
+async def test_the_hubs_own_urls_are_not_vanity_urls(client: Any) -> None:
+    """Reserved first segments never reach the vanity handler: an unknown API path stays a
+    404 for every method (a catch-all GET route would make other methods a 405)."""
+    for method in ("GET", "POST", "DELETE"):
+        resp = await client.request(method, "/api/v2/no/such-thing")
+        assert resp.status in (401, 403, 404), (method, resp.status)
+        assert resp.status != 405
+    assert (await client.get("/someone/some-project/some-item")).status == 404
