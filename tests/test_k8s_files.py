@@ -64,6 +64,7 @@ def test_the_objects_an_admin_applies() -> None:
     kinds = sorted((d["kind"], d["metadata"]["name"]) for d in DEPLOYMENT)
     assert kinds == [
         ("Deployment", "cocalc-hub"),
+        ("NetworkPolicy", "hub-ingress"),
         ("NetworkPolicy", "projects-egress-dns"),
         ("NetworkPolicy", "projects-egress-internet"),
         ("NetworkPolicy", "projects-ingress-from-hub"),
@@ -195,6 +196,33 @@ def test_network_policies_select_what_the_pod_builder_labels() -> None:
     assert "ports" not in internet["egress"][0]
 
 
+def test_the_hub_pod_admits_the_web_from_anywhere_nfs_from_the_nodes_only() -> None:
+    policy = one("NetworkPolicy", "hub-ingress")["spec"]
+    assert policy["podSelector"] == {"matchLabels": dict(HUB_LABELS)}
+    assert policy["policyTypes"] == ["Ingress"]
+    web, nfs, metrics = policy["ingress"]
+    assert "from" not in web  # any source
+    assert {(p["protocol"], p["port"]) for p in web["ports"]} == {
+        ("TCP", "https"),
+        ("TCP", "content"),
+        ("TCP", "http"),
+    }
+    assert nfs["ports"] == [{"protocol": "TCP", "port": "nfs"}]
+    clients = {e["name"]: e["value"] for e in containers()["nfs"]["env"]}["COCALC_NFS_CLIENTS"]
+    assert [peer["ipBlock"] for peer in nfs["from"]] == [
+        {"cidr": cidr} for cidr in clients.split(",")
+    ]  # the export and the policy admit the same nodes
+    assert metrics == {
+        "from": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ],
+        "ports": [{"protocol": "TCP", "port": 9090}],
+    }
+    # Every port the hub pod listens on is in exactly one rule (metrics only when enabled).
+    named = {p["name"] for c in containers().values() for p in c["ports"]}
+    assert named == {p["port"] for rule in (web, nfs) for p in rule["ports"]}
+
+
 def test_nfs_export_matches_the_pod_volumes() -> None:
     conf = (ROOT / "docker" / "ganesha.conf").read_text()
     names = resolved_names(PID)
@@ -204,6 +232,8 @@ def test_nfs_export_matches_the_pod_volumes() -> None:
     assert f"/{names['ext_subpath']}" == "/ext"
     assert re.findall(r"Path = (\S+);", conf) == ["/data/projects", "/data/ext"]
     assert "NFS_Port = 2049;" in conf
+    assert re.findall(r"Clients = (\S+);", conf) == ["@CLIENTS@", "@CLIENTS@"]
+    assert "No_Root_Squash" not in conf
 
 
 def test_dockerfile_runs_the_agent_as_the_pod_does() -> None:
