@@ -289,6 +289,7 @@ def create_app(
         listener.subscribe(PROJECT_ACCESS, realtime.members_changed)
         listener.subscribe(CREDENTIALS, realtime.account_changed)
         listener.on_connected(app[DOCUMENTS].missed_notifications)
+        listener.on_connected(realtime.missed_notifications)
         listener.on_reset(principals.disable)
         listener.on_reset(live.status.forget)
         listener.on_reset(access.forget)

@@ -3,8 +3,9 @@
 Every event handler checks who is asking: the principal comes from the handshake request
 (the hub's own middlewares identified it: session cookie or API key; engine.io refuses a
 foreign Origin), and joining a document needs a role in its project. Open sockets are
-checked again when a project's members or an account's credentials change (NOTIFY) and
-every `RECHECK_EVERY` seconds, and lose what they may no longer have at once.
+checked again when a project's members or an account's credentials change (NOTIFY; all of
+them after the listener reconnects), and their credentials every `RECHECK_EVERY` seconds
+(a sign-out sends no NOTIFY); they lose what they may no longer have at once.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class RealtimeHub:
         )
         self._sockets: dict[str, _Socket] = {}
         self._awareness: dict[str, dict[int, awareness.ClientState]] = {}  # doc -> states
+        self._owners: dict[str, dict[int, str]] = {}  # doc -> awareness client id -> sid
         self._forwarding: set[str] = set()  # docs whose changes this hub forwards
         self._task: asyncio.Task[None] | None = None
         for event in ("connect", "disconnect", "join", "update", "awareness", "leave"):
@@ -186,8 +188,10 @@ class RealtimeHub:
         await self.sio.leave_room(sid, _room(doc), namespace=NAMESPACE)
         gone = state.client_ids.pop(doc, set())
         states = self._awareness.get(doc, {})
+        owners = self._owners.get(doc, {})
         removed = []
         for client_id in gone:
+            owners.pop(client_id, None)
             old = states.pop(client_id, None)
             if old is not None:
                 removed.append(awareness.ClientState(client_id, old.clock + 1, None))
@@ -197,6 +201,7 @@ class RealtimeHub:
         self.documents.release(live)
         if live.clients <= 0:
             self._awareness.pop(doc, None)
+            self._owners.pop(doc, None)
         await self._presence(live)
 
     # -- editing --------------------------------------------------------------------
@@ -272,12 +277,10 @@ class RealtimeHub:
             return
         mine = state.client_ids.setdefault(doc, set())
         states = self._awareness.setdefault(doc, {})
-        taken = {
-            c for s in self._sockets.values() if s is not state for c in s.client_ids.get(doc, ())
-        }
+        owners = self._owners.setdefault(doc, {})
         accepted = []
         for entry in decoded:
-            if entry.client_id in taken:
+            if owners.setdefault(entry.client_id, sid) != sid:
                 continue  # another socket's client id: refused
             mine.add(entry.client_id)
             entry.state = awareness.with_identity(
@@ -358,9 +361,19 @@ class RealtimeHub:
             return
         asyncio.get_running_loop().create_task(self.recheck(account_id=account_id))
 
+    def missed_notifications(self) -> None:
+        """The NOTIFY listener reconnected: it may have missed a change of members."""
+        asyncio.get_running_loop().create_task(self.recheck())
+
     async def recheck(
-        self, *, project_id: uuid.UUID | None = None, account_id: uuid.UUID | None = None
+        self,
+        *,
+        project_id: uuid.UUID | None = None,
+        account_id: uuid.UUID | None = None,
+        roles: bool = True,
     ) -> None:
+        """Re-check sockets (those of an account, or in a project's documents): their
+        credential (unless only a project changed), and their roles if `roles`."""
         for sid, state in list(self._sockets.items()):
             if account_id is not None and state.principal.account_id != account_id:
                 continue
@@ -368,7 +381,8 @@ class RealtimeHub:
                 if project_id is None and await self.reidentify(state.request) is None:
                     await self._revoke(sid, state)
                     continue
-                await self._recheck_projects(sid, state, project_id)
+                if roles:
+                    await self._recheck_projects(sid, state, project_id)
             except Exception:
                 log.exception("realtime: re-check of %s failed", sid)
 
@@ -407,7 +421,9 @@ class RealtimeHub:
     async def _recheck_forever(self) -> None:
         while True:
             await asyncio.sleep(RECHECK_EVERY)
-            await self.recheck()
+            # Credentials only (cached: cheap); roles change through NOTIFY, re-checked at
+            # once, and all of them after the listener reconnects.
+            await self.recheck(roles=False)
 
     async def _emit(self, event: str, data: Any, **target: Any) -> None:
         await self.sio.emit(event, data, namespace=NAMESPACE, **target)

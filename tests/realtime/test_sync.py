@@ -96,3 +96,45 @@ async def test_a_stranger_cannot_join_read_or_write(team: Any, make_client: Any)
     assert "top secret" not in repr(s.events)
     await s.close()
     await a.close()
+
+
+async def test_awareness_is_relayed_under_the_real_account_and_presence_follows(
+    team: Any,
+) -> None:
+    from cocalc_k8s.realtime import awareness
+
+    project_id, (alice, bob) = await team(2)
+    a, b, b2 = alice.client(), bob.client(), bob.client()
+    for c in (a, b, b2):
+        await c.connect()
+    await a.join(project_id, "cursors.txt")
+    await b.join(project_id, "cursors.txt")
+    claim = awareness.encode(
+        [awareness.ClientState(42, 1, {"user": {"name": "Alice", "color": "#f00"}, "cursor": 3})]
+    )
+    await b.call("awareness", {"doc": b.doc_id, "update": claim})
+    await wait_for(lambda: any(e == "awareness" for e, _ in a.events))
+    ((_, message),) = [(e, d) for e, d in a.events if e == "awareness"]
+    (state,) = awareness.decode(message["update"])
+    assert state.client_id == 42 and state.state["cursor"] == 3
+    assert state.state["user"]["account_id"] == bob.user.account_id  # not a name of its choice
+    assert state.state["user"]["color"] == "#f00"
+
+    ack = await b2.join(project_id, "cursors.txt")  # a latecomer sees who is there
+    (present,) = awareness.decode(ack["awareness"])
+    assert present.client_id == 42
+    await b2.call("awareness", {"doc": b2.doc_id, "update": claim})  # someone else's id
+    await b2.append("x")  # (ordered after the awareness message)
+    assert len([e for e, _ in a.events if e == "awareness"]) == 1
+
+    people = [d["people"] for e, d in a.events if e == "presence"][-1]
+    assert {p["account_id"]: p["clients"] for p in people} == {
+        alice.user.account_id: 1,
+        bob.user.account_id: 2,
+    }
+    await b.close()
+    await wait_for(lambda: len([e for e, _ in a.events if e == "awareness"]) == 2)
+    (_, gone) = [(e, d) for e, d in a.events if e == "awareness"][-1]
+    assert [(s.client_id, s.state) for s in awareness.decode(gone["update"])] == [(42, None)]
+    await a.close()
+    await b2.close()
