@@ -12,10 +12,22 @@
 // had not acknowledged: the `shadow` Y.Doc holds exactly what the hub has (its updates
 // plus the acknowledged local ones), so the diff from its text to the editor's is them.
 import * as cm from "./vendor/codemirror-6.43.15.js";
-import { Y, awarenessProtocol, yCollab, yUndoManagerKeymap } from "./vendor/yjs-13.6.33.js";
-import * as channel from "./realtime.js";
 import { fileSource, peek, statusBox } from "./document-source.js";
 import { colorOf } from "./people.js";
+
+// Yjs, y-codemirror.next and the socket (about 50 KB gzipped) load while the editor
+// already shows the file's text: they are not on the way to a usable editor.
+let Y, awarenessProtocol, yCollab, yUndoManagerKeymap, channel;
+let libraries = null;
+function loadLibraries() {
+  libraries ??= Promise.all([import("./vendor/yjs-13.6.33.js"), import("./realtime.js")]).then(
+    ([yjs, realtime]) => {
+      ({ Y, awarenessProtocol, yCollab, yUndoManagerKeymap } = yjs);
+      channel = realtime;
+    },
+  );
+  return libraries;
+}
 
 const HUB = "hub"; // the origin of everything applied from the hub: not sent back, not undone
 const RESYNC = "resync"; // the origin of local edits re-applied after a rebuild
@@ -265,6 +277,10 @@ function sharedSource(project, path) {
 
   function refresh() {
     if (fallback || closed) return;
+    if (!channel) {
+      status.set(early !== null ? { kind: "saving", text: "Connecting…" } : { kind: "loading", text: "Loading…" });
+      return;
+    }
     const state = channel.connectionState();
     if (ended) {
       status.set({ kind: "error", text: "Read-only", error: ended.message });
@@ -284,31 +300,24 @@ function sharedSource(project, path) {
   }
 
   function collaboration() {
-    return yCollab(ytext, awareness, { undoManager });
+    return [yCollab(ytext, awareness, { undoManager }), cm.keymap.of(yUndoManagerKeymap)];
   }
 
   return {
     kind: "shared",
     path,
     async open() {
-      newDocument();
-      stops.push(channel.onConnectionState((state) => {
-        if (state !== "online") {
-          joined = false;
-          // Others' cursors are out of date while we cannot hear them; the next join
-          // brings everyone's state back.
-          const others = [...awareness.getStates().keys()].filter((id) => id !== ydoc.clientID);
-          awarenessProtocol.removeAwarenessStates(awareness, others, HUB);
-        }
-        if (state === "revoked") end(`${channel.revokedMessage() || "Your session ended."} Sign in again to keep editing.`);
-        refresh();
-      }));
-      const first = firstJoin();
+      const peeked = peek(project, path, PEEK_BYTES); // under way while the libraries load
+      const first = loadLibraries().then(() => {
+        if (closed) throw new Error("closed");
+        follow();
+        return firstJoin();
+      });
       chain = first.catch(() => {});
       // Whichever comes first: the shared document, or the file's text (bound later).
-      const peeked = await Promise.race([first.then(() => null), peek(project, path, PEEK_BYTES)]);
-      if (peeked !== null && doc === null) {
-        early = peeked;
+      const text = await Promise.race([first.then(() => null), peeked]);
+      if (text !== null && doc === null) {
+        early = text;
         refresh();
         first.then(
           (ack) => {
@@ -318,9 +327,9 @@ function sharedSource(project, path) {
               bindEarly();
             }
           },
-          (err) => end(`Could not open ${path} for editing: ${err.message}`),
+          (err) => { if (!closed) end(`Could not open ${path} for editing: ${err.message}`); },
         );
-        return { text: peeked, readOnly: false, notice: null };
+        return { text, readOnly: false, notice: null };
       }
       const ack = await first; // a refusal (not found, forbidden) is the editor's to show
       if (ack.read_only) {
@@ -335,7 +344,6 @@ function sharedSource(project, path) {
       if (fallback) return fallback.extensions();
       return [
         binding.of(early === null ? collaboration() : []),
-        cm.keymap.of(yUndoManagerKeymap),
         // Names over the remote cursors stay visible (y-codemirror.next shows them on hover).
         cm.EditorView.theme({ ".cm-ySelectionInfo": { opacity: 0.85 } }),
         cm.ViewPlugin.define((v) => {
@@ -362,6 +370,22 @@ function sharedSource(project, path) {
       undoManager?.destroy();
     },
   };
+
+  /** Creates the Y.Doc and follows the connection (once the libraries are loaded). */
+  function follow() {
+    newDocument();
+    stops.push(channel.onConnectionState((state) => {
+      if (state !== "online") {
+        joined = false;
+        // Others' cursors are out of date while we cannot hear them; the next join
+        // brings everyone's state back.
+        const others = [...awareness.getStates().keys()].filter((id) => id !== ydoc.clientID);
+        awarenessProtocol.removeAwarenessStates(awareness, others, HUB);
+      }
+      if (state === "revoked") end(`${channel.revokedMessage() || "Your session ended."} Sign in again to keep editing.`);
+      refresh();
+    }));
+  }
 
   /** Joins for the first time, waiting for a connection as long as it takes. */
   async function firstJoin() {
