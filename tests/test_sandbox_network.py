@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cocalc_k8s.backends.network import blocked_routes, route_batch, slirp_command
+from cocalc_k8s.keys import LIFECYCLE
 from tests.conftest import sign_up
 from tests.test_lifecycle import wait_state
 from tests.test_projects_api import User, new_project
@@ -80,5 +83,24 @@ async def test_network_when_the_quota_allows_it_and_never_the_hosts_loopback(
             )
             body = await run(admin, project_id, connect)
             assert body["exit_code"] != 0, (project_id, host, body)
+    backend = admin.client.app[LIFECYCLE].backend
+    sandbox = backend.sandbox_pid(uuid.UUID(online))
+    assert _network_helpers(sandbox)
     for project_id in (online, offline):
         await admin.call("POST", f"/api/v2/projects/{project_id}/stop")
+        await wait_state(admin, project_id, "stopped")
+    assert not _network_helpers(sandbox)  # stop ends slirp4netns with the namespace
+
+
+def _network_helpers(sandbox_pid: int) -> list[int]:
+    """The slirp4netns processes serving the namespace of `sandbox_pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmdline[0].endswith(b"slirp4netns") and str(sandbox_pid).encode() in cmdline:
+                found.append(int(entry))
+    return found

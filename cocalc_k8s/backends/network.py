@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import ipaddress
 import os
 import shutil
+import signal
 import socket
 from collections.abc import Iterable, Sequence
 
 import psutil
 
 SLIRP4NETNS = "slirp4netns"
+_PR_SET_PDEATHSIG = 1
 READY_TIMEOUT = 10.0
 PRIVATE_RANGES = (
     "10.0.0.0/8",
@@ -93,6 +96,10 @@ def host_addresses() -> list[str]:
     ]
 
 
+def _die_with_parent() -> None:  # pragma: no cover - in the child
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def network_available() -> str | None:
     """None when projects can be given network here, else the reason."""
     for program in (SLIRP4NETNS, "nsenter", "ip"):
@@ -119,6 +126,8 @@ async def start_network(pid: int) -> asyncio.subprocess.Process:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             pass_fds=[ready_write],
+            # It outlives its namespace otherwise (it holds it open) if the hub dies.
+            preexec_fn=_die_with_parent,
         )
     finally:
         os.close(ready_write)
