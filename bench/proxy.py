@@ -6,8 +6,9 @@ Starts, all on 127.0.0.1 and free ports:
   `/1m`, `/ws` echo);
 - a real `cocalc-k8s serve` (fresh data directory, local backend, `--content-port`), signs
   up, creates an API key and a project, starts it; the backend is then reachable as the
-  project's port: `http://127.0.0.1:<content port>/<project_id>/port/<backend port>/…`
-  with `Authorization: Bearer <key>`;
+  project's port: `http://127.0.0.1:<content port>/<project_id>/port/<backend port>/…` with
+  `Host: <project_id>.localhost:<content port>` (the project's own origin, the default)
+  and `Authorization: Bearer <key>`;
 - configurable-http-proxy (JupyterHub's proxy; `npm install configurable-http-proxy@4`
   into a cache directory under /tmp, reused between runs) with the backend as its
   default target;
@@ -637,10 +638,13 @@ def main() -> None:
         host_uid = None if sandbox is not None else uid  # only the direct target runs here
         backend_process = stack.enter_context(backend(backend_port, args.uvloop, host_uid))
         direct = Target("direct", f"http://127.0.0.1:{backend_port}", {}, None)
+        # The project's own origin (the default, an origin per project under localhost),
+        # reached on 127.0.0.1 by its Host header.
+        own_host = {"Host": f"{project_id}.localhost:{content_port}"}
         proxied = Target(
             "hub",
             f"http://127.0.0.1:{content_port}/{project_id}/port/{backend_port}",
-            account.key_headers,
+            {**account.key_headers, **own_host},
             hub_proc,
         )
         if sandbox is not None:  # the project's loopback is its own: a backend there too

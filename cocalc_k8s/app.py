@@ -306,7 +306,8 @@ def create_app(
         app[CONTENT_GATE] = ContentGate(
             secret=app[SECRET_KEY],
             hub_url=settings.public_url,
-            secure_cookies=settings.scheme == "https",
+            # The content origin's own scheme (TLS here, or in front of the content port).
+            secure_cookies=(settings.content_url or "").startswith("https:"),
             access=access,
             live=live,
             api_keys=app[API_KEYS],
@@ -337,7 +338,7 @@ def create_app(
             pool,
             settings.host,
             settings.content_port,
-            ssl=ssl_context,
+            ssl=ssl_context if settings.content_tls else None,
             sockets=content_sockets,
             limits=ClientLimits(
                 max_head=settings.content_head_limit_kb * 1024,
@@ -350,6 +351,14 @@ def create_app(
         port = servers[0].sockets[0].getsockname()[1]
         app[CONTENT_ORIGIN] = settings.content_origin(port)
         app[CONTENT_ORIGINS] = app[CONTENT_GATE].origins = ContentOrigins(app[CONTENT_ORIGIN])
+        if not app[CONTENT_ORIGINS].per_project:
+            log.warning(
+                "every project shares the content origin %s: there is NO protection between "
+                "projects (a page of one project can act in every project its visitor can "
+                "open); use it only if every user trusts every other, otherwise give "
+                "--content-url https://*.DOMAIN (an origin per project)",
+                app[CONTENT_ORIGIN],
+            )
         yield
         for server in servers:
             server.close()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from cocalc_k8s.keys import CONTENT_ORIGIN, CONTENT_ORIGINS
+from cocalc_k8s.keys import CONTENT_ORIGINS
 from tests.conftest import unique_email
 from tests.project_servers import served_in
 from tests.test_lifecycle import wait_state
@@ -98,10 +98,10 @@ def _free_port() -> int:
 async def test_a_malicious_project_page_cannot_act_as_its_visitor(
     browser: Any, make_client: Any, per_project: bool
 ) -> None:
-    settings: dict[str, Any] = {}
-    if per_project:  # Chromium takes every name under .localhost for the loopback address
+    settings: dict[str, Any] = {}  # the default: an origin per project under .localhost
+    if not per_project:  # the explicit opt-in
         port = _free_port()
-        settings = {"content_port": port, "content_url": f"http://*.localhost:{port}"}
+        settings = {"content_port": port, "content_url": f"http://127.0.0.1:{port}"}
     client = await make_client(**settings)
     hub = str(client.make_url("")).rstrip("/")
     content_of = client.app[CONTENT_ORIGINS].url_for
@@ -187,7 +187,7 @@ async def test_jupyterlab_opens_and_runs_a_cell_through_the_proxy(
     pytest.importorskip("jupyterlab")
     client = await make_client()
     hub = str(client.make_url("")).rstrip("/")
-    content = client.app[CONTENT_ORIGIN]
+    content_of = client.app[CONTENT_ORIGINS].url_for
     context = await browser.new_context()
     page = await context.new_page()
     project_id = None
@@ -204,7 +204,9 @@ async def test_jupyterlab_opens_and_runs_a_cell_through_the_proxy(
         )
         project_id = (await response.json())["project_id"]
         # The project is stopped: opening JupyterLab starts it, then the server.
-        await page.goto(f"{content}/{project_id}/port/jupyterlab/lab", timeout=90_000)
+        await page.goto(
+            f"{content_of(project_id)}/{project_id}/port/jupyterlab/lab", timeout=90_000
+        )
         launcher = page.locator(".jp-LauncherCard[data-category='Notebook']").first
         await launcher.click(timeout=60_000)
         await page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from cocalc_k8s.keys import CONTENT_ORIGIN
+from cocalc_k8s.keys import CONTENT_ORIGINS
 from tests.test_browser import Console
 from tests.test_browser_projects import START_TIMEOUT_MS, create_project, open_tab, signed_up
 
@@ -99,7 +99,7 @@ async def test_the_port_form_opens_the_port_on_the_content_origin(
     page = await signed_up(browser, console, hub, "Dee")
     url = await create_project(page, hub, "Ports")
     project_id = url.rsplit("/", 1)[-1]
-    content = client.app[CONTENT_ORIGIN]
+    content = client.app[CONTENT_ORIGINS].url_for(project_id)
     assert not content.startswith(hub)
     form = page.get_by_test_id("port-form")
 

@@ -87,7 +87,10 @@ async def test_foreign_origin_cannot_sign_in(client: Client) -> None:
 
 
 async def test_configured_base_url_is_a_trusted_origin(make_client: Any) -> None:
-    client = await make_client(base_url="http://cocalc.example.org:8080")
+    client = await make_client(
+        base_url="http://cocalc.example.org:8080",
+        content_url="http://*.projects.example.org:8081",
+    )
     await sign_up(client)
     resp = await client.post(
         "/api/v2/api-keys",

@@ -8,11 +8,11 @@ import json
 import uuid
 from typing import Any
 
-import aiohttp
 import pytest
 
-from cocalc_k8s.keys import CONTENT_ORIGIN
+from cocalc_k8s.keys import CONTENT_ORIGINS
 from tests.conftest import sign_up
+from tests.localhost import localhost_session
 from tests.test_projects_api import User, new_project
 
 pytest.importorskip("jupyter_server")
@@ -44,9 +44,9 @@ async def test_jupyter_kernel_runs_through_the_proxy(make_client: Any) -> None:
     owner = User(client, await sign_up(client))
     project_id = await new_project(owner)
     _, key = await owner.call("POST", "/api/v2/api-keys", {"name": "jupyter"})
-    base = f"{client.app[CONTENT_ORIGIN]}/{project_id}/port/jupyter"
+    base = f"{client.app[CONTENT_ORIGINS].url_for(project_id)}/{project_id}/port/jupyter"
     auth = {"Authorization": f"Bearer {key['key']}"}
-    async with aiohttp.ClientSession(headers=auth) as session:
+    async with localhost_session(headers=auth) as session:
         # The project is stopped: the first request starts it and then Jupyter.
         async with session.get(f"{base}/api") as resp:
             assert resp.status == 200, await resp.text()
@@ -99,7 +99,7 @@ async def test_jupyter_kernel_runs_through_the_proxy(make_client: Any) -> None:
     stranger = User(stranger_client, await sign_up(stranger_client))
     _, stranger_key = await stranger.call("POST", "/api/v2/api-keys", {"name": "s"})
     async with (
-        aiohttp.ClientSession(headers={"Authorization": f"Bearer {stranger_key['key']}"}) as other,
+        localhost_session(headers={"Authorization": f"Bearer {stranger_key['key']}"}) as other,
         other.get(f"{base}/api") as resp,
     ):
         assert resp.status == 404

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -228,7 +229,7 @@ async def test_static_modules_and_vendored_bundles_are_served(client: Client) ->
 
 
 async def test_project_page_links_servers_on_the_content_origin(client: Any) -> None:
-    from cocalc_k8s.keys import CONTENT_ORIGIN
+    from cocalc_k8s.keys import CONTENT_ORIGINS
     from tests.conftest import sign_up
 
     user = await sign_up(client)
@@ -237,7 +238,8 @@ async def test_project_page_links_servers_on_the_content_origin(client: Any) -> 
     )
     project_id = (await resp.json())["project_id"]
     html = await (await client.get(f"/projects/{project_id}/files/")).text()
-    content = client.app[CONTENT_ORIGIN]
+    content = client.app[CONTENT_ORIGINS].url_for(project_id)  # the project's own origin
+    assert content.endswith(".localhost:" + str(urlsplit(content).port))
     assert f'href="{content}/{project_id}/port/jupyterlab/lab"' in html
     assert f'id="port-form" data-content="{content}/{project_id}"' in html
     assert 'type="number" min="1" max="65535"' in html

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,8 +12,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from cocalc_k8s.keys import ACCOUNTS, CONNECTIONS, CONTENT_ORIGIN
+from cocalc_k8s.keys import ACCOUNTS, CONNECTIONS, CONTENT_ORIGINS
 from tests.conftest import sign_up
+from tests.localhost import localhost_session
 from tests.project_servers import served_in
 from tests.test_lifecycle import wait_state
 from tests.test_projects_api import User, new_project
@@ -99,12 +99,12 @@ async def setup(make_client: Any) -> AsyncIterator[dict[str, Any]]:
     await owner.call("POST", f"/api/v2/projects/{project_id}/start")
     await wait_state(owner, project_id, "running")
     _, key = await owner.call("POST", "/api/v2/api-keys", {"name": "proxy"})
-    content = client.app[CONTENT_ORIGIN]
+    content = client.app[CONTENT_ORIGINS].url_for(project_id)  # the project's own origin
     # A browser: one cookie jar for both origins (cookies ignore ports).
     jar = aiohttp.CookieJar(unsafe=True)
     for cookie in client.session.cookie_jar:
         jar.update_cookies({cookie.key: cookie.value}, client.make_url("/"))
-    browser = aiohttp.ClientSession(cookie_jar=jar, headers={"Accept": "text/html"})
+    browser = localhost_session(cookie_jar=jar, headers={"Accept": "text/html"})
     yield {
         "owner": owner,
         "project_id": project_id,
@@ -160,7 +160,7 @@ async def test_server_prefix_is_stripped_and_redirects_rewritten(
     setup: dict[str, Any], project_server: int
 ) -> None:
     base = f"{setup['content']}/{setup['project_id']}/server/{project_server}"
-    async with aiohttp.ClientSession(headers=api(setup)) as session:
+    async with localhost_session(headers=api(setup)) as session:
         async with session.get(base + "/echo") as resp:
             seen = await resp.json()
         assert seen["path"] == "/echo"
@@ -184,7 +184,7 @@ async def test_bodies_stream_both_ways(setup: dict[str, Any], project_server: in
         for i in range(0, len(BIG), 100_000):
             yield BIG[i : i + 100_000]
 
-    async with aiohttp.ClientSession(headers=api(setup)) as session:
+    async with localhost_session(headers=api(setup)) as session:
         async with session.get(base + "/big") as resp:
             assert resp.status == 200 and await resp.read() == BIG
         async with session.get(base + "/sized") as resp:
@@ -203,7 +203,7 @@ async def test_bodies_stream_both_ways(setup: dict[str, Any], project_server: in
 
 async def test_project_cannot_plant_hub_cookies(setup: dict[str, Any], project_server: int) -> None:
     url = f"{setup['content']}/{setup['project_id']}/port/{project_server}/cookies"
-    async with aiohttp.ClientSession(headers=api(setup)) as session, session.get(url) as resp:
+    async with localhost_session(headers=api(setup)) as session, session.get(url) as resp:
         planted = resp.headers.getall("Set-Cookie", [])
     assert any(c.startswith("app_pref=") for c in planted)
     assert not any("cocalc_session" in c for c in planted)
@@ -214,7 +214,7 @@ async def test_websocket_through_the_proxy(setup: dict[str, Any], project_server
     connections = setup["owner"].client.app[CONNECTIONS]
     assert connections.stats()["connections_by_kind"].get("proxy", 0) == 0
     async with (
-        aiohttp.ClientSession(headers=api(setup)) as session,
+        localhost_session(headers=api(setup)) as session,
         session.ws_connect(url, protocols=("chat",)) as ws,
     ):
         assert ws.protocol == "chat"
@@ -241,7 +241,7 @@ async def test_removed_collaborator_loses_an_open_websocket(
     bob = await new_collaborator(setup, make_client)
     _, key = await bob.call("POST", "/api/v2/api-keys", {"name": "bob"})
     url = f"{setup['content']}/{setup['project_id']}/port/{project_server}/ws"
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key['key']}"}) as session:
+    async with localhost_session(headers={"Authorization": f"Bearer {key['key']}"}) as session:
         async with session.ws_connect(url) as ws:
             await ws.send_str("hi")
             assert await ws.receive_str() == "echo:hi"
@@ -260,7 +260,7 @@ async def test_refusals(setup: dict[str, Any], project_server: int, make_client:
     stranger_client = await make_client(same_hub_as=setup["owner"].client)
     stranger = User(stranger_client, await sign_up(stranger_client))
     _, key = await stranger.call("POST", "/api/v2/api-keys", {"name": "s"})
-    async with aiohttp.ClientSession() as anonymous:
+    async with localhost_session() as anonymous:
         async with anonymous.get(f"{content}/{project_id}/port/{project_server}/echo") as resp:
             assert resp.status == 401
         async with anonymous.get(
@@ -273,7 +273,7 @@ async def test_refusals(setup: dict[str, Any], project_server: int, make_client:
         forged = f"{content}/{project_id}/_cocalc/auth?token=v1.exchange.x.y.9999999999.sig&next=/"
         async with anonymous.get(forged) as resp:
             assert resp.status == 403
-    async with aiohttp.ClientSession(headers=api(setup)) as session:
+    async with localhost_session(headers=api(setup)) as session:
         for port, status in (("0", 400), ("70000", 400), ("abc", 400), (str(_closed_port()), 502)):
             async with session.get(f"{content}/{project_id}/port/{port}/x") as resp:
                 assert resp.status == status, port
@@ -285,7 +285,7 @@ async def test_stopped_project_is_503(setup: dict[str, Any], project_server: int
     await owner.call("POST", f"/api/v2/projects/{setup['project_id']}/stop")
     await wait_state(owner, setup["project_id"], "stopped")
     url = f"{setup['content']}/{setup['project_id']}/port/{project_server}/echo"
-    async with aiohttp.ClientSession(headers=api(setup)) as session, session.get(url) as resp:
+    async with localhost_session(headers=api(setup)) as session, session.get(url) as resp:
         assert resp.status == 503
         assert (await resp.json())["error"] == "the project is not running"
     async with setup["browser"].get(url) as resp:
@@ -309,26 +309,6 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_pages_of_another_project_cannot_use_this_one(
-    setup: dict[str, Any], project_server: int
-) -> None:
-    """Projects share the content origin: Fetch Metadata and the Referer keep them apart."""
-    content, project_id = setup["content"], setup["project_id"]
-    url = f"{content}/{project_id}/port/{project_server}/echo"
-    other = f"{content}/{uuid.uuid4()}/port/80/evil.html"
-    cases = [
-        ({"Sec-Fetch-Site": "same-origin", "Referer": other}, 403),
-        ({"Sec-Fetch-Site": "same-origin"}, 403),  # a page that hides its address
-        ({"Sec-Fetch-Site": "same-origin", "Referer": f"{content}/{project_id}/port/1/app"}, 200),
-        ({"Sec-Fetch-Site": "same-site", "Referer": setup["hub"] + "/projects"}, 200),
-        ({"Sec-Fetch-Site": "none"}, 200),
-    ]
-    async with aiohttp.ClientSession(headers=api(setup)) as session:
-        for headers, status in cases:
-            async with session.post(url, headers=headers) as resp:
-                assert resp.status == status, headers
-
-
 async def test_raw_files_and_directory_index(setup: dict[str, Any]) -> None:
     owner: User = setup["owner"]
     project_id = setup["project_id"]
@@ -341,7 +321,7 @@ async def test_raw_files_and_directory_index(setup: dict[str, Any]) -> None:
         )
         assert resp.status == 201
     base = f"{setup['content']}/{project_id}/raw"
-    async with aiohttp.ClientSession(headers=api(setup)) as session:
+    async with localhost_session(headers=api(setup)) as session:
         async with session.get(f"{base}/site/index.html") as resp:
             assert resp.status == 200 and resp.content_type == "text/html"
             assert resp.headers["Content-Security-Policy"] == "sandbox"
@@ -365,11 +345,12 @@ async def test_ports_of_others_are_refused(
     owner: User = setup["owner"]
     hub_port = owner.client.make_url("/").port
     other = await new_project(owner, "other")
-    async with aiohttp.ClientSession(headers=api(setup)) as session:
+    async with localhost_session(headers=api(setup)) as session:
         for project_id, port in ((setup["project_id"], hub_port), (other, project_server)):
             await owner.call("POST", f"/api/v2/projects/{project_id}/start")
             await wait_state(owner, project_id, "running")
-            async with session.get(f"{setup['content']}/{project_id}/port/{port}/echo") as resp:
+            origin = owner.client.app[CONTENT_ORIGINS].url_for(project_id)
+            async with session.get(f"{origin}/{project_id}/port/{port}/echo") as resp:
                 assert resp.status == 502, (project_id, port)
                 assert "nothing answers" in (await resp.json())["error"]
         url = f"{setup['content']}/{setup['project_id']}/port/{project_server}/echo"
@@ -388,7 +369,7 @@ async def test_banned_collaborator_loses_content_cookie_and_open_websocket(
     for cookie in bob.client.session.cookie_jar:
         jar.update_cookies({cookie.key: cookie.value}, bob.client.make_url("/"))
     base = f"{setup['content']}/{setup['project_id']}/port/{project_server}"
-    async with aiohttp.ClientSession(cookie_jar=jar, headers={"Accept": "text/html"}) as browser:
+    async with localhost_session(cookie_jar=jar, headers={"Accept": "text/html"}) as browser:
         async with browser.get(f"{base}/echo") as resp:
             assert resp.status == 200
         async with browser.ws_connect(f"{base}/ws", origin=setup["content"]) as ws:

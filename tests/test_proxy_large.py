@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp import web
 
+from tests.localhost import loopback
 from tests.project_servers import REPO, served_in
 from tests.test_proxy import api, setup  # noqa: F401 (the fixture)
 
@@ -116,8 +117,9 @@ def large_app() -> web.Application:
 def transfer(url: str, headers: dict[str, str], direction: str, chunked: bool) -> dict[str, Any]:
     """One upload or download of SIZE bytes; what each end saw."""
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
+    conn = http.client.HTTPConnection(loopback(parts.hostname or ""), parts.port, timeout=60)
     path = parts.path + ("?" + parts.query if parts.query else "")
+    headers = {"Host": parts.netloc, **headers}
     if direction == "up":
         if not chunked:
             headers = {**headers, "Content-Length": str(SIZE)}

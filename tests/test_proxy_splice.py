@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.localhost import loopback
 from tests.test_proxy import setup  # noqa: F401 (the fixture)
 from tests.test_proxy_large import BLOCK, block, large_server  # noqa: F401 (the fixture)
 
@@ -33,7 +34,8 @@ class Connection:
         self.writer: asyncio.StreamWriter
 
     async def open(self) -> Connection:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        # A project's host under localhost: the address is given (see tests/localhost.py).
+        self.reader, self.writer = await asyncio.open_connection(loopback(self.host), self.port)
         return self
 
     def send_head(self, method: str, path: str, length: int | None = None) -> None:

@@ -103,7 +103,11 @@ def test_unusable_certificate_files_exit_2(tmp_path: Path, problem: str) -> None
 
 def test_self_signed_names_include_the_public_host(tmp_path: Path) -> None:
     settings = Settings(
-        data_dir=tmp_path, tls="self-signed", host="0.0.0.0", base_url="https://10.1.2.3:8443"
+        data_dir=tmp_path,
+        tls="self-signed",
+        host="0.0.0.0",
+        base_url="https://10.1.2.3:8443",
+        content_url="https://10.1.2.3:8444",
     )
     assert server_ssl_context(settings) is not None
     ips = san_ips(self_signed_paths(tmp_path)[0])

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cocalc_k8s.core.content_origin import valid_template
+from cocalc_k8s.core.content_origin import is_loopback, local_template, valid_template
 from cocalc_k8s.core.errors import BadRequest
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -219,11 +219,16 @@ class Settings:
     )
     content_url: str | None = _setting(
         None,
-        "Public URL (scheme://host[:port]) of the content origin, when a load balancer or "
-        "a projects domain fronts it, e.g. https://projects.example.org. With a wildcard, "
-        "https://*.projects.example.org, each project gets an origin of its own "
-        "(https://PROJECT_ID.projects.example.org; needs wildcard DNS and certificate). "
-        "Default: derived from host, content port and TLS.",
+        "Public URL of project content. With a wildcard host, https://*.projects.example.org, "
+        "each project gets an origin of its own (https://PROJECT_ID.projects.example.org; "
+        "needs wildcard DNS and a wildcard certificate), and browsers keep projects apart. "
+        "A single host, e.g. https://projects.example.org, makes every project share one "
+        "origin: that gives NO protection between projects (a page of one project can act "
+        "in every other project its visitor can open), so use it only when every user "
+        "trusts every other; the hub logs a warning at start. Default, for a hub reached on "
+        "this machine: http://*.localhost:CONTENT_PORT (browsers resolve every *.localhost "
+        "name to this machine). A hub reached under another name needs this setting. The "
+        "content port speaks TLS (the hub's certificate) when this URL is https.",
         env="COCALC_CONTENT_URL",
         flag="--content-url",
     )
@@ -451,14 +456,18 @@ class Settings:
         return f"{self.scheme}://{host}:{self.port}"
 
     def content_origin(self, bound_port: int) -> str:
-        """The content origin's URL, given the port it actually listens on."""
+        """The content URL template (see `core.content_origin`), given the port the
+        content origin actually listens on."""
         if self.content_url:
             return self.content_url.rstrip("/")
-        hub = urlsplit(self.public_url)
-        host = hub.hostname or "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"{self.scheme}://{host}:{bound_port}"
+        return local_template(bound_port)
+
+    @property
+    def content_tls(self) -> bool:
+        """Whether the content port speaks TLS: only for an https content URL (the default
+        `*.localhost` one is plain HTTP: loopback traffic, and a self-signed certificate
+        would need a browser exception per project host)."""
+        return self.tls != "off" and (self.content_url or "").startswith("https:")
 
     @property
     def local_only(self) -> bool:
@@ -524,6 +533,13 @@ def _validate(s: Settings) -> None:
             raise SettingsError(
                 "--base-url must not have a path: serving under a prefix is not supported"
             )
+    if s.content_url is None and not is_loopback(urlsplit(s.public_url).hostname):
+        raise SettingsError(
+            f"--content-url is needed for a hub reached as {s.public_url}: the default "
+            "(http://*.localhost) only reaches this machine. Give https://*.projects.DOMAIN "
+            "(an origin per project; wildcard DNS and certificate) or, only if every user "
+            "trusts every other, one host shared by all projects"
+        )
     if s.backend not in BACKENDS:
         raise SettingsError(f"--backend must be one of {', '.join(BACKENDS)}")
     if s.k8s_storage not in K8S_STORAGE_MODES:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from cocalc_k8s.proxy.messages import RequestHead
+from cocalc_k8s.proxy.messages import OWN_ORIGIN, RequestHead, ResponsePolicy
 from cocalc_k8s.proxy.routing import Route
 from cocalc_k8s.proxy.upstream import Upstream
 
@@ -19,7 +19,7 @@ class Allow:
     upstream: Upstream
     path: str
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    sandbox: bool = False
+    policy: ResponsePolicy = OWN_ORIGIN  # what the response head loses and gains
     on_tunnel: Callable[[Callable[[], None]], Callable[[], None]] | None = None
 
 

@@ -216,7 +216,7 @@ class Exchange:
             self.allow.route,
             upstream_origin=upstream_origin,
             chunked=self.chunked_out,
-            sandbox=self.allow.sandbox,
+            policy=self.allow.policy,
         )
         self._emit(head)
         self.responded = True
@@ -262,7 +262,7 @@ class Exchange:
             self.allow.route,
             upstream_origin="",
             chunked=False,
-            sandbox=False,
+            policy=messages.TUNNEL,
         )
         self.client._write(head + rest)
         self.upstream.reusable = False

@@ -89,6 +89,9 @@ class ContentGate:
         if not self.origins.serves(head.get(b"host"), route.project_id):
             # Another project's origin (or none): the content lives on its own.
             return _redirect(self.origins.url_for(route.project_id) + target, status=307)
+        refusal = self._refusal_by_origin(head, route)
+        if refusal is not None:
+            return _error(head, 403, refusal)
         authorised_at = time.monotonic()
         who = await self._account(head, route)
         if who is None:
@@ -96,11 +99,28 @@ class ContentGate:
         account_id = who[0]
         if await self.access.role(account_id, route.project_id) is None:
             return _error(head, 404, "no such project")
-        if _from_another_project(head, route):
+        if not self.origins.per_project and _from_another_project(head, route):
             return _error(head, 403, "a page of another project cannot use this project")
         if not _by_api_key(head) and _riding_the_cookie(head):
             return _error(head, 403, "a page of another site cannot use this project")
         return await self._forward(head, route, who, authorised_at)
+
+    def _refusal_by_origin(self, head: RequestHead, route: Route) -> str | None:
+        """Why the content-origin mode refuses this request, if it does. An origin per
+        project: a browser's WebSocket must come from a page of the project's own origin
+        (browsers send the content cookie with another project's WebSocket too, and always
+        its Origin). A shared origin: no Service Worker script is served, since one
+        project's worker would share the origin, and its storage, with every other."""
+        if self.origins.per_project:
+            if not head.upgrade or _by_api_key(head):
+                return None
+            origin = head.get(b"origin")
+            if origin is None or self.origins.is_own(origin, route.project_id):
+                return None  # not a browser, or the project's own page
+            return "a WebSocket from a page of another origin cannot use this project"
+        if head.get(b"service-worker") is not None:
+            return "no Service Workers on a content origin shared by all projects"
+        return None
 
     async def _account(
         self, head: RequestHead, route: Route
@@ -163,7 +183,9 @@ class ContentGate:
 
         if route.kind == "raw":
             auth = (b"Authorization", b"Bearer " + address.token.encode())
-            return Allow(route, agent_upstream(address), route.upstream_path, [auth], True)
+            own = self.origins.per_project
+            raw = messages.OWN_ORIGIN_RAW if own else messages.SHARED_ORIGIN_RAW
+            return Allow(route, agent_upstream(address), route.upstream_path, [auth], raw)
         port = route.port
         credential: list[tuple[bytes, bytes]] = []
         if port is None:
@@ -179,7 +201,10 @@ class ContentGate:
         ):
             return _error(head, 403, f"port {port} is not served by this project")
         upstream = upstream_for(address, port)
-        return Allow(route, upstream, route.upstream_path, credential, on_tunnel=track)
+        policy = messages.OWN_ORIGIN if self.origins.per_project else messages.SHARED_ORIGIN
+        return Allow(
+            route, upstream, route.upstream_path, credential, policy=policy, on_tunnel=track
+        )
 
     async def _shared(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
         """`call()`; requests that arrive while one with the same key is under way wait for

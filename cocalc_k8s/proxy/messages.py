@@ -2,8 +2,9 @@
 
 Requests lose hop-by-hop headers and the hub's own credentials (its cookies, its API
 keys) and gain X-Forwarded-*; responses lose hop-by-hop headers and any Set-Cookie that
-would overwrite a hub cookie (cookies are shared between ports of one host), and
-redirects from /server/ apps are moved under their prefix.
+would overwrite a hub cookie (cookies are shared between ports of one host), get the
+headers of their content-origin mode (`ResponsePolicy`), and redirects from /server/ apps
+are moved under their prefix.
 
 Every head the proxy writes, either way, is put together by `message_head`, which
 refuses CR, LF and NUL inside a line: a value that carried them (a redirect target, a
@@ -33,7 +34,7 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-PROTECTED_COOKIES = frozenset({b"cocalc_session", b"cocalc_content"})
+PROTECTED_COOKIES = frozenset({b"cocalc_session", b"__Host-cocalc_session", b"cocalc_content"})
 REASONS = {
     100: "Continue",
     101: "Switching Protocols",
@@ -58,6 +59,33 @@ REASONS = {
 }
 
 Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsePolicy:
+    """What a project's response head loses (`dropped`: lower-case names) and gains
+    (`added`) on its way to the browser; chosen by the gate per content-origin mode."""
+
+    dropped: frozenset[bytes]
+    added: tuple[tuple[bytes, bytes], ...] = ()
+
+
+_NOSNIFF = (b"X-Content-Type-Options", b"nosniff")
+_SANDBOX = (b"Content-Security-Policy", b"sandbox")  # raw files: never a page of the origin
+# An origin per project: no other origin may load its responses as images, scripts and
+# the like (they carry the visitor's content cookie), nor have them sniffed into scripts.
+OWN_ORIGIN = ResponsePolicy(
+    HOP_BY_HOP | {b"cross-origin-resource-policy", b"x-content-type-options"},
+    ((b"Cross-Origin-Resource-Policy", b"same-origin"), _NOSNIFF),
+)
+OWN_ORIGIN_RAW = ResponsePolicy(OWN_ORIGIN.dropped, (*OWN_ORIGIN.added, _SANDBOX))
+# One origin for all projects: a Service Worker must never get a scope beyond its own
+# project's path (it would see every project page the visitor opens afterwards).
+SHARED_ORIGIN = ResponsePolicy(HOP_BY_HOP | {b"service-worker-allowed"})
+SHARED_ORIGIN_RAW = ResponsePolicy(
+    SHARED_ORIGIN.dropped | {b"x-content-type-options"}, (_SANDBOX, _NOSNIFF)
+)
+TUNNEL = ResponsePolicy(frozenset())  # a 101 keeps its Connection and Upgrade
 
 
 class UnsafeHead(ValueError):
@@ -196,12 +224,13 @@ def client_response(
     *,
     upstream_origin: str,
     chunked: bool,
-    sandbox: bool,
+    policy: ResponsePolicy,
 ) -> bytes:
     lines = [b"HTTP/1.1 %d " % status + (reason or REASONS.get(status, "").encode())]
+    dropped = policy.dropped
     for name, value in headers:
         lower = name.lower()
-        if lower in HOP_BY_HOP and status != 101:
+        if lower in dropped:
             continue
         if lower == b"set-cookie":
             if _cookie_name(value) in PROTECTED_COOKIES:
@@ -211,13 +240,9 @@ def client_response(
                 "latin-1"
             )
         lines.append(name + b": " + value)
-    if status == 101:
-        pass
-    elif chunked:
+    if chunked and status != 101:
         lines.append(b"Transfer-Encoding: chunked")
-    if sandbox:
-        lines.append(b"Content-Security-Policy: sandbox")
-        lines.append(b"X-Content-Type-Options: nosniff")
+    lines.extend(name + b": " + value for name, value in policy.added)
     return message_head(lines)
 
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from cocalc_k8s.core.tokens import csrf_token
 from cocalc_k8s.keys import ACCOUNTS, SECRET_KEY, SESSIONS
-from cocalc_k8s.web.auth import SESSION_COOKIE, clear_session_cookie, set_session_cookie
+from cocalc_k8s.web.auth import clear_session_cookie, session_token, set_session_cookie
 from cocalc_k8s.web.jsonio import json_response, read_json
 
 
@@ -54,9 +54,9 @@ async def sign_in(request: web.Request) -> web.Response:
 
 
 async def sign_out(request: web.Request) -> web.Response:
-    token = request.cookies.get(SESSION_COOKIE)
+    token = session_token(request)
     if token:
         await request.app[SESSIONS].revoke(token)
     response = web.Response(status=204)
-    clear_session_cookie(response)
+    clear_session_cookie(request, response)
     return response

@@ -15,7 +15,7 @@ from aiohttp import web
 from cocalc_k8s.core.errors import Forbidden
 from cocalc_k8s.core.tokens import csrf_token, tokens_equal
 from cocalc_k8s.keys import SECRET_KEY, SETTINGS
-from cocalc_k8s.web.auth import SESSION_COOKIE, Handler
+from cocalc_k8s.web.auth import Handler, session_token
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
@@ -24,7 +24,7 @@ CSRF_FIELD = "csrf_token"
 
 def token_for(request: web.Request) -> str:
     """The CSRF token of the request's session ('' without a session)."""
-    session = request.cookies.get(SESSION_COOKIE)
+    session = session_token(request)
     return csrf_token(request.app[SECRET_KEY], session) if session else ""
 
 
@@ -52,7 +52,7 @@ def _is_websocket(request: web.Request) -> bool:
 async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResponse:
     if "Authorization" in request.headers:
         return await handler(request)
-    if _is_websocket(request) and SESSION_COOKIE in request.cookies:
+    if _is_websocket(request) and session_token(request) is not None:
         # Cross-site WebSocket hijacking: browsers send the cookie with any page's
         # WebSocket, but always send its Origin too.
         ws_origin = request.headers.get("Origin", "")
@@ -66,7 +66,7 @@ async def csrf_protect(request: web.Request, handler: Handler) -> web.StreamResp
         if origin.lower() not in trusted_origins(request):
             raise Forbidden("cross-origin request refused")
         return await handler(request)
-    session = request.cookies.get(SESSION_COOKIE)
+    session = session_token(request)
     if session:
         submitted = await _submitted_token(request)
         if not submitted or not tokens_equal(submitted, token_for(request)):

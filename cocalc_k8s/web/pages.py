@@ -18,9 +18,9 @@ from cocalc_k8s.keys import ACCOUNTS, API_KEYS, SESSIONS, SITE_SETTINGS
 from cocalc_k8s.web import pages_admin, pages_admin_site, pages_projects
 from cocalc_k8s.web.api_auth import client_address
 from cocalc_k8s.web.auth import (
-    SESSION_COOKIE,
     clear_session_cookie,
     principal_of,
+    session_token,
     set_session_cookie,
 )
 from cocalc_k8s.web.templating import render, see_other
@@ -127,11 +127,11 @@ async def _signed_in_redirect(request: web.Request, account_id: Any, target: str
 
 
 async def sign_out_submit(request: web.Request) -> web.Response:
-    token = request.cookies.get(SESSION_COOKIE)
+    token = session_token(request)
     if token:
         await request.app[SESSIONS].revoke(token)
     response = see_other("/")
-    clear_session_cookie(response)
+    clear_session_cookie(request, response)
     return response
 
 
