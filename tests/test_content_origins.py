@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from cocalc_k8s.core.content_origin import ContentOrigins, is_loopback, valid_template
 from cocalc_k8s.core.settings import Settings, SettingsError
@@ -93,34 +92,6 @@ def test_the_default_is_an_origin_per_project_under_localhost(tmp_path: Any) -> 
     with pytest.raises(SettingsError, match="--content-url is needed"):
         Settings(data_dir=tmp_path, host="10.1.2.3")
     Settings(data_dir=tmp_path, base_url="https://hub.example.org", content_url="https://*.p.org")
-
-
-def project_server_app() -> web.Application:
-    """What a project might serve: a page, a Service Worker script that asks for a wide
-    scope, and a WebSocket echo."""
-
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text="<!doctype html><p>hi", content_type="text/html")
-
-    async def worker(request: web.Request) -> web.Response:
-        return web.Response(
-            text="self.addEventListener('fetch', () => {});",
-            content_type="text/javascript",
-            headers={"Service-Worker-Allowed": "/", "X-Content-Type-Options": "sniff-me"},
-        )
-
-    async def ws(request: web.Request) -> web.WebSocketResponse:
-        socket_ = web.WebSocketResponse()
-        await socket_.prepare(request)
-        async for msg in socket_:
-            await socket_.send_str("echo:" + msg.data)
-        return socket_
-
-    app = web.Application()
-    app.router.add_get("/{prefix:.*}/page.html", page)
-    app.router.add_get("/{prefix:.*}/sw.js", worker)
-    app.router.add_get("/{prefix:.*}/ws", ws)
-    return app
 
 
 def _free_port() -> int:
@@ -253,7 +224,7 @@ async def test_an_api_key_client_reaches_a_project_host(owner: User) -> None:
 async def served(owner: User) -> AsyncIterator[tuple[str, int]]:
     project_id = await _running_project(owner)
     uid = await project_uid(owner, project_id)
-    with served_as(uid, "tests.test_content_origins:project_server_app") as port:
+    with served_as(uid, "tests.origin_servers:worker_app") as port:
         yield project_id, port
 
 
@@ -316,7 +287,7 @@ async def test_a_shared_origin_is_opt_in_and_refuses_service_workers(shared: Use
     assert not shared.client.app[CONTENT_ORIGINS].per_project
     _, key = await shared.call("POST", "/api/v2/api-keys", {"name": "k"})
     bearer = {"Authorization": f"Bearer {key['key']}"}
-    with served_as(uid, "tests.test_content_origins:project_server_app") as port:
+    with served_as(uid, "tests.origin_servers:worker_app") as port:
         worker = f"/{project_id}/port/{port}/sw.js"
         resp = await _get(host, worker, **bearer)
         assert resp.status == 200  # the file itself, as a plain script
