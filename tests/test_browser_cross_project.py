@@ -20,7 +20,7 @@ import pytest
 
 from cocalc_k8s.keys import CONTENT_ORIGINS
 from tests.conftest import sign_up
-from tests.project_servers import project_uid, served_as
+from tests.project_servers import served_in
 from tests.test_lifecycle import wait_state
 from tests.test_projects_api import User, new_project
 
@@ -89,8 +89,8 @@ async def _scene(make_client: Any, browser: Any, settings: dict[str, Any]) -> As
     await context.add_cookies([_session_cookie(session.value, hub)])
     factory = "tests.origin_servers:attack_app"
     with contextlib.ExitStack() as servers:
-        a_port = servers.enter_context(served_as(await project_uid(attacker, a), factory))
-        b_port = servers.enter_context(served_as(await project_uid(victim, b), factory))
+        a_port = servers.enter_context(served_in(attacker, a, factory))
+        b_port = servers.enter_context(served_in(victim, b, factory))
         try:
             yield Scene(victim, hub, a, b, a_port, b_port, context)
         finally:

@@ -23,7 +23,7 @@ from cocalc_k8s.core.settings import Settings, SettingsError
 from cocalc_k8s.keys import CONTENT_ORIGIN, CONTENT_ORIGINS
 from tests.conftest import sign_up
 from tests.localhost import localhost_session
-from tests.project_servers import project_uid, served_as
+from tests.project_servers import served_in
 from tests.test_lifecycle import wait_state
 from tests.test_projects_api import User, new_project
 
@@ -223,8 +223,7 @@ async def test_an_api_key_client_reaches_a_project_host(owner: User) -> None:
 @pytest.fixture
 async def served(owner: User) -> AsyncIterator[tuple[str, int]]:
     project_id = await _running_project(owner)
-    uid = await project_uid(owner, project_id)
-    with served_as(uid, "tests.origin_servers:worker_app") as port:
+    with served_in(owner, project_id, "tests.origin_servers:worker_app") as port:
         yield project_id, port
 
 
@@ -282,12 +281,11 @@ async def shared(make_client: Any, caplog: pytest.LogCaptureFixture) -> AsyncIte
 
 async def test_a_shared_origin_is_opt_in_and_refuses_service_workers(shared: User) -> None:
     project_id = await _running_project(shared)
-    uid = await project_uid(shared, project_id)
     host = urlsplit(shared.client.app[CONTENT_ORIGIN]).netloc
     assert not shared.client.app[CONTENT_ORIGINS].per_project
     _, key = await shared.call("POST", "/api/v2/api-keys", {"name": "k"})
     bearer = {"Authorization": f"Bearer {key['key']}"}
-    with served_as(uid, "tests.origin_servers:worker_app") as port:
+    with served_in(shared, project_id, "tests.origin_servers:worker_app") as port:
         worker = f"/{project_id}/port/{port}/sw.js"
         resp = await _get(host, worker, **bearer)
         assert resp.status == 200  # the file itself, as a plain script

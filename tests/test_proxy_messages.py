@@ -35,11 +35,17 @@ def test_every_writer_refuses_cr_lf_nul(bad: bytes) -> None:
             ROUTE,
             upstream_origin="",
             chunked=False,
-            sandbox=False,
+            policy=messages.OWN_ORIGIN,
         )
     with pytest.raises(UnsafeHead):  # a reason phrase is part of the head too
         messages.client_response(
-            200, b"OK" + bad, [], ROUTE, upstream_origin="", chunked=False, sandbox=False
+            200,
+            b"OK" + bad,
+            [],
+            ROUTE,
+            upstream_origin="",
+            chunked=False,
+            policy=messages.OWN_ORIGIN,
         )
     head = RequestHead(method=b"GET", target=b"/x", headers=[(b"Host", b"h" + bad)])
     with pytest.raises(UnsafeHead):
@@ -59,7 +65,7 @@ def test_a_redirect_location_is_rewritten_but_still_checked() -> None:
         server,
         upstream_origin="http://127.0.0.1:8888",
         chunked=False,
-        sandbox=True,
+        policy=messages.SHARED_ORIGIN_RAW,
     )
     assert b"Location: /p/server/8888/login\r\n" in head
     assert head.endswith(b"X-Content-Type-Options: nosniff\r\n\r\n")
