@@ -90,7 +90,7 @@ async def test_jupyter_kernel_runs_through_the_proxy(make_client: Any) -> None:
     _, body = await owner.call("POST", f"/api/v2/projects/{project_id}/exec", {"command": direct})
     assert body["exit_code"] != 0 and "403" in body["stderr"], body
     async with (
-        aiohttp.ClientSession(headers=auth) as session,
+        localhost_session(headers=auth) as session,
         session.get(f"{base}/api/status") as resp,
     ):
         assert resp.status == 200, await resp.text()

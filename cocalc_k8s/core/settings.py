@@ -533,13 +533,6 @@ def _validate(s: Settings) -> None:
             raise SettingsError(
                 "--base-url must not have a path: serving under a prefix is not supported"
             )
-    if s.content_url is None and not is_loopback(urlsplit(s.public_url).hostname):
-        raise SettingsError(
-            f"--content-url is needed for a hub reached as {s.public_url}: the default "
-            "(http://*.localhost) only reaches this machine. Give https://*.projects.DOMAIN "
-            "(an origin per project; wildcard DNS and certificate) or, only if every user "
-            "trusts every other, one host shared by all projects"
-        )
     if s.backend not in BACKENDS:
         raise SettingsError(f"--backend must be one of {', '.join(BACKENDS)}")
     if s.k8s_storage not in K8S_STORAGE_MODES:
@@ -573,6 +566,13 @@ def _validate(s: Settings) -> None:
     if s.content_waiting_per_address < 0:
         raise SettingsError("--content-waiting-per-address must be 0 (no bound) or more")
     _validate_admin_bootstrap(s)
+    if s.content_url is None and not is_loopback(urlsplit(s.public_url).hostname):
+        raise SettingsError(
+            f"--content-url is needed for a hub reached as {s.public_url}: the default "
+            "(http://*.localhost) only reaches this machine. Give https://*.projects.DOMAIN "
+            "(an origin per project; wildcard DNS and certificate) or, only if every user "
+            "trusts every other, one host shared by all projects"
+        )
 
 
 def _validate_admin_bootstrap(s: Settings) -> None:
