@@ -261,9 +261,7 @@ def test_serve_keeps_data_across_sigterm_and_sigint(tmp_path: Path, hubs: list[H
     postgres = postgres_processes(data_dir / "postgres" / "pgdata")
     assert postgres, "the embedded PostgreSQL should run while the hub does"
 
-    started = time.monotonic()
-    assert hub.stop(signal.SIGTERM) == 0, hub.stderr
-    assert time.monotonic() - started < 5
+    assert hub.stop(signal.SIGTERM) == 0, hub.stderr  # within Hub.stop's deadline
     assert_gone(postgres)
     assert "Traceback" not in hub.stderr
 
