@@ -89,6 +89,7 @@ class DocumentService:
         self._by_path: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
         self._loading: dict[tuple[uuid.UUID, str], asyncio.Future[LiveDocument]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
 
     # -- opening and closing --------------------------------------------------------
 
@@ -163,8 +164,13 @@ class DocumentService:
         entry = self._open.get(live.id)
         if live.clients <= 0 and entry is not None and entry.closing is None:
             entry.closing = asyncio.get_running_loop().call_later(
-                self.policy.grace, lambda: asyncio.ensure_future(self._close(live.id))
+                self.policy.grace, self._start_close, live.id
             )
+
+    def _start_close(self, doc_id: uuid.UUID) -> None:
+        task = asyncio.get_running_loop().create_task(self._close(doc_id))
+        self._retiring.add(task)  # `close` waits for it: its last checkpoint and save
+        task.add_done_callback(self._retiring.discard)
 
     def live(self, doc_id: uuid.UUID) -> LiveDocument | None:
         entry = self._open.get(doc_id)
@@ -215,11 +221,15 @@ class DocumentService:
         self._task = asyncio.get_running_loop().create_task(self._tick_forever())
 
     async def close(self) -> None:
+        """Flush and forget every document; nothing of this service runs afterwards."""
         await cancel(self._task)
         entries = list(self._open.values())
         self._open.clear()
         self._by_path.clear()
-        await asyncio.gather(*(self._retire(e) for e in entries))
+        for entry in entries:
+            if entry.closing is not None:
+                entry.closing.cancel()
+        await asyncio.gather(*(self._retire(e) for e in entries), *self._retiring)
         await self.locks.close()
 
     async def _tick_forever(self) -> None:
