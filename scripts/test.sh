@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Install the test dependencies (Python packages into .venv; Debian's chromium for the
-# browser tests and, as root, nfs-ganesha and libnfs-utils for the NFS export test) and
-# run the whole suite: ruff, the import-layer contract, mypy, then pytest.
+# Install the test dependencies (Python packages into .venv; checkov into .venv-checkov;
+# Debian's chromium for the browser tests and, as root, nfs-ganesha and libnfs-utils for
+# the NFS export test) and run the whole suite: ruff, the import-layer contract, mypy, then pytest.
 # Extra arguments go to pytest. Exits non-zero on any failure, including "no tests ran".
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh"
 "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
+# checkov pins older packaging/python-dateutil than the package's, so it gets a virtualenv
+# of its own (tests/test_k8s_checkov.py finds it there).
+if [ ! -x "$ROOT/.venv-checkov/bin/checkov" ]; then
+    "$PYTHON" -m venv "$ROOT/.venv-checkov"
+    "$ROOT/.venv-checkov/bin/python" -m pip install -q "checkov>=3.2"
+fi
 packages=()
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 if [ "$(id -u)" = 0 ]; then  # the NFS export test runs nfs-ganesha, which needs root

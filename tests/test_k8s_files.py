@@ -57,13 +57,17 @@ def containers() -> dict[str, dict[str, Any]]:
 )
 def test_every_document_passes_the_kubernetes_schemas(doc: dict[str, Any]) -> None:
     kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
-    assert "namespace" not in doc["metadata"]  # applied into the admin's namespace
+    if doc["kind"] == "Namespace":
+        assert doc["metadata"]["name"] == "cocalc"
+    else:
+        assert doc["metadata"]["namespace"] == "cocalc"  # explicit, never "default"
 
 
 def test_the_objects_an_admin_applies() -> None:
     kinds = sorted((d["kind"], d["metadata"]["name"]) for d in DEPLOYMENT)
     assert kinds == [
         ("Deployment", "cocalc-hub"),
+        ("Namespace", "cocalc"),
         ("NetworkPolicy", "hub-ingress"),
         ("NetworkPolicy", "projects-egress-dns"),
         ("NetworkPolicy", "projects-egress-internet"),
@@ -100,7 +104,9 @@ def test_role_grants_exactly_what_the_hub_uses() -> None:
         "kind": "Role",
         "name": "cocalc-hub",
     }
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "cocalc-hub"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "cocalc-hub", "namespace": "cocalc"}
+    ]
     assert KubernetesConfig().nfs_service == "cocalc-nfs"
 
 
@@ -118,10 +124,18 @@ def test_hub_deployment_shape() -> None:
     }
     hub, nfs = containers()["hub"], containers()["nfs"]
     assert hub["args"] == ["serve", "--backend", "kubernetes"]
+    # The API token reaches the hub container only.
+    assert spec["automountServiceAccountToken"] is False
+    api = "/var/run/secrets/kubernetes.io/serviceaccount"
+    assert [m["name"] for m in hub["volumeMounts"] if m["mountPath"] == api] == ["kube-api-access"]
+    assert not [m for m in nfs["volumeMounts"] if m["name"] == "kube-api-access"]
+    sources = {v["name"]: v for v in spec["volumes"]}["kube-api-access"]["projected"]["sources"]
+    assert [sorted(s) for s in sources] == [["serviceAccountToken"], ["configMap"], ["downwardAPI"]]
     assert hub["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert hub["readinessProbe"]["httpGet"]["path"] == "/readyz"
     for c in (hub, nfs):
         assert c["resources"]["requests"]
+        assert set(c["resources"]["limits"]) == {"cpu", "memory"}
         assert {"name": "data", "mountPath": "/data"} in c["volumeMounts"]
         sc = c["securityContext"]
         assert sc["allowPrivilegeEscalation"] is False
