@@ -19,6 +19,7 @@ with contextlib.suppress(ImportError):  # reported by the browser fixture
     from playwright.async_api import Browser, expect
 
 pytestmark = pytest.mark.browser
+RENDER_MS = 60_000
 
 
 @pytest.fixture
@@ -65,17 +66,18 @@ async def test_publish_from_the_files_tab(hub: str, browser: Browser, client: An
     # A reader (another browser context, signed out) finds it in the index, by name.
     reader = await new_page(browser, console)
     await expect_eventually_listed(reader, hub, "week1.md")
-    await reader.goto(f"{hub}/{username}/notes/week1.md")
-    await expect(reader.get_by_role("heading", name="Week one")).to_be_visible()
-    await expect(reader.locator(".katex").first).to_be_visible()
+    # The first view renders in a worker process: seconds on a loaded machine.
+    await reader.goto(f"{hub}/{username}/notes/week1.md", timeout=RENDER_MS)
+    await expect(reader.get_by_role("heading", name="Week one")).to_be_visible(timeout=RENDER_MS)
+    await expect(reader.locator(".katex").first).to_be_visible(timeout=RENDER_MS)
     await expect(reader.get_by_test_id("share-edit")).to_have_count(0)
     # The collaborator gets Edit, which opens the file in the project.
-    await page.goto(f"{hub}/{username}/notes/week1.md")
+    await page.goto(f"{hub}/{username}/notes/week1.md", timeout=RENDER_MS)
     await page.get_by_test_id("share-edit").click()
     await expect(page).to_have_url(f"{hub}/projects/{project_id}/edit/week1.md")
     assert console.errors == []
 
 
 async def expect_eventually_listed(page: Any, hub: str, name: str) -> None:
-    await page.goto(f"{hub}/share?q={name}")
+    await page.goto(f"{hub}/share?q={name}", timeout=RENDER_MS)
     await expect(page.get_by_test_id("share-list")).to_contain_text(name)
