@@ -96,7 +96,8 @@ def test_role_grants_exactly_what_the_hub_uses() -> None:
             "resourceNames": ["cocalc-nfs"],
             "verbs": ["get"],
         },
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete"]},
+        # get: adoption after a hub restart reads the pod's token Secret back.
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "delete"]},
     ]
     binding = one("RoleBinding", "cocalc-hub")
     assert binding["roleRef"] == {
