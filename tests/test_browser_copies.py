@@ -11,8 +11,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from cocalc_k8s.keys import SETTINGS
+from tests.conftest import sign_up
+from tests.share.helpers import publish
 from tests.test_browser import Console
 from tests.test_browser_projects import create_project, open_tab, signed_up
+from tests.test_projects_api import User, new_project
 
 with contextlib.suppress(ImportError):  # reported by the browser fixture
     from playwright.async_api import Browser, expect
@@ -64,4 +67,30 @@ async def test_copy_a_folder_to_two_projects(hub: str, client: Any, browser: Bro
     await dialog.get_by_role("button", name="Close").click()
     await page.goto(f"{hub}/projects/{targets[0]}/files/handouts/")
     await expect(page.get_by_role("row", name="week1/")).to_be_visible()
+    assert console.errors == [], "\n".join(console.errors)
+
+
+async def test_copy_a_published_folder_to_my_project(
+    hub: str, client: Any, browser: Browser
+) -> None:
+    author = User(client, await sign_up(client))
+    course = await new_project(author, "Course")
+    projects = client.app[SETTINGS].data_dir / "projects"
+    (projects / course / "notes" / "week1.md").parent.mkdir(parents=True)
+    (projects / course / "notes" / "week1.md").write_text("# Week 1")
+    item = await publish(author, course, path="notes", name="notes")
+
+    console = Console()
+    page = await signed_up(browser, console, hub, "Rita")
+    mine = (await create_project(page, hub, "Mine")).rsplit("/", 1)[-1]
+    await page.goto(f"{hub}/share/{item['id']}")
+    await expect(page.get_by_test_id("share-edit")).to_have_count(0)  # not a collaborator
+    await page.get_by_test_id("share-copy").click()
+    dialog = page.get_by_role("dialog", name="Copy notes/ to…")
+    await dialog.get_by_label("Mine").check()
+    await dialog.get_by_role("button", name="Copy", exact=True).click()
+    await expect(dialog.get_by_test_id("copy-done")).to_have_count(1, timeout=20_000)
+    assert (projects / mine / "notes" / "week1.md").read_text() == "# Week 1"
+    await dialog.get_by_test_id("copy-done").click()
+    await expect(page.get_by_role("row", name="notes/")).to_be_visible()
     assert console.errors == [], "\n".join(console.errors)

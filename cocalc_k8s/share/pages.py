@@ -151,6 +151,7 @@ def _context(
         "crumbs": crumbs,
         "license_name": LICENSE_NAMES.get(item.license, item.license),
         "edit_url": _edit_url(item, project_path, is_file) if role is not None else None,
+        "is_file": is_file,
         "noindex": item.visibility != "listed",
     }
 

@@ -1,14 +1,19 @@
 // "Copy to project…": copy a file or folder into one or more of your other projects
 // (POST /api/v2/copies, one copy per destination), then follow each copy's progress until
-// it is done, with a link to the copied files, or failed, with the hub's reason.
+// it is done, with a link to the copied files, or failed, with the hub's reason. The
+// source is a project's path, or a published item ("Copy to my project" on /share).
 import { api, encodePath, h, humanSize } from "./api.js";
 
 const POLL_MS = 400;
 
-/** Open the dialog for `path` (a file or folder of the project `projectId`). */
-export async function copyToProject({ projectId, path, name, isDir }) {
+/**
+ * Open the dialog for `path`, a file or folder of the project `projectId`, or with
+ * `publicPathId` a path inside that published item.
+ */
+export async function copyToProject({ projectId = null, publicPathId = null, path, name, isDir }) {
   const { projects } = await api("GET", "/api/v2/projects");
   const others = projects.filter((p) => p.project_id !== projectId);
+  const source = publicPathId ? { public_path_id: publicPathId, src_path: path } : { src_project_id: projectId, src_path: path };
   const status = h("div", { class: "stack", "data-testid": "copy-status", "aria-live": "polite" });
   const folder = h("input", { id: "copy-folder", name: "folder", autocomplete: "off", value: "", placeholder: "the home folder" });
   const overwrite = h("input", { type: "checkbox", id: "copy-overwrite", name: "overwrite" });
@@ -23,7 +28,7 @@ export async function copyToProject({ projectId, path, name, isDir }) {
     h("h2", { id: "copy-title" }, `Copy ${name}${isDir ? "/" : ""} to…`),
     others.length
       ? h("fieldset", { class: "stack copy-targets" }, h("legend", {}, "Projects"), ...boxes)
-      : h("p", { class: "muted" }, "You have no other project to copy into."),
+      : h("p", { class: "muted" }, "You have no other project to copy into: create one first."),
     h("div", { class: "field" },
       h("label", { for: "copy-folder" }, "Into the folder (from the home folder)"), folder),
     h("label", { class: "check" }, overwrite, isDir ? " Merge into a folder of the same name" : " Replace a file of the same name"),
@@ -44,7 +49,7 @@ export async function copyToProject({ projectId, path, name, isDir }) {
     const dstPath = into ? `${into}/${name}` : name;
     submit.disabled = true;
     try {
-      const body = { src_project_id: projectId, src_path: path, dst_project_ids: targets, dst_path: dstPath, overwrite: overwrite.checked };
+      const body = { ...source, dst_project_ids: targets, dst_path: dstPath, overwrite: overwrite.checked };
       const { copy_ids: ids } = await api("POST", "/api/v2/copies", body);
       const titles = Object.fromEntries(others.map((p) => [p.project_id, p.title]));
       status.replaceChildren(...ids.map((id, i) => follow(id, titles[targets[i]], targets[i], into)));
