@@ -1,6 +1,9 @@
 """checkov (Prisma Cloud's policy scanner) on the files an admin applies: deployment.yaml
 and nfs-service.yaml pass every Kubernetes check except the ones skipped on purpose, and
 those are exactly the reviewed list below (a new skip annotation needs a review here).
+The objects the hub generates (project pods of both storage modes, the token Secret),
+rendered to YAML and scanned next to deployment.yaml's NetworkPolicies, fail only the
+reviewed checks of POD_FINDINGS.
 
 checkov pins old versions of libraries the package uses (packaging, python-dateutil), so
 it lives in a virtualenv of its own, `.venv-checkov` (scripts/test.sh makes it), or
@@ -15,10 +18,17 @@ import json
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+from cocalc_k8s.core.quotas import Quota
+from cocalc_k8s.k8s.config import KubernetesConfig
+from cocalc_k8s.k8s.manifests import project_pod, project_token_secret
+from cocalc_k8s.k8s.names import resolved_names
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ("deployment.yaml", "nfs-service.yaml")
@@ -31,6 +41,15 @@ REVIEWED_SKIPS = {
     ("CKV_K8S_40", "Deployment.cocalc.cocalc-hub"),  # uid 2001, the projects' uid
     ("CKV_K8S_35", "Deployment.cocalc.cocalc-hub"),  # DATABASE_URL from an optional Secret
     ("CKV_K8S_43", "Deployment.cocalc.cocalc-hub"),  # tags, not digests: the admin's images
+}
+
+# What checkov reports on every generated project pod, and why it stays.
+POD_FINDINGS = {
+    "CKV_K8S_43": "images by tag (COCALC_K8S_PROJECT_TAG, the pods' project_tag label)",
+    "CKV_K8S_15": "IfNotPresent: the project image is large; a new tag is a new name",
+    "CKV_K8S_40": "uid 2001 owns every home; a higher uid would mean chowning them all",
+    "CKV_K8S_22": "the user's environment: tools write outside $HOME (caches, /var/tmp)",
+    "CKV_K8S_8": "no liveness probe: a restart by the kubelet would kill the user's processes",
 }
 
 
@@ -90,3 +109,28 @@ def test_checkov_finds_what_the_manifests_avoid(tmp_path: Path) -> None:
     report = _scan(str(tmp_path / "deployment.yaml"))
     failed = {c["check_id"] for c in report["results"]["failed_checks"]}
     assert {"CKV_K8S_11"} | {check for check, _ in REVIEWED_SKIPS} <= failed
+
+
+def test_the_pods_the_hub_generates_fail_only_the_reviewed_checks(tmp_path: Path) -> None:
+    project = uuid.UUID(int=1)
+    names = resolved_names(project)
+    nfs = project_pod(
+        project, Quota(), KubernetesConfig(nfs_server="10.96.0.42"), names=names,
+        cpu_oc=1.0, mem_oc=1.0,
+    )  # fmt: skip
+    pvc = project_pod(
+        project, Quota(network=False), KubernetesConfig(storage="pvc"), names=names,
+        cpu_oc=1.0, mem_oc=1.0,
+    )  # fmt: skip
+    pvc["metadata"]["name"] += "-pvc"  # two resources, not one
+    secret = project_token_secret(project, "t" * 43, KubernetesConfig(), names=names)
+    rendered = tmp_path / "generated.yaml"
+    rendered.write_text(yaml.safe_dump_all([nfs, pvc, secret]))
+    report = _scan(str(rendered), "deployment.yaml")  # the policies select the pods
+    pods = {f"Pod.{p['metadata']['namespace']}.{p['metadata']['name']}" for p in (nfs, pvc)}
+    generated = [c for c in report["results"]["failed_checks"] if c["resource"] in pods]
+    assert {(c["check_id"], c["resource"]) for c in generated} == {
+        (check, pod) for check in POD_FINDINGS for pod in pods
+    }
+    others = [c for c in report["results"]["failed_checks"] if c["resource"] not in pods]
+    assert [(c["check_id"], c["resource"]) for c in others] == []  # the Secret included
