@@ -14,6 +14,13 @@
    1 GiB would hold.
 
     python bench/collab.py [--docs 50] [--seconds 10] [--trace-ops 259778] [--idle 1000]
+
+Measured (2 shared cores, load average 2-6, 50 documents, 10 s, 50,000-op trace): relay
+p50 9 ms / p99 385 ms; hub p50 1,058 ms / p99 2,337 ms: the goal is MISSED, the hub
+saturates at a few hundred updates/s because every document commits its own transaction
+(~1,000 updates/s offered, in one-update batches); a commit per tick across documents is
+the next step. Trace: 731 updates/s through the hub (64 in flight), 30 B per row, open
+17 ms. 25.5 KiB per idle client (~41,000 in 1 GiB), 7.2 KiB per open empty document.
 """
 
 from __future__ import annotations
