@@ -16,13 +16,12 @@ from email.utils import formatdate
 from aiohttp import web
 
 from cocalc_k8s.core.errors import NotFound
-from cocalc_k8s.core.http_range import RangeNotSatisfiable, parse_range
 from cocalc_k8s.share.headers import ACTIVE_TYPES, FRAMED_CSP, RAW_CSP
 from cocalc_k8s.share.keys import PUBLISHED, SHARING
 from cocalc_k8s.share.pages import readable_item
 from cocalc_k8s.share.published import NOT_FOUND, clean_inner
-
-CHUNK = 256 * 1024
+from cocalc_k8s.web.download_types import attachment
+from cocalc_k8s.web.file_response import send_file
 
 
 async def raw(request: web.Request) -> web.StreamResponse:
@@ -55,33 +54,11 @@ async def raw(request: web.Request) -> web.StreamResponse:
             headers["Content-Security-Policy"] = FRAMED_CSP
             headers["X-Frame-Options"] = "SAMEORIGIN"
         elif content_type in ACTIVE_TYPES:
-            safe = name.replace('"', "").replace("\\", "")
-            headers["Content-Disposition"] = f'attachment; filename="{safe}"'
+            headers["Content-Disposition"] = attachment(name)
         if item.visibility != "listed":
             headers["X-Robots-Tag"] = "noindex, nofollow"
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers=headers)
-        try:
-            byte_range = parse_range(request.headers.get("Range"), st.st_size)
-        except RangeNotSatisfiable:
-            return web.Response(status=416, headers={"Content-Range": f"bytes */{st.st_size}"})
-        start, end = byte_range or (0, st.st_size - 1)
-        response = web.StreamResponse(status=206 if byte_range else 200, headers=headers)
-        response.content_type = content_type
-        response.content_length = max(0, end - start + 1)
-        if byte_range:
-            response.headers["Content-Range"] = f"bytes {start}-{end}/{st.st_size}"
-        await response.prepare(request)
-        if request.method != "HEAD":
-            await asyncio.to_thread(handle.seek, start)
-            remaining = end - start + 1
-            while remaining > 0:
-                chunk = await asyncio.to_thread(handle.read, min(CHUNK, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-                await response.write(chunk)
-        await response.write_eof()
-        return response
+        return await send_file(request, handle, st, headers=headers, content_type=content_type)
     finally:
         await asyncio.to_thread(handle.close)

@@ -17,12 +17,12 @@ from email.utils import formatdate
 from aiohttp import web
 
 from cocalc_k8s.core.errors import PayloadTooLarge
-from cocalc_k8s.core.http_range import RangeNotSatisfiable, parse_range
 from cocalc_k8s.keys import ACTIVITY, DISK_QUOTA, ENGINE, FILES, PROJECTS
 from cocalc_k8s.services.zip_stream import zip_filename, zip_pieces
 from cocalc_k8s.web import api_uploads
 from cocalc_k8s.web.access import ProjectAccess, project_access
 from cocalc_k8s.web.download_types import attachment, download_type
+from cocalc_k8s.web.file_response import send_file
 from cocalc_k8s.web.jsonio import json_response, read_json
 
 CHUNK = 256 * 1024
@@ -59,28 +59,7 @@ async def download(request: web.Request) -> web.StreamResponse:
             headers["X-Frame-Options"] = "SAMEORIGIN"
         if as_attachment:
             headers["Content-Disposition"] = attachment(path.rsplit("/", 1)[-1])
-        try:
-            byte_range = parse_range(request.headers.get("Range"), st.st_size)
-        except RangeNotSatisfiable:
-            return web.Response(status=416, headers={"Content-Range": f"bytes */{st.st_size}"})
-        start, end = byte_range or (0, st.st_size - 1)
-        response = web.StreamResponse(status=206 if byte_range else 200, headers=headers)
-        response.content_type = content_type
-        response.content_length = max(0, end - start + 1)
-        if byte_range:
-            response.headers["Content-Range"] = f"bytes {start}-{end}/{st.st_size}"
-        await response.prepare(request)
-        if request.method != "HEAD":
-            await asyncio.to_thread(handle.seek, start)
-            remaining = end - start + 1
-            while remaining > 0:
-                chunk = await asyncio.to_thread(handle.read, min(CHUNK, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-                await response.write(chunk)
-        await response.write_eof()
-        return response
+        return await send_file(request, handle, st, headers=headers, content_type=content_type)
     finally:
         await asyncio.to_thread(handle.close)
 
