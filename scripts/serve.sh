@@ -6,4 +6,19 @@
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh"
 "$VENV/bin/python" -m pip install -q "$ROOT"
+# Every project runs in a bubblewrap sandbox (internet through slirp4netns when its quota
+# allows). Install them when missing and we can; without bubblewrap the hub still starts,
+# but keeps sign-up closed after the first account unless told --trusted-users.
+missing=()
+command -v bwrap >/dev/null || missing+=(bubblewrap)
+command -v slirp4netns >/dev/null || missing+=(slirp4netns)
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] || command -v sudo >/dev/null; then
+        echo "installing Debian packages for the project sandbox: ${missing[*]}"
+        as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq "${missing[@]}" >/dev/null || echo "warning: could not install ${missing[*]}" >&2
+    else
+        echo "warning: ${missing[*]} not installed (needs root): projects will not be sandboxed" >&2
+    fi
+fi
 exec "$VENV/bin/cocalc-k8s" serve "$@"

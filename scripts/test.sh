@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the test dependencies (Python packages into .venv; checkov into .venv-checkov;
-# Debian's chromium for the browser tests and, as root, nfs-ganesha and libnfs-utils for
+# Debian's bubblewrap and slirp4netns for the project sandbox, chromium for the browser
+# tests and, as root, nfs-ganesha and libnfs-utils for
 # the NFS export test) and run the whole suite: ruff, the import-layer contract, mypy, then pytest.
 # Extra arguments go to pytest. Exits non-zero on any failure, including "no tests ran".
 set -euo pipefail
@@ -14,6 +15,11 @@ if [ ! -x "$ROOT/.venv-checkov/bin/checkov" ]; then
 fi
 packages=()
 [ -x /usr/bin/chromium ] || packages+=(chromium)
+# The local backend's sandbox (bubblewrap) and its network (slirp4netns); curl for the
+# content-origin test of non-browser clients.
+command -v bwrap >/dev/null || packages+=(bubblewrap)
+command -v slirp4netns >/dev/null || packages+=(slirp4netns)
+command -v curl >/dev/null || packages+=(curl)
 if [ "$(id -u)" = 0 ]; then  # the NFS export test runs nfs-ganesha, which needs root
     command -v ganesha.nfsd >/dev/null || packages+=(nfs-ganesha nfs-ganesha-vfs)
     command -v nfs-ls >/dev/null || packages+=(libnfs-utils)
