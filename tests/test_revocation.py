@@ -22,6 +22,7 @@ from cocalc_k8s.core.tokens import token_hash
 from cocalc_k8s.keys import ACCOUNTS, CONNECTIONS, LIVE_CONNECTIONS
 from cocalc_k8s.web.auth import SESSION_COOKIE
 from tests.conftest import sign_up
+from tests.localhost import localhost_session
 from tests.test_lifecycle import wait_state
 from tests.test_projects_api import User, new_project
 from tests.test_proxy import project_server, setup
@@ -182,11 +183,11 @@ async def test_a_ban_ends_an_open_progress_stream(scene: Scene) -> None:
 
 def content_browser(user: User) -> aiohttp.ClientSession:
     """A browser holding `user`'s hub cookie (one jar for both origins: cookies ignore
-    ports)."""
+    ports), which reaches the project's own origin under `localhost` as browsers do."""
     jar = aiohttp.CookieJar(unsafe=True)
     for cookie in user.client.session.cookie_jar:
         jar.update_cookies({cookie.key: cookie.value}, user.client.make_url("/"))
-    return aiohttp.ClientSession(cookie_jar=jar, headers={"Accept": "text/html"})
+    return localhost_session(cookie_jar=jar, headers={"Accept": "text/html"})
 
 
 async def refused_within_deadline(browser: aiohttp.ClientSession, url: str) -> int:
@@ -241,7 +242,7 @@ async def test_proxied_websockets_close_with_the_session_or_key_that_opened_them
     owner: User = setup["owner"]
     ws_url = f"{setup['content']}/{setup['project_id']}/port/{project_server}/ws"
     bearer = {"Authorization": f"Bearer {setup['key']}"}
-    async with content_browser(owner) as browser, aiohttp.ClientSession(headers=bearer) as script:
+    async with content_browser(owner) as browser, localhost_session(headers=bearer) as script:
         async with browser.get(ws_url.replace("/ws", "/echo")) as resp:
             assert resp.status == 200  # the content cookie, granted from the session
         by_cookie = await browser.ws_connect(ws_url, origin=setup["content"])
