@@ -49,7 +49,7 @@ async def test_expired_entries_are_served_while_one_refresh_runs() -> None:
     roles.gate.clear()
     answers = [await cache.role(*key) for _ in range(20)]
     assert answers == ["collaborator"] * 20
-    refresh = list(cache._inflight.values())
+    refresh = cache._roles.refreshes()
     assert len(refresh) == 1  # one refresh for all of them
     roles.gate.set()
     await asyncio.gather(*refresh)

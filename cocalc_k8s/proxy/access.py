@@ -4,10 +4,9 @@ connections (services/live_connections), not here."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 
+from cocalc_k8s.core.refreshing_cache import RefreshingCache
 from cocalc_k8s.services.projects import ProjectService, Role
 
 TTL = 5.0  # seconds: the longest a removed collaborator keeps access without a NOTIFY
@@ -18,62 +17,41 @@ Key = tuple[uuid.UUID, uuid.UUID]  # (account_id, project_id)
 class AccessCache:
     def __init__(self, projects: ProjectService, *, ttl: float = TTL) -> None:
         self.projects = projects
-        self.ttl = ttl
-        self._roles: dict[Key, tuple[float, Role | None]] = {}
-        self._inflight: dict[Key, asyncio.Future[Role | None]] = {}
-        self._generation = 0  # bumped by every change of members: late loads are not kept
+        self._roles: RefreshingCache[Key, Role | None] = RefreshingCache(
+            self._load, ttl=ttl, max_entries=100_000
+        )
+
+    @property
+    def ttl(self) -> float:
+        return self._roles.ttl
 
     async def role(self, account_id: uuid.UUID, project_id: uuid.UUID) -> Role | None:
-        """The cached role. An expired entry is answered from the cache while one query
-        refreshes it (a change of members drops entries at once, through NOTIFY), and
-        concurrent misses share one query: expiry never sends a burst to the database."""
-        key = (account_id, project_id)
-        entry = self._roles.get(key)
-        if entry is not None:
-            if entry[0] <= time.monotonic() and key not in self._inflight:
-                self._inflight[key] = asyncio.ensure_future(self._load(key))
-            return entry[1]
-        pending = self._inflight.get(key)
-        if pending is None:
-            pending = self._inflight[key] = asyncio.ensure_future(self._load(key))
-        return await asyncio.shield(pending)
+        """The cached role (see `RefreshingCache`: one query per key at a time, expired
+        entries answered while refreshed, changes of members dropped at once by NOTIFY)."""
+        return await self._roles.get((account_id, project_id))
 
     async def _load(self, key: Key) -> Role | None:
-        generation = self._generation
-        try:
-            role = await self.projects.role_of(*key)
-            if generation == self._generation:  # no change of members meanwhile
-                if len(self._roles) > 100_000:
-                    self._roles.clear()
-                self._roles[key] = (time.monotonic() + self.ttl, role)
-            return role
-        finally:
-            self._inflight.pop(key, None)
+        return await self.projects.role_of(*key)
 
     def members_changed(self, payload: str) -> None:
         """NOTIFY callback: a project's members changed."""
-        self._generation += 1
-        try:
-            project_id = uuid.UUID(payload)
-        except ValueError:
-            self._roles.clear()
-            return
-        for key in [k for k in self._roles if k[1] == project_id]:
-            del self._roles[key]
+        _drop_matching(self._roles, payload, 1)
 
     def account_changed(self, payload: str) -> None:
         """NOTIFY callback: an account's credentials changed (banned, made admin, password):
         its cached roles go."""
-        self._generation += 1
-        try:
-            account_id = uuid.UUID(payload)
-        except ValueError:
-            self._roles.clear()
-            return
-        for key in [k for k in self._roles if k[0] == account_id]:
-            del self._roles[key]
+        _drop_matching(self._roles, payload, 0)
 
     def forget(self) -> None:
         """The listener reconnected: cached roles may have missed a change."""
-        self._generation += 1
         self._roles.clear()
+
+
+def _drop_matching(cache: RefreshingCache[Key, Role | None], payload: str, part: int) -> None:
+    """Drop the entries whose key's `part` is the id in `payload` (all, if it is none)."""
+    try:
+        wanted = uuid.UUID(payload)
+    except ValueError:
+        cache.clear()
+        return
+    cache.drop(lambda key: key[part] == wanted)

@@ -13,11 +13,10 @@ queries to the database.
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 
 from cocalc_k8s.core.identity import Credential
+from cocalc_k8s.core.refreshing_cache import RefreshingCache
 from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.sessions import SessionService
 
@@ -33,11 +32,14 @@ class CredentialStatus:
     ) -> None:
         self.sessions = sessions
         self.api_keys = api_keys
-        self.ttl = ttl
-        self._answers: dict[Key, tuple[float, bool]] = {}
-        self._inflight: dict[Key, asyncio.Future[bool]] = {}
-        self._generation = 0  # bumped by every change: answers loaded before are not kept
-        self.enabled = False  # caching only while the NOTIFY listener runs
+        # Off until the listener runs: caching only while NOTIFY can drop entries.
+        self._answers: RefreshingCache[Key, bool] = RefreshingCache(
+            lambda key: self.check(*key), ttl=ttl, max_entries=MAX_ENTRIES, enabled=False
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self._answers.enabled
 
     async def check(self, account_id: uuid.UUID, credential: Credential) -> bool:
         """True while the credential exists, has not expired, belongs to this account and
@@ -54,45 +56,21 @@ class CredentialStatus:
 
     async def valid(self, account_id: uuid.UUID, credential: Credential) -> bool:
         """`check`, answered from the cache when it can be."""
-        key = (account_id, credential)
-        entry = self._answers.get(key)
-        if entry is not None:
-            if entry[0] <= time.monotonic() and key not in self._inflight:
-                self._inflight[key] = asyncio.ensure_future(self._load(key))
-            return entry[1]
-        pending = self._inflight.get(key)
-        if pending is None:
-            pending = self._inflight[key] = asyncio.ensure_future(self._load(key))
-        return await asyncio.shield(pending)
-
-    async def _load(self, key: Key) -> bool:
-        generation = self._generation
-        try:
-            answer = await self.check(*key)
-            if self.enabled and generation == self._generation:
-                if len(self._answers) >= MAX_ENTRIES:
-                    self._answers.clear()
-                self._answers[key] = (time.monotonic() + self.ttl, answer)
-            return answer
-        finally:
-            self._inflight.pop(key, None)
+        return await self._answers.get((account_id, credential))
 
     def account_changed(self, payload: str) -> None:
         """NOTIFY callback (`cocalc_credentials`, payload: an account id)."""
-        self._generation += 1
         try:
             account_id = uuid.UUID(payload)
         except ValueError:
             self._answers.clear()
             return
-        for key in [k for k in self._answers if k[0] == account_id]:
-            del self._answers[key]
+        self._answers.drop(lambda key: key[0] == account_id)
 
     def forget(self) -> None:
         """The listener lost its connection: answers may miss changes until it is back."""
-        self.enabled = False
-        self._generation += 1
+        self._answers.enabled = False
         self._answers.clear()
 
     def enable(self) -> None:
-        self.enabled = True
+        self._answers.enabled = True
