@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cocalc_k8s.core.project_state import ProjectState
 from cocalc_k8s.core.quotas import Quota, effective_quota
-from cocalc_k8s.core.tasks import cancel
 from cocalc_k8s.db.models import Project, SiteSetting
+from cocalc_k8s.services.leader_loop import LeaderLoop
 from cocalc_k8s.services.lifecycle import LifecycleManager
 
 log = logging.getLogger(__name__)
@@ -40,29 +39,16 @@ class Culler:
     ) -> None:
         self.engine = engine
         self.manager = manager
-        self.interval = interval
         self.start_timeout = timedelta(seconds=start_timeout)
         self.stop_timeout = timedelta(seconds=stop_timeout)
-        self._task: asyncio.Task[None] | None = None
+        self._loop = LeaderLoop("culler", self.sweep, interval)
 
     def on_leadership(self, leading: bool) -> None:
-        if leading and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="culler")
-        elif not leading and self._task is not None:
-            self._task.cancel()
-            self._task = None
+        """Only the leader (who runs the projects) sweeps."""
+        self._loop.on_leadership(leading)
 
     async def close(self) -> None:
-        await cancel(self._task)
-        self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.sweep()
-            except Exception:  # a failed sweep must not end culling; the next one retries
-                log.exception("culling sweep failed")
+        await self._loop.close()
 
     async def sweep(self, now: datetime | None = None) -> list[tuple[str, str]]:
         """One pass; returns what it did as (project_id, action) pairs (for tests, logs)."""

@@ -40,8 +40,8 @@ from cocalc_k8s.core.errors import InsufficientStorage, PayloadTooLarge
 from cocalc_k8s.core.project_state import ProjectState
 from cocalc_k8s.core.projectfs import ProjectFS
 from cocalc_k8s.core.quotas import effective_quota
-from cocalc_k8s.core.tasks import cancel
 from cocalc_k8s.db.models import Project, SiteSetting
+from cocalc_k8s.services.leader_loop import LeaderLoop
 from cocalc_k8s.services.lifecycle import LifecycleManager
 
 log = logging.getLogger(__name__)
@@ -72,11 +72,10 @@ class DiskQuota:
         self.lifecycle = lifecycle
         self.volume = volume
         self.reserve_bytes = reserve_bytes
-        self.interval = interval
         self.ttl = ttl
         self._usage: dict[uuid.UUID, tuple[float, int]] = {}
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = LeaderLoop("disk-quota", self.sweep, interval)
         self.enforcement = "Disk quotas are enforced by accounting."  # see `enforcement`
 
     # -- usage ------------------------------------------------------------------------
@@ -195,24 +194,11 @@ class DiskQuota:
         return [(project_id, reason) for project_id, reason, _ in stops]
 
     def on_leadership(self, leading: bool) -> None:
-        """Only the leader (who runs the projects) checks them."""
-        if leading and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="disk-quota")
-        elif not leading and self._task is not None:
-            self._task.cancel()
-            self._task = None
+        """Only the leader (who runs the projects) sweeps."""
+        self._loop.on_leadership(leading)
 
     async def close(self) -> None:
-        await cancel(self._task)
-        self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.sweep()
-            except Exception:  # a failed sweep must not end the checks; the next retries
-                log.exception("disk quota sweep failed")
+        await self._loop.close()
 
 
 def enforcement(path: Path) -> str:
