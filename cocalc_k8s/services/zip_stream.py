@@ -8,7 +8,8 @@ Confinement: the walk starts from a directory descriptor given by `ProjectFS.ope
 and goes down only by ``O_NOFOLLOW`` opens relative to descriptors. **Symbolic links are
 skipped**, wherever they point (one inside the home would duplicate data or loop; one
 outside must not be read). FIFOs, sockets and devices are skipped too; so is anything
-that cannot be read or that disappears during the walk.
+that cannot be read or that disappears during the walk. With `skip_hidden` (the share
+site's zips), names starting with a dot are left out as well, at every depth.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class _Pipe:
         asyncio.run_coroutine_threadsafe(self._queue.put(None), self._loop).result()
 
 
-async def zip_pieces(dir_fd: int) -> AsyncGenerator[bytes, None]:
+async def zip_pieces(dir_fd: int, *, skip_hidden: bool = False) -> AsyncGenerator[bytes, None]:
     """The zip of the tree under `dir_fd` (which this closes), piece by piece."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_PIECES)
@@ -79,7 +80,7 @@ async def zip_pieces(dir_fd: int) -> AsyncGenerator[bytes, None]:
     def produce() -> None:
         try:
             with zipfile.ZipFile(pipe, "w", allowZip64=True) as archive:
-                _add_dir(archive, dir_fd, "")
+                _add_dir(archive, dir_fd, "", skip_hidden)
             pipe.finish()
         finally:
             os.close(dir_fd)
@@ -98,9 +99,9 @@ async def zip_pieces(dir_fd: int) -> AsyncGenerator[bytes, None]:
             getter.cancel()
 
 
-def _add_dir(archive: zipfile.ZipFile, dir_fd: int, prefix: str) -> None:
+def _add_dir(archive: zipfile.ZipFile, dir_fd: int, prefix: str, skip_hidden: bool) -> None:
     with os.scandir(dir_fd) as it:
-        names = sorted(entry.name for entry in it)
+        names = sorted(e.name for e in it if not (skip_hidden and e.name.startswith(".")))
     for name in names:
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -108,7 +109,7 @@ def _add_dir(archive: zipfile.ZipFile, dir_fd: int, prefix: str) -> None:
                 fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
                 try:
                     archive.writestr(_info(prefix + name + "/", st), b"")
-                    _add_dir(archive, fd, prefix + name + "/")
+                    _add_dir(archive, fd, prefix + name + "/", skip_hidden)
                 finally:
                     os.close(fd)
             elif stat.S_ISREG(st.st_mode):

@@ -72,6 +72,12 @@ class PublishedFiles:
         fs = await self.files.fs(project_id)
         return await asyncio.to_thread(_open, fs, item_path, inner)
 
+    async def open_folder(self, project_id: uuid.UUID, item_path: str, inner: str) -> int:
+        """A descriptor of a folder inside a published folder (for its zip; the caller
+        closes it); NotFound for a file, a published file, or anything out of reach."""
+        fs = await self.files.fs(project_id)
+        return await asyncio.to_thread(_open_folder, fs, item_path, inner)
+
 
 def _kind_of_path(fs: ProjectFS, path: str) -> str:
     try:
@@ -124,6 +130,16 @@ def _open(fs: ProjectFS, item_path: str, inner: str) -> Opened:
             where = item_path if only is not None else _join(item_path, inner)
             return Opened(inner, where, handle=handle, st=st, head=head)
     except DomainError:
+        raise NotFound(NOT_FOUND) from None
+
+
+def _open_folder(fs: ProjectFS, item_path: str, inner: str) -> int:
+    try:
+        with _rooted(fs, item_path) as (root, only):
+            if only is not None:
+                raise NotFound(NOT_FOUND)
+            return root.open_dir(inner)
+    except DomainError:  # BadRequest: not a directory
         raise NotFound(NOT_FOUND) from None
 
 

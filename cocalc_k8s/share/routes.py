@@ -22,7 +22,7 @@ from cocalc_k8s.db.notify import PROJECT_ACCESS, Listener
 from cocalc_k8s.keys import ENGINE, FILES, PROJECTS
 from cocalc_k8s.services.sharing import SHARE_CHANNEL, SharingService, ViewCounter
 from cocalc_k8s.services.url_names import UrlNames
-from cocalc_k8s.share import api, manage, pages, raw, seo
+from cocalc_k8s.share import api, folder_zip, manage, pages, raw, seo
 from cocalc_k8s.share.cache import RenderCache
 from cocalc_k8s.share.keys import (
     PUBLISHED,
@@ -94,6 +94,8 @@ def setup_share(app: web.Application, *, database_url: str) -> None:
             web.get("/share", pages.index),
             web.get("/share/", pages.index),
             web.get("/share/raw/{share_id}/{path:.*}", raw.raw),
+            web.get("/share/zip/{share_id}", folder_zip.folder_zip),
+            web.get("/share/zip/{share_id}/{path:.*}", folder_zip.folder_zip),
             web.get("/share/project/{project_id}", manage.project_shares),
             web.get("/share/{share_id}", pages.item_by_id),
             web.get("/share/{share_id}/{path:.*}", pages.item_by_id),

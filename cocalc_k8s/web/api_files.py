@@ -18,11 +18,11 @@ from aiohttp import web
 
 from cocalc_k8s.core.errors import PayloadTooLarge
 from cocalc_k8s.keys import ACTIVITY, DISK_QUOTA, ENGINE, FILES, PROJECTS
-from cocalc_k8s.services.zip_stream import zip_filename, zip_pieces
+from cocalc_k8s.services.zip_stream import zip_filename
 from cocalc_k8s.web import api_uploads
 from cocalc_k8s.web.access import ProjectAccess, project_access
 from cocalc_k8s.web.download_types import attachment, download_type
-from cocalc_k8s.web.file_response import send_file
+from cocalc_k8s.web.file_response import send_file, send_zip
 from cocalc_k8s.web.jsonio import json_response, read_json
 
 CHUNK = 256 * 1024
@@ -137,22 +137,12 @@ async def download_zip(request: web.Request) -> web.StreamResponse:
     except BaseException:
         await asyncio.to_thread(os.close, dir_fd)
         raise
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "application/zip",
-            "Content-Disposition": attachment(name),
-            "Content-Security-Policy": "sandbox",
-            "Cache-Control": "private, no-store",
-        }
-    )
-    pieces = zip_pieces(dir_fd)
-    try:
-        await response.prepare(request)
-        async for piece in pieces:
-            await response.write(piece)
-        await response.write_eof()
-    finally:
-        await pieces.aclose()
+    headers = {
+        "Content-Disposition": attachment(name),
+        "Content-Security-Policy": "sandbox",
+        "Cache-Control": "private, no-store",
+    }
+    response = await send_zip(request, dir_fd, headers=headers)
     request.app[ACTIVITY].touch(access.project_id)
     return response
 

@@ -1,6 +1,7 @@
 """One open file sent as an HTTP response: the whole file or the asked byte range (RFC 9110
-Range, one range), streamed in chunks read off the event loop. Shared by the files API and
-the share site's raw files; each caller sets its own headers (types, CSP, ETag) first."""
+Range, one range), streamed in chunks read off the event loop; or one open directory sent
+as a streamed zip. Shared by the files API and the share site; each caller sets its own
+headers (types, CSP, ETag, disposition) first."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import BinaryIO
 from aiohttp import web
 
 from cocalc_k8s.core.http_range import RangeNotSatisfiable, parse_range
+from cocalc_k8s.services.zip_stream import zip_pieces
 
 CHUNK = 256 * 1024
 
@@ -46,4 +48,25 @@ async def send_file(
             remaining -= len(chunk)
             await response.write(chunk)
     await response.write_eof()
+    return response
+
+
+async def send_zip(
+    request: web.Request, dir_fd: int, *, headers: dict[str, str], skip_hidden: bool = False
+) -> web.StreamResponse:
+    """Stream the zip of the tree under `dir_fd`, which this closes, whatever happens
+    (see services.zip_stream for what is left out)."""
+    response = web.StreamResponse(headers={"Content-Type": "application/zip", **headers})
+    try:
+        await response.prepare(request)
+    except BaseException:
+        await asyncio.to_thread(os.close, dir_fd)
+        raise
+    pieces = zip_pieces(dir_fd, skip_hidden=skip_hidden)  # owns dir_fd once iterated
+    try:
+        async for piece in pieces:
+            await response.write(piece)
+        await response.write_eof()
+    finally:
+        await pieces.aclose()
     return response

@@ -383,3 +383,40 @@ async def test_the_hubs_own_urls_are_not_vanity_urls(client: Any) -> None:
         assert resp.status in (401, 403, 404), (method, resp.status)
         assert resp.status != 405
     assert (await client.get("/someone/some-project/some-item")).status == 404
+
+
+async def test_a_published_folder_as_a_zip(make_user: Any, make_client: Any) -> None:
+    import io
+    import zipfile
+
+    alice, project_id, item = await setup_folder(make_user, visibility="unlisted")
+    home = home_of(alice, project_id)
+    write(home, "pub/img/.hidden/key", "secret")
+    os.symlink("../private.txt", home / "pub/up")
+    os.symlink("/etc", home / "pub/etc")
+    sid = item["id"]
+    anonymous = await make_client(same_hub_as=alice.client)
+    page = await (await anonymous.get(f"/share/{sid}")).text()
+    assert f'href="/share/zip/{sid}"' in page
+    resp = await anonymous.get(f"/share/zip/{sid}")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "application/zip"
+    assert 'filename="course.zip"' in resp.headers["Content-Disposition"]
+    assert resp.headers["X-Robots-Tag"].startswith("noindex")
+    names = zipfile.ZipFile(io.BytesIO(await resp.read())).namelist()
+    assert "README.md" in names and "img/p.png" in names and "code.py" in names
+    assert not [n for n in names if "secret" in n or "hidden" in n or n.startswith(".")]
+    assert not [n for n in names if n.startswith(("up", "etc"))]  # symlinks left out
+    sub = await anonymous.get(f"/share/zip/{sid}/img")
+    assert zipfile.ZipFile(io.BytesIO(await sub.read())).namelist() == ["p.png"]
+    folder_page = await (await anonymous.get(f"/share/{sid}/img/")).text()
+    assert f'href="/share/zip/{sid}/img"' in folder_page
+    # Nothing outside the item, nothing that is not a folder, nothing for strangers.
+    for form in ("..", "%2e%2e", "img/../..", "up", "etc", ".secret", "img/.hidden", "code.py"):
+        assert await raw_status(alice, f"/share/zip/{sid}/{form}") == 404, form
+    file_item = await publish(alice, project_id, path="private.txt", visibility="unlisted")
+    assert (await anonymous.get(f"/share/zip/{file_item['id']}")).status == 404
+    await alice.call(
+        "PATCH", f"/api/v2/projects/{project_id}/public-paths/{sid}", {"visibility": "disabled"}
+    )
+    assert (await anonymous.get(f"/share/zip/{sid}")).status == 404
