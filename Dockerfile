@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# cocalc-k8s images, two targets of one build (docs/kubernetes.md):
+# cocalc-k8s images, two targets of one build (docs/kubernetes.md; scripts/build-images.sh
+# builds both with podman or docker):
 #
 #   docker build --target hub     -t REGISTRY/cocalc-k8s-hub:0.1.0 .
 #   docker build --target project -t REGISTRY/cocalc-k8s-project:0.1.0 .
@@ -8,13 +9,23 @@
 #          NFSv4 from a second container of the same pod (docker/nfs-start.sh).
 # project: what every project pod runs: the project agent in a virtualenv of its own, and
 #          the user's environment (Python, git, JupyterLab, common tools) as uid 2001.
+#
+# BASE_IMAGE is any Debian bookworm with python3 and its venv module: the official Python
+# image by default, or a base bootstrapped with mmdebstrap where no registry of images is
+# reachable (scripts/build-images.sh). Python programs are called as `python3` and
+# installed into virtualenvs, which both kinds of base honour (Debian's own Python refuses
+# `pip install` outside one).
+#
+# Behind a TLS-inspecting proxy, pass its CA bundle as the build secret `ca-bundle`
+# (`--secret id=ca-bundle,src=/etc/ssl/certs/ca-certificates.crt`): the pip steps use it
+# while they run, and it is in no layer. Files move between stages with COPY --from, which
+# BuildKit and buildah both follow (buildah skips a stage used only by RUN --mount from=).
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-FROM ${PYTHON_IMAGE} AS base
+FROM ${BASE_IMAGE} AS base
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     LANG=C.UTF-8
 
@@ -23,7 +34,10 @@ FROM base AS wheel
 WORKDIR /src
 COPY pyproject.toml setup.cfg README.md ./
 COPY cocalc_k8s ./cocalc_k8s
-RUN pip wheel --no-deps --wheel-dir /wheels .
+RUN --mount=type=secret,id=ca-bundle,target=/run/secrets/ca-bundle \
+    if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
+    && python3 -m venv /opt/build \
+    && /opt/build/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM base AS hub
 # DL3008 (pin apt versions) does not apply: Debian replaces a package version on the
@@ -35,8 +49,14 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 2001 cocalc \
     && useradd --uid 2001 --gid 2001 --home-dir /data --no-create-home --shell /usr/sbin/nologin cocalc
-RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
-    pip install /wheels/cocalc_k8s-*.whl
+COPY --from=wheel /wheels /opt/wheels
+# The pip cache (a build cache, in no layer) keeps the hub's dependencies between builds,
+# so a change of the package alone reinstalls in seconds.
+RUN --mount=type=secret,id=ca-bundle,target=/run/secrets/ca-bundle \
+    --mount=type=cache,target=/root/.cache/pip \
+    if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
+    && python3 -m venv /opt/cocalc \
+    && /opt/cocalc/bin/pip install /opt/wheels/cocalc_k8s-*.whl
 COPY docker/ganesha.conf /etc/ganesha/ganesha.conf
 COPY --chmod=0755 docker/hub-start.sh /usr/local/bin/cocalc-hub-start
 COPY --chmod=0755 docker/nfs-start.sh /usr/local/bin/cocalc-nfs-start
@@ -44,7 +64,8 @@ COPY --chmod=0755 docker/nfs-start.sh /usr/local/bin/cocalc-nfs-start
 # container of the pod runs as root with a few capabilities (deployment.yaml).
 USER 2001
 WORKDIR /data
-ENV COCALC_DATA_DIR=/data COCALC_HOST=0.0.0.0 COCALC_PORT=8443
+ENV PATH=/opt/cocalc/bin:$PATH \
+    COCALC_DATA_DIR=/data COCALC_HOST=0.0.0.0 COCALC_PORT=8443
 EXPOSE 8443 8444 8080 2049
 ENTRYPOINT ["tini", "--", "cocalc-hub-start"]
 CMD ["serve", "--backend", "kubernetes"]
@@ -60,15 +81,26 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 2001 user \
     && useradd --uid 2001 --gid 2001 --home-dir /home/user --create-home --shell /bin/bash user
+# The user's environment: a virtualenv first on PATH (so `pip install` just works, with
+# either base), system packages visible, owned by root: users add theirs with --user.
+RUN --mount=type=secret,id=ca-bundle,target=/run/secrets/ca-bundle \
+    --mount=type=cache,target=/root/.cache/pip \
+    if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
+    && python3 -m venv --system-site-packages /opt/python \
+    && /opt/python/bin/pip install "jupyterlab==${JUPYTERLAB_VERSION}"
 # The agent in /opt/cocalc: only its own dependencies, out of reach of the user's pip.
-RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
-    python -m venv /opt/cocalc \
-    && /opt/cocalc/bin/pip install --no-deps /wheels/cocalc_k8s-*.whl \
+# Its dependencies come before the package, so a change of the package alone is one
+# small layer.
+RUN --mount=type=secret,id=ca-bundle,target=/run/secrets/ca-bundle \
+    --mount=type=cache,target=/root/.cache/pip \
+    if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
+    && python3 -m venv /opt/cocalc \
     && /opt/cocalc/bin/pip install "aiohttp>=3.14" "psutil>=5.9" "ptyprocess>=0.7"
-RUN pip install "jupyterlab==${JUPYTERLAB_VERSION}"
+COPY --from=wheel /wheels /opt/wheels
+RUN /opt/cocalc/bin/pip install --no-cache-dir --no-deps /opt/wheels/cocalc_k8s-*.whl
 USER 2001
 WORKDIR /home/user
-ENV HOME=/home/user SHELL=/bin/bash PATH=/home/user/.local/bin:$PATH
+ENV HOME=/home/user SHELL=/bin/bash PATH=/home/user/.local/bin:/opt/python/bin:$PATH
 EXPOSE 6000
 ENTRYPOINT ["tini", "--"]
 # What the pod runs (cocalc_k8s.k8s.manifests.agent_command): the token comes from the

@@ -48,7 +48,6 @@ POD_FINDINGS = {
     "CKV_K8S_43": "images by tag (COCALC_K8S_PROJECT_TAG, the pods' project_tag label)",
     "CKV_K8S_15": "IfNotPresent: the project image is large; a new tag is a new name",
     "CKV_K8S_40": "uid 2001 owns every home; a higher uid would mean chowning them all",
-    "CKV_K8S_22": "the user's environment: tools write outside $HOME (caches, /var/tmp)",
     "CKV_K8S_8": "no liveness probe: a restart by the kubelet would kill the user's processes",
 }
 

@@ -77,6 +77,7 @@ def container(image: str, resources: dict[str, Any], mounts: list[Any]) -> dict[
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
             "runAsNonRoot": True,
         },
         "readinessProbe": {
@@ -87,6 +88,7 @@ def container(image: str, resources: dict[str, Any], mounts: list[Any]) -> dict[
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [
             *mounts,
+            {"name": "tmp", "mountPath": "/tmp"},
             {"name": "agent-token", "mountPath": "/var/run/cocalc", "readOnly": True},
         ],
     }
@@ -100,6 +102,7 @@ POD_SECURITY = {
     "fsGroupChangePolicy": "OnRootMismatch",
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+TMP_VOLUME = {"name": "tmp", "emptyDir": {}}
 TOKEN_VOLUME = {
     "name": "agent-token",
     "secret": {
@@ -137,6 +140,7 @@ def test_default_quota_on_nfs() -> None:
             "volumes": [
                 {"name": "home", "nfs": {"server": "10.96.0.42", "path": f"/projects/{PID}"}},
                 {"name": "ext", "nfs": {"server": "10.96.0.42", "path": "/ext", "readOnly": True}},
+                TMP_VOLUME,
                 TOKEN_VOLUME,
             ],
         },
@@ -173,6 +177,7 @@ def test_pool_pvc_ext_rw_no_network() -> None:
             ],
             "volumes": [
                 {"name": "projects", "persistentVolumeClaim": {"claimName": "homes"}},
+                TMP_VOLUME,
                 TOKEN_VOLUME,
             ],
             "imagePullSecrets": [{"name": "regcred"}],
@@ -265,10 +270,11 @@ def test_config_errors_and_parsers() -> None:
 
 def test_without_ext() -> None:
     pod = build(Quota(), KubernetesConfig(nfs_server="10.0.0.1", ext=False))
-    assert [v["name"] for v in pod["spec"]["volumes"]] == ["home", "agent-token"]
+    assert [v["name"] for v in pod["spec"]["volumes"]] == ["home", "tmp", "agent-token"]
     pod = build(Quota(), KubernetesConfig(storage="pvc", ext=False))
     assert [m["mountPath"] for m in pod["spec"]["containers"][0]["volumeMounts"]] == [
         "/home/user",
+        "/tmp",
         "/var/run/cocalc",
     ]
 

@@ -1,9 +1,11 @@
-"""A project pod's volumes and mounts: the home, /ext and the agent's token file.
+"""A project pod's volumes and mounts: the home, /ext, /tmp and the agent's token file.
 
     nfs mode   home = nfs {server, path: /projects/<id>}       ext = nfs {path: /ext}
     pvc mode   one claim, mounted twice: subPath projects/<id> (home) and subPath ext
 
-/ext is read-only (volume and mount) unless the quota says `ext_rw`. The token file is
+/ext is read-only (volume and mount) unless the quota says `ext_rw`. The container's root
+filesystem is read-only (manifests.py): the home is the writable volume, and /tmp an
+`emptyDir` (counted in the pod's ephemeral-storage limit). The token file is
 `root:<gid>` mode 0440 through the pod's fsGroup: readable by the project's uid, by no
 other non-root uid.
 """
@@ -19,6 +21,7 @@ EXT_MOUNT = "/ext"
 TOKEN_DIR = "/var/run/cocalc"  # noqa: S105 (a directory, not a password)
 TOKEN_FILE = f"{TOKEN_DIR}/token"
 TOKEN_MODE = 0o440
+TMP_DIR = "/tmp"  # noqa: S108 (the pod's own emptyDir, not the host's /tmp)
 
 
 def project_volumes(
@@ -34,11 +37,13 @@ def project_volumes(
         },
     }
     token_mount = {"name": "agent-token", "mountPath": TOKEN_DIR, "readOnly": True}
+    tmp_volume = {"name": "tmp", "emptyDir": {}}
+    tmp_mount = {"name": "tmp", "mountPath": TMP_DIR}
     if config.storage == "nfs":
         volumes, mounts = _nfs(names, config, ext_rw=ext_rw)
     else:
         volumes, mounts = _claim(names, config, ext_rw=ext_rw)
-    return [*volumes, token_volume], [*mounts, token_mount]
+    return [*volumes, tmp_volume, token_volume], [*mounts, tmp_mount, token_mount]
 
 
 def _nfs(
