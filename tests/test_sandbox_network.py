@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cocalc_k8s.backends.network import blocked_routes, route_batch, slirp_command
-from cocalc_k8s.keys import LIFECYCLE
+from cocalc_k8s.backends.network import (
+    blocked_routes,
+    route_batch,
+    route_command,
+    slirp_command,
+)
 from tests.conftest import sign_up
 from tests.test_lifecycle import wait_state
 from tests.test_projects_api import User, new_project
@@ -37,9 +40,16 @@ def test_blocked_routes_cover_private_ranges_and_the_host_addresses() -> None:
     assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(routes)
     assert "192.0.2.7/32" in routes and not any(r.startswith("127.") for r in routes)
     assert route_batch(["10.0.0.0/8"]) == b"route add unreachable 10.0.0.0/8\n"
-    command = slirp_command(42, 7, userns=None)
+    command = slirp_command("/proc/self/fd/5", 7, userns=None)
+    assert command[0] == "slirp4netns"
     assert "--disable-host-loopback" in command and "--ready-fd=7" in command
-    assert command[-2:] == ["42", "tap0"]
+    assert command[-3:] == ["--netns-type=path", "/proc/self/fd/5", "tap0"]
+    # A hub that is not root: both run as root of the user namespace owning the network's.
+    rootless = slirp_command("/proc/self/fd/5", 7, userns="/proc/self/fd/6")
+    assert rootless[:3] == ["nsenter", "--preserve-credentials", "--user=/proc/self/fd/6"]
+    assert route_command("/proc/self/fd/5", userns="/proc/self/fd/6")[3:] == [
+        "nsenter", "--net=/proc/self/fd/5", "ip", "-batch", "-",
+    ]  # fmt: skip
 
 
 @pytest.fixture
@@ -83,24 +93,23 @@ async def test_network_when_the_quota_allows_it_and_never_the_hosts_loopback(
             )
             body = await run(admin, project_id, connect)
             assert body["exit_code"] != 0, (project_id, host, body)
-    backend = admin.client.app[LIFECYCLE].backend
-    sandbox = backend.sandbox_pid(uuid.UUID(online))
-    assert _network_helpers(sandbox)
+    assert len(_network_helpers()) == 1
     for project_id in (online, offline):
         await admin.call("POST", f"/api/v2/projects/{project_id}/stop")
         await wait_state(admin, project_id, "stopped")
-    assert not _network_helpers(sandbox)  # stop ends slirp4netns with the namespace
+    assert not _network_helpers()  # stop ends slirp4netns with the namespace
 
 
-def _network_helpers(sandbox_pid: int) -> list[int]:
-    """The slirp4netns processes serving the namespace of `sandbox_pid`."""
+def _network_helpers() -> list[int]:
+    """The slirp4netns processes this hub started (its children)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                stat = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()
             except OSError:
                 continue
-            if cmdline[0].endswith(b"slirp4netns") and str(sandbox_pid).encode() in cmdline:
+            if cmdline[0].endswith(b"slirp4netns") and int(stat[1]) == os.getpid():
                 found.append(int(entry))
     return found

@@ -127,21 +127,25 @@ def tester_root() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def run_as_tester(root: Path) -> dict[str, Any]:
+def run_as_tester(
+    root: Path, script: str = SCRIPT, *, user: str | None = USER, setup: str = ""
+) -> dict[str, Any]:
+    """Run `script` (argument: `root`) as `user` (None: as root), after the shell commands
+    `setup` (run as root, in the same private namespaces); its last line of output, JSON."""
     pyenv = Path("/root/.pyenv")
-    inner = [
-        "setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups", "--",
-        sys.executable, "-c", SCRIPT, str(root),
-    ]  # fmt: skip
-    if pyenv.is_dir():
+    inner = [sys.executable, "-c", script, str(root)]
+    if user is not None:
+        inner = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--", *inner]
+    shell = f"{setup} && " if setup else ""
+    if pyenv.is_dir() and user is not None:
         source = root / ".pyenv-source"
         source.mkdir()
-        shell = (
+        shell += (
             f"mount --bind {pyenv} {source} && mount -t tmpfs -o mode=0755 tmpfs /root && "
-            f'mkdir /root/.pyenv && mount --bind {source} /root/.pyenv && exec "$@"'
+            f"mkdir /root/.pyenv && mount --bind {source} /root/.pyenv && "
         )
-        command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell, "sh"]
-        inner = [*command, *inner]
+    namespaces = ["--mount", "--propagation", "private", *(["--net"] if setup else [])]
+    inner = ["unshare", *namespaces, "sh", "-c", shell + 'exec "$@"', "sh", *inner]
     done = subprocess.run(
         inner,
         capture_output=True,

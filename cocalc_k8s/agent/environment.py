@@ -44,6 +44,11 @@ def child_environment(home: Path, *, term: str) -> dict[str, str]:
     env.setdefault("LANG", "C.UTF-8")
     user = user_name()
     env.update(HOME=str(home), USER=user, LOGNAME=user, SHELL=user_shell(), TERM=term)
+    # `pip install --user` into the home, refused by Debian's Python (PEP 668) otherwise. The
+    # system's packages are not the project's to change (read-only in the sandbox, another
+    # user's files out of it); a user install only shadows them for this project, which can
+    # remove ~/.local again.
+    env["PIP_BREAK_SYSTEM_PACKAGES"] = "1"
     if not has_passwd_entry():
         # A project's own uid (the local backend as root) has no passwd entry, and bash
         # would show "I have no name!" for \u in the prompt: show $USER instead.

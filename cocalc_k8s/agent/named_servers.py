@@ -8,18 +8,9 @@ with the base URL the hub will serve it under; it answers ``{"port": N, "token":
 the port accepts connections.
 
 Credentials: each server gets a secret of its own, `token` (new at every start), which it
-demands of every request, so that even on a shared network (an unsandboxed project, a
-pod network) a stranger who finds the port is refused. The hub's proxy, which alone knows
-it, adds it to every request it forwards after its own check of who asks (for Jupyter:
-``Authorization: token T``); it never reaches the browser. The token reaches Jupyter in
-its environment (``JUPYTER_TOKEN``), never in its arguments, which other users may read.
-
-The same channel is meant to carry the collaborator's identity (for Jupyter's own users
-and collaboration): the proxy will add a second header naming the account, signed with
-the server's token (an HMAC over the account id and a timestamp), which an identity
-provider installed with the server verifies; the token stays the one shared secret.
-code-server has no header credential (its password becomes a cookie after a login page),
-so it keeps ``--auth none`` and relies on the sandbox's own loopback.
+demands of every request; the hub's proxy, which alone learns it, supplies it on every
+request it forwards (see `cocalc_k8s.core.server_credentials`, both ends of the
+mechanism). It reaches the server in its environment, never in its arguments.
 """
 
 from __future__ import annotations
@@ -38,12 +29,12 @@ from pathlib import Path
 
 from cocalc_k8s.agent.environment import child_environment
 from cocalc_k8s.core.errors import NotFound, Unavailable
+from cocalc_k8s.core.server_credentials import NAMES, server_environment
 
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0
 START_ATTEMPTS = 3
-NAMES = ("jupyter", "jupyterlab", "code")
 
 
 def command(name: str, *, host: str, port: int, base_url: str) -> list[str]:
@@ -70,12 +61,8 @@ def command(name: str, *, host: str, port: int, base_url: str) -> list[str]:
     code = shutil.which("code-server")
     if code is None:
         raise NotFound("code-server is not installed in this project")
-    return [code, "--bind-addr", f"{host}:{port}", "--auth", "none", "--disable-telemetry"]
-
-
-def environment(name: str, token: str) -> dict[str, str]:
-    """What a named server's environment adds (pure): its credential."""
-    return {"JUPYTER_TOKEN": token} if name in ("jupyter", "jupyterlab") else {}
+    # The password is the hashed one of its environment (HASHED_PASSWORD), as its cookie.
+    return [code, "--bind-addr", f"{host}:{port}", "--auth", "password", "--disable-telemetry"]
 
 
 @dataclass
@@ -121,7 +108,10 @@ class ServerRegistry:
             process = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=self.home,
-                env={**child_environment(self.home, term="dumb"), **environment(name, token)},
+                env={
+                    **child_environment(self.home, term="dumb"),
+                    **server_environment(name, token),
+                },
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

@@ -7,8 +7,8 @@ directory or of other projects; its loopback is its own. The agent serves on Uni
 the hub creates in a private runtime directory and hands over as descriptors (the paths
 are nowhere in the sandbox, so nothing inside can replace them): one for the agent's API,
 one for its connect service, through which the proxy reaches the project's ports
-(`cocalc_k8s.backends.agent_connect`). With network allowed by the quota, `pasta` gives
-the namespace internet access (`cocalc_k8s.backends.network`).
+(`cocalc_k8s.backends.agent_connect`). With network allowed by the quota, `slirp4netns`
+gives the namespace internet access (`cocalc_k8s.backends.network`).
 
 Each agent gets a whitelisted environment (no hub secret, no database URL), a fresh
 secret token on stdin (never in argv or the environment), coarse resource limits, and dies
@@ -172,7 +172,6 @@ class LocalBackend(ProjectBackend):
         self.python = python
         self.sandbox = sandbox
         self._runtime: Path | None = None
-        self._said_no_network = False
         self._agents: dict[uuid.UUID, _Agent] = {}
         self._port_checks: dict[tuple[uuid.UUID, int], tuple[float, bool]] = {}
         self._health = HealthProbe()
@@ -225,6 +224,9 @@ class LocalBackend(ProjectBackend):
         existing = self.address(spec.project_id)
         if existing is not None:
             return existing
+        if self.wants_uid and spec.uid is None:
+            # As root, a project without a uid of its own would run as root.
+            raise BackendError("a project of a hub running as root needs a uid of its own")
         sandboxed = await self.sandboxed()
         progress("Preparing the home directory", 10)
         await asyncio.to_thread(prepare_home, spec.home, spec.uid, sandboxed=sandboxed)
@@ -274,11 +276,6 @@ class LocalBackend(ProjectBackend):
     ) -> asyncio.subprocess.Process | None:
         """The project's network helper, or None: the project then has its loopback only
         (never a network without its restrictions)."""
-        if spec.uid is None:
-            if not self._said_no_network:
-                log.warning("projects of a hub that is not root have no network (loopback only)")
-                self._said_no_network = True
-            return None
         try:
             return await start_network(sandbox_pid)
         except (NetworkError, OSError) as exc:

@@ -1,5 +1,6 @@
 """Internet access for a sandboxed local project whose quota allows network: a user-mode
-network stack (`slirp4netns`) attached to the sandbox's network namespace.
+network stack (`slirp4netns`) attached to the sandbox's network namespace, whoever runs the
+hub.
 
 What the project can reach then: the internet, through the host's sockets, with
 
@@ -12,6 +13,13 @@ What the project can reach then: the internet, through the host's sockets, with
   project has no capability to change its routes;
 - slirp4netns in a sandbox of its own (``--enable-sandbox``, ``--enable-seccomp``).
 
+Hub as root: the namespace belongs to the hub's own user namespace, which slirp4netns and
+``ip`` enter directly. Hub as a normal user: bubblewrap made the network namespace with a
+user namespace of its own (in which the hub's uid is root; the project itself runs in a
+nested one, with no capabilities), so both run in that user namespace (``nsenter
+--preserve-credentials --user``), found from the network namespace (NS_GET_USERNS) and
+passed as a descriptor: it holds no process to name it by.
+
 Without network the namespace has its loopback only. (pasta, from passt, was the first
 choice; as root it drops to ``nobody`` before it opens the namespace and then cannot.)
 """
@@ -21,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import ipaddress
 import os
 import shutil
@@ -46,6 +55,7 @@ PRIVATE_RANGES = (
 )
 # slirp4netns's own network inside the namespace: its virtual gateway and DNS forwarder.
 SLIRP_CIDR = "10.0.2.0/24"
+_NS_GET_USERNS = 0xB701  # _IO(0xb7, 0x1): the user namespace owning a namespace
 
 
 class NetworkError(Exception):
@@ -66,25 +76,46 @@ def blocked_routes(host_addresses: Iterable[str]) -> list[str]:
     return blocked
 
 
-def slirp_command(pid: int, ready_fd: int, *, userns: str | None) -> list[str]:
-    """The slirp4netns command line for the namespace of `pid` (pure)."""
-    args = [
+def enter_userns(userns: str | None) -> list[str]:
+    """The prefix that runs a command in the user namespace at path `userns` as its root
+    (the hub's uid is mapped to root there), or nothing (pure)."""
+    return [] if userns is None else ["nsenter", "--preserve-credentials", f"--user={userns}"]
+
+
+def slirp_command(netns: str, ready_fd: int, *, userns: str | None) -> list[str]:
+    """The slirp4netns command line for the network namespace at path `netns` (pure)."""
+    return [
+        *enter_userns(userns),
         SLIRP4NETNS, "--configure", "--mtu=65520", "--disable-host-loopback",
         "--enable-sandbox", "--enable-seccomp", f"--ready-fd={ready_fd}",
+        "--netns-type=path", netns, "tap0",
     ]  # fmt: skip
-    if userns is not None:
-        args.append(f"--userns-path={userns}")
-    return [*args, str(pid), "tap0"]
 
 
-def route_command(pid: int) -> list[str]:
-    """`ip` inside the network namespace of `pid`, reading commands on stdin (pure)."""
-    return ["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-batch", "-"]
+def route_command(netns: str, *, userns: str | None) -> list[str]:
+    """`ip` inside the network namespace at path `netns`, reading commands on stdin (pure)."""
+    return [*enter_userns(userns), "nsenter", f"--net={netns}", "ip", "-batch", "-"]
 
 
 def route_batch(routes: Sequence[str]) -> bytes:
     """The `ip -batch` input that routes each of `routes` to nowhere (pure)."""
     return "".join(f"route add unreachable {route}\n" for route in routes).encode()
+
+
+def namespace_fds(pid: int) -> tuple[int, int | None]:
+    """Descriptors of the network namespace of `pid` and of the user namespace owning it,
+    None for the latter when that is the hub's own (blocking: /proc)."""
+    netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        userns = fcntl.ioctl(netns, _NS_GET_USERNS)
+    except OSError:
+        os.close(netns)
+        raise
+    if os.fstat(userns).st_ino == os.stat("/proc/self/ns/user").st_ino:
+        os.close(userns)
+        return netns, None
+    os.set_inheritable(userns, False)
+    return netns, userns
 
 
 def host_addresses() -> list[str]:
@@ -109,23 +140,51 @@ def network_available() -> str | None:
 
 
 async def start_network(pid: int) -> asyncio.subprocess.Process:
-    """Attach slirp4netns to the namespace of `pid` (the sandbox's PID 1) and block the
-    private ranges there; returns the running slirp4netns (kill it at stop; it also ends
-    when the namespace does). NetworkError if either fails (the namespace then has its
-    loopback only). Needs root: a hub that is not root gets no network for its projects,
-    whose network namespace belongs to a user namespace nested by bubblewrap, which
-    neither slirp4netns nor nsenter can enter."""
+    """Attach slirp4netns to the network namespace of `pid` (the sandbox's PID 1) and block
+    the private ranges there; returns the running slirp4netns (kill it at stop; it also
+    ends when the namespace does). NetworkError if either fails (the namespace then has
+    its loopback only)."""
     reason = network_available()
     if reason is not None:
         raise NetworkError(f"no network for the project: {reason}")
+    netns_fd, userns_fd = await asyncio.to_thread(namespace_fds, pid)
+    fds = [netns_fd] if userns_fd is None else [netns_fd, userns_fd]
+    netns = f"/proc/self/fd/{netns_fd}"
+    userns = None if userns_fd is None else f"/proc/self/fd/{userns_fd}"
+    try:
+        process = await _start_slirp(netns, userns, fds)
+        routes = blocked_routes(await asyncio.to_thread(host_addresses))
+        done = await asyncio.create_subprocess_exec(
+            *route_command(netns, userns=userns),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            pass_fds=fds,
+        )
+        _, err = await done.communicate(route_batch(routes))
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if done.returncode != 0:
+        process.kill()
+        await process.wait()
+        message = err.decode("utf-8", "replace").strip()
+        raise NetworkError(f"the project's network could not be restricted: {message}")
+    return process
+
+
+async def _start_slirp(
+    netns: str, userns: str | None, fds: list[int]
+) -> asyncio.subprocess.Process:
+    """slirp4netns, once it says the namespace is configured."""
     ready_read, ready_write = os.pipe()
     try:
         process = await asyncio.create_subprocess_exec(
-            *slirp_command(pid, ready_write, userns=None),
+            *slirp_command(netns, ready_write, userns=userns),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            pass_fds=[ready_write],
+            pass_fds=[ready_write, *fds],
             # It outlives its namespace otherwise (it holds it open) if the hub dies.
             preexec_fn=_die_with_parent,
         )
@@ -142,17 +201,4 @@ async def start_network(pid: int) -> asyncio.subprocess.Process:
         _, err = await process.communicate()
         last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no reason given"]
         raise NetworkError(f"the project's network did not start: {last[0]}")
-    routes = blocked_routes(await asyncio.to_thread(host_addresses))
-    done = await asyncio.create_subprocess_exec(
-        *route_command(pid),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await done.communicate(route_batch(routes))
-    if done.returncode != 0:
-        process.kill()
-        await process.wait()
-        message = err.decode("utf-8", "replace").strip()
-        raise NetworkError(f"the project's network could not be restricted: {message}")
     return process

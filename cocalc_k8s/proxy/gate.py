@@ -32,6 +32,7 @@ from cocalc_k8s.core.content_origin import ContentOrigins
 from cocalc_k8s.core.errors import DomainError
 from cocalc_k8s.core.identity import Credential
 from cocalc_k8s.core.redirect_targets import local_target
+from cocalc_k8s.core.server_credentials import request_headers
 from cocalc_k8s.proxy import messages
 from cocalc_k8s.proxy.access import AccessCache
 from cocalc_k8s.proxy.decisions import Allow, Decision, Respond
@@ -75,7 +76,7 @@ class ContentGate:
     agents: AgentClient
     # Set once the content origin is bound (one shared origin, or one per project).
     origins: ContentOrigins = field(default_factory=lambda: ContentOrigins(""))
-    _named: dict[tuple[str, str | None, str], tuple[int, bytes]] = field(default_factory=dict)
+    _named: dict[tuple[str, str | None, str], tuple[int, str]] = field(default_factory=dict)
     _pending: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
 
     async def __call__(self, head: RequestHead) -> Decision:
@@ -193,8 +194,8 @@ class ContentGate:
                 port, token = await self._named_port(route, address)
             except DomainError as exc:
                 return _error(head, exc.status, exc.message)
-            if token:  # the server's own credential, supplied here, never to the browser
-                credential = [(b"Authorization", b"token " + token)]
+            # The server's own credential, supplied here, never to the browser.
+            credential = request_headers(route.name or "", token)
         elif not await self._shared(
             (route.project_id, port),
             lambda: self.lifecycle.backend.serves_port(route.project_id, port),
@@ -230,10 +231,9 @@ class ContentGate:
         pending.set_result(answer)
         return answer
 
-    async def _named_port(self, route: Route, address: AgentAddress) -> tuple[int, bytes]:
+    async def _named_port(self, route: Route, address: AgentAddress) -> tuple[int, str]:
         """The port of a named server, started by the agent on first use, and the token it
-        demands (see `cocalc_k8s.agent.named_servers`: the same header will carry the
-        collaborator's identity)."""
+        demands (see `cocalc_k8s.core.server_credentials`)."""
         base_url = f"/{route.project_id}/port/{route.name}/" if route.kind == "port" else "/"
         key = (address.token, route.name, base_url)
         known = self._named.get(key)
@@ -241,8 +241,7 @@ class ContentGate:
             answer = await self.agents.call(
                 address, "POST", f"/servers/{route.name}", body={"base_url": base_url}, seconds=90
             )
-            token = str(answer.get("token") or "").encode("latin-1", "replace")
-            known = self._named[key] = (int(answer["port"]), token)
+            known = self._named[key] = (int(answer["port"]), str(answer.get("token") or ""))
         return known
 
     def _sign_in(self, head: RequestHead, route: Route, target: str) -> Decision:

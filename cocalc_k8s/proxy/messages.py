@@ -157,14 +157,18 @@ class RequestHead:
         return None
 
 
-def strip_cookies(value: bytes) -> bytes:
-    """The Cookie header without the hub's cookies."""
+def strip_cookies(value: bytes, also: frozenset[bytes] = frozenset()) -> bytes:
+    """The Cookie header without the hub's cookies (and those named in `also`)."""
     kept = [
         part
         for part in value.split(b";")
-        if part.strip().split(b"=", 1)[0].strip() not in PROTECTED_COOKIES
+        if (name := _cookie_pair_name(part)) not in PROTECTED_COOKIES and name not in also
     ]
     return b";".join(kept).strip()
+
+
+def _cookie_pair_name(part: bytes) -> bytes:
+    return part.strip().split(b"=", 1)[0].strip()
 
 
 def _cookie_name(set_cookie: bytes) -> bytes:
@@ -175,14 +179,25 @@ def _cookie_name(set_cookie: bytes) -> bytes:
     return name
 
 
+def _supplied(
+    extra: Sequence[tuple[bytes, bytes]],
+) -> tuple[frozenset[bytes], bytes, frozenset[bytes]]:
+    """(names of headers `extra` replaces, the cookies it supplies, their names)."""
+    cookies = [value for name, value in extra if name.lower() == b"cookie"]
+    replaced = frozenset(name.lower() for name, _ in extra) - {b"cookie"}
+    names = frozenset(_cookie_pair_name(part) for value in cookies for part in value.split(b";"))
+    return replaced, b"; ".join(cookies), names
+
+
 def upstream_request(
     head: RequestHead, route: Route, *, path: str, extra: Sequence[tuple[bytes, bytes]] = ()
 ) -> bytes:
     """The request head for the upstream. Headers in `extra` (a credential the proxy
-    supplies) replace the client's of the same name."""
+    supplies) replace the client's of the same name; a Cookie in `extra` replaces only the
+    client's cookies of the same names (it comes first, which servers read first)."""
     lines = [head.method + b" " + path.encode("latin-1") + b" HTTP/1.1"]
     forwarded_for = head.client.encode()
-    replaced = {name.lower() for name, _ in extra} if extra else ()
+    replaced, supplied, also = _supplied(extra) if extra else (frozenset(), b"", frozenset())
     for name, value in head.headers:
         lower = name.lower()
         if lower in HOP_BY_HOP or (head.chunked and lower == b"content-length"):
@@ -190,7 +205,9 @@ def upstream_request(
         if lower in replaced:
             continue
         if lower == b"cookie":
-            value = strip_cookies(value)
+            value = strip_cookies(value, also)
+            if supplied:
+                value, supplied = (supplied + b"; " + value if value else supplied), b""
             if not value:
                 continue
         elif lower == b"authorization" and value[:10].lower() == b"bearer ck_":
@@ -207,7 +224,9 @@ def upstream_request(
     lines.append(b"X-Forwarded-Host: " + host)
     if route.prefix:
         lines.append(b"X-Forwarded-Prefix: " + route.prefix.encode())
-    lines.extend(name + b": " + value for name, value in extra)
+    lines.extend(name + b": " + value for name, value in extra if name.lower() != b"cookie")
+    if supplied:  # the client sent no cookie
+        lines.append(b"Cookie: " + supplied)
     if head.upgrade:
         lines.append(b"Connection: Upgrade")
         lines.append(b"Upgrade: " + (head.get(b"upgrade") or b"websocket"))
