@@ -32,7 +32,7 @@ from cocalc_k8s.k8s.manifests import project_pod
 from cocalc_k8s.k8s.names import resolved_names
 from tests.k8s_emulator import KubernetesEmulator
 
-NS = "cocalc"
+NS = "cocalc-projects"
 CONFIG = KubernetesConfig(namespace=NS, nfs_server="10.0.0.2")
 
 

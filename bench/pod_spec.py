@@ -22,7 +22,6 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=10_000)
     args = parser.parse_args()
     config = KubernetesConfig(
-        nfs_server="10.96.0.42",
         node_selector=parse_node_selector("cocalc-role=projects"),
         tolerations=parse_tolerations("cocalc-role=projects:NoSchedule"),
     )

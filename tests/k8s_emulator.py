@@ -8,6 +8,12 @@ and garbage collection of objects owned by a deleted pod. Every object created i
 validated against the real OpenAPI schemas with `kubernetes-validate`; an invalid one is
 answered 422 and recorded in `invalid`, so a test fails just as a real server would refuse.
 
+With `manifests` (the documents of deployment.yaml) it also enforces what a real API server
+would on them: the RBAC rules bound to the hub's service account (a request outside them
+is 403 with the real message; a request with `Authorization: Bearer cluster-admin` is the
+admin's and passes) and the Pod Security level of each Namespace's `enforce` label (a pod
+that violates it is 403 with the admission's reasons). Refusals are recorded in `refused`.
+
 Faults for tests: `fail_next(n, status)` answers the next n requests with an error,
 `drop_watches()` cuts every open watch mid-stream, `compact()` forgets the history.
 """
@@ -26,8 +32,17 @@ from typing import Any
 import kubernetes_validate
 from aiohttp import web
 
+from tests.k8s_pod_security import ENFORCE_LABEL, admission_error
+from tests.k8s_rbac import Rbac, Request
+
 K8S_VERSION = "1.37.0"
-PLURALS = {"pods": "Pod", "secrets": "Secret", "events": "Event", "services": "Service"}
+PLURALS = {"pods": "Pod", "secrets": "Secret", "events": "Event", "services": "Service",
+           "persistentvolumeclaims": "PersistentVolumeClaim",
+           "persistentvolumes": "PersistentVolume"}  # fmt: skip
+CLUSTER_SCOPED = frozenset({"persistentvolumes"})
+ADMIN = "Bearer cluster-admin"
+"""The Authorization of a request made as the cluster's admin (kubectl), not the hub."""
+VERBS = {"POST": "create", "DELETE": "delete", "PUT": "update", "PATCH": "patch"}
 Obj = dict[str, Any]
 
 
@@ -76,7 +91,7 @@ class Watcher:
         meta = obj["metadata"]
         return (
             plural == self.plural
-            and meta.get("namespace") == self.namespace
+            and meta.get("namespace", "") == self.namespace
             and label_matches(self.labels, meta.get("labels") or {})
             and field_matches(self.fields, obj)
         )
@@ -107,7 +122,7 @@ class Store:
 
     def put(self, plural: str, obj: Obj, *, added: bool = False) -> Obj:
         meta = obj["metadata"]
-        self.objects[(plural, meta["namespace"], meta["name"])] = obj
+        self.objects[(plural, meta.get("namespace", ""), meta["name"])] = obj
         self._record(plural, "ADDED" if added else "MODIFIED", obj)
         return obj
 
@@ -128,18 +143,34 @@ class Store:
 
 
 class KubernetesEmulator:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        manifests: list[Obj] | None = None,
+        *,
+        hub_namespace: str = "cocalc",
+        service_account: str = "cocalc-hub",
+    ) -> None:
         self.store = Store()
         self.invalid: list[str] = []
+        self.refused: list[str] = []
         self.requests: list[tuple[str, str]] = []
         self._failures: list[int] = []
         self._streams: set[web.StreamResponse] = set()
-        self.app = web.Application(middlewares=[self._faults])
-        base = "/api/v1/namespaces/{ns}/{plural}"
-        self.app.router.add_get(base, self.list_or_watch)
-        self.app.router.add_post(base, self.create)
-        self.app.router.add_get(base + "/{name}", self.read)
-        self.app.router.add_delete(base + "/{name}", self.delete)
+        docs = [d for d in manifests or [] if d]
+        self.rbac = (
+            Rbac.from_manifests(docs, namespace=hub_namespace, service_account=service_account)
+            if docs else None
+        )  # fmt: skip
+        self.namespace_labels: dict[str, dict[str, str]] = {
+            d["metadata"]["name"]: d["metadata"].get("labels") or {}
+            for d in docs if d["kind"] == "Namespace"
+        }  # fmt: skip
+        self.app = web.Application(middlewares=[self._faults, self._authorize])
+        for base in ("/api/v1/namespaces/{ns}/{plural}", "/api/v1/{plural}"):
+            self.app.router.add_get(base, self.list_or_watch)
+            self.app.router.add_post(base, self.create)
+            self.app.router.add_get(base + "/{name}", self.read)
+            self.app.router.add_delete(base + "/{name}", self.delete)
         self.runner: web.AppRunner | None = None
         self.url = ""
 
@@ -179,10 +210,29 @@ class KubernetesEmulator:
             return status_response(status, "injected failure")
         return await handler(request)  # type: ignore[no-any-return]
 
+    @web.middleware
+    async def _authorize(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """RBAC: what the hub's service account may do, checked as the API server would."""
+        info = request.match_info
+        if self.rbac is None or request.headers.get("Authorization") == ADMIN or not info:
+            return await handler(request)  # type: ignore[no-any-return]
+        name = info.get("name")
+        verb = VERBS.get(request.method, "get")
+        if request.method == "GET" and name is None:
+            verb = "watch" if request.query.get("watch", "").lower() in ("true", "1") else "list"
+        asked = Request(verb, info.get("plural", ""), info.get("ns"), name)
+        if not self.rbac.allows(asked):
+            message = self.rbac.refusal(asked)
+            self.refused.append(message)
+            return status_response(403, message)
+        return await handler(request)  # type: ignore[no-any-return]
+
     # -- handlers ---------------------------------------------------------------------
 
     async def create(self, request: web.Request) -> web.Response:
-        ns, plural = request.match_info["ns"], request.match_info["plural"]
+        ns, plural = request.match_info.get("ns", ""), request.match_info["plural"]
+        if plural not in PLURALS or (plural in CLUSTER_SCOPED) != (not ns):
+            return status_response(404, f"the server could not find the resource {plural}")
         obj: Obj = await request.json()
         obj.setdefault("apiVersion", "v1")
         obj.setdefault("kind", PLURALS[plural])
@@ -192,7 +242,13 @@ class KubernetesEmulator:
             self.invalid.append(f"{plural}: {exc}")
             return status_response(422, f"invalid {plural}: {exc}")
         meta = obj["metadata"]
-        meta["namespace"] = ns
+        if plural == "pods":
+            level = self.namespace_labels.get(ns, {}).get(ENFORCE_LABEL, "privileged")
+            if (refusal := admission_error(obj, level)) is not None:
+                self.refused.append(refusal)
+                return status_response(403, refusal)
+        if ns:
+            meta["namespace"] = ns
         if "name" not in meta and "generateName" in meta:
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         if self.store.get(plural, ns, meta["name"]) is not None:
@@ -208,14 +264,14 @@ class KubernetesEmulator:
 
     async def read(self, request: web.Request) -> web.Response:
         info = request.match_info
-        obj = self.store.get(info["plural"], info["ns"], info["name"])
+        obj = self.store.get(info["plural"], info.get("ns", ""), info["name"])
         if obj is None:
             return status_response(404, f'{info["plural"]} "{info["name"]}" not found')
         return web.json_response(obj)
 
     async def delete(self, request: web.Request) -> web.Response:
         info = request.match_info
-        plural, ns, name = info["plural"], info["ns"], info["name"]
+        plural, ns, name = info["plural"], info.get("ns", ""), info["name"]
         obj = self.store.get(plural, ns, name)
         if obj is None:
             return status_response(404, f'{plural} "{name}" not found')
@@ -228,7 +284,7 @@ class KubernetesEmulator:
         return web.json_response(obj)
 
     async def list_or_watch(self, request: web.Request) -> web.StreamResponse:
-        ns, plural = request.match_info["ns"], request.match_info["plural"]
+        ns, plural = request.match_info.get("ns", ""), request.match_info["plural"]
         query = request.query
         labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
         if query.get("watch", "").lower() in ("true", "1"):

@@ -1,5 +1,7 @@
 """The Kubernetes backend end to end: a hub with `--backend kubernetes` against the emulated
-API server (tests/k8s_emulator.py), whose test kubelet runs each pod as a real agent."""
+API server (tests/k8s_emulator.py), whose test kubelet runs each pod as a real agent. The
+emulator enforces deployment.yaml as a real API server would: the hub's RBAC rules and the
+projects' namespace's `restricted` Pod Security level; `emulator.refused` stays empty."""
 
 from __future__ import annotations
 
@@ -11,30 +13,38 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from tests.conftest import sign_up
-from tests.k8s_emulator import KubernetesEmulator
+from tests.k8s_emulator import ADMIN, KubernetesEmulator
 from tests.k8s_kubelet import TestKubelet
 from tests.test_lifecycle import wait_state
 from tests.test_projects_api import User, new_project
 
 pytestmark = pytest.mark.timeout(90)
-NS = "cocalc"
+NS = "cocalc-projects"
+HUB_NS = "cocalc"
 IMAGE = "cocalc-k8s-project:0.1.0"
+MANIFESTS = Path(__file__).resolve().parent.parent / "deployment.yaml"
+
+
+def deployment() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(MANIFESTS.read_text()) if d]
 
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[KubernetesEmulator]:
-    emulator = KubernetesEmulator()
+    emulator = KubernetesEmulator(deployment())
     await emulator.start()
     emulator.store.put("services", {
         "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "cocalc-nfs", "namespace": NS, "uid": "nfs-uid"},
+        "metadata": {"name": "cocalc-nfs", "namespace": HUB_NS, "uid": "nfs-uid"},
         "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 2049}]},
     }, added=True)  # fmt: skip
     yield emulator
     await emulator.close()
     assert emulator.invalid == [], "the hub sent objects a real API server would refuse"
+    assert emulator.refused == [], "the hub asked for what deployment.yaml does not allow"
 
 
 @pytest.fixture
@@ -98,7 +108,12 @@ async def test_start_use_and_stop_a_project_pod(
     created = pod(emulator, project_id)
     assert created is not None
     assert created["metadata"]["labels"]["run"] == "project"
-    assert created["spec"]["volumes"][0]["nfs"]["server"] == "10.96.0.20"
+    claim = created["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    assert claim == "cocalc-projects"  # the manifests' claim, bound to the export's volume
+    volume = emulator.store.get("persistentvolumes", "", "cocalc-projects-nfs")
+    assert volume is not None
+    assert volume["spec"]["nfs"] == {"server": "10.96.0.20", "path": "/"}
+    assert volume["spec"]["claimRef"]["namespace"] == NS
     assert "token" not in json.dumps(created["spec"]["containers"][0]["env"])
     secret = emulator.store.get("secrets", NS, f"project-{project_id}-token")
     assert secret is not None
@@ -156,7 +171,7 @@ async def test_pod_deleted_behind_the_hubs_back(
     await start(owner, project_id)
     async with aiohttp.ClientSession() as http:  # as `kubectl delete pod` would
         url = f"{emulator.url}/api/v1/namespaces/{NS}/pods/project-{project_id}"
-        async with http.delete(url) as resp:
+        async with http.delete(url, headers={"Authorization": ADMIN}) as resp:
             assert resp.status == 200
     project = await wait_state(owner, project_id, "failed")
     assert "deleted" in project["error"]

@@ -1,7 +1,8 @@
 """checkov (Prisma Cloud's policy scanner) on the files an admin applies: deployment.yaml
 and nfs-service.yaml pass every Kubernetes check except the ones skipped on purpose, and
 those are exactly the reviewed list below (a new skip annotation needs a review here).
-The objects the hub generates (project pods of both storage modes, the token Secret),
+The objects the hub generates (project pods of both storage modes, the token Secret, the
+export's PersistentVolume),
 rendered to YAML and scanned next to deployment.yaml's NetworkPolicies, fail only the
 reviewed checks of POD_FINDINGS.
 
@@ -29,6 +30,7 @@ from cocalc_k8s.core.quotas import Quota
 from cocalc_k8s.k8s.config import KubernetesConfig
 from cocalc_k8s.k8s.manifests import project_pod, project_token_secret
 from cocalc_k8s.k8s.names import resolved_names
+from cocalc_k8s.k8s.storage import nfs_volume
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ("deployment.yaml", "nfs-service.yaml")
@@ -41,6 +43,9 @@ REVIEWED_SKIPS = {
     ("CKV_K8S_40", "Deployment.cocalc.cocalc-hub"),  # uid 2001, the projects' uid
     ("CKV_K8S_35", "Deployment.cocalc.cocalc-hub"),  # DATABASE_URL from an optional Secret
     ("CKV_K8S_43", "Deployment.cocalc.cocalc-hub"),  # tags, not digests: the admin's images
+    ("CKV_K8S_43", "DaemonSet.cocalc-projects.cocalc-prepull"),  # the project image's tag
+    ("CKV_K8S_8", "DaemonSet.cocalc-projects.cocalc-prepull"),  # a pause process: no probe
+    ("CKV_K8S_9", "DaemonSet.cocalc-projects.cocalc-prepull"),  # ... serves nothing
 }
 
 # What checkov reports on every generated project pod, and why it stays.
@@ -87,7 +92,7 @@ def _scan(*files: str) -> dict[str, Any]:
 def test_the_manifests_pass_checkov_but_for_the_reviewed_skips() -> None:
     report = _scan(*MANIFESTS)
     assert report["summary"]["parsing_errors"] == 0
-    assert report["summary"]["resource_count"] >= 13  # every object was read
+    assert report["summary"]["resource_count"] >= 20  # every object was read
     failed = [
         (c["check_id"], c["resource"], c["check_name"]) for c in report["results"]["failed_checks"]
     ]
@@ -124,7 +129,8 @@ def test_the_pods_the_hub_generates_fail_only_the_reviewed_checks(tmp_path: Path
     pvc["metadata"]["name"] += "-pvc"  # two resources, not one
     secret = project_token_secret(project, "t" * 43, KubernetesConfig(), names=names)
     rendered = tmp_path / "generated.yaml"
-    rendered.write_text(yaml.safe_dump_all([nfs, pvc, secret]))
+    volume = nfs_volume(KubernetesConfig(), "10.96.0.42")
+    rendered.write_text(yaml.safe_dump_all([nfs, pvc, secret, volume]))
     report = _scan(str(rendered), "deployment.yaml")  # the policies select the pods
     pods = {f"Pod.{p['metadata']['namespace']}.{p['metadata']['name']}" for p in (nfs, pvc)}
     generated = [c for c in report["results"]["failed_checks"] if c["resource"] in pods]
@@ -132,4 +138,4 @@ def test_the_pods_the_hub_generates_fail_only_the_reviewed_checks(tmp_path: Path
         (check, pod) for check in POD_FINDINGS for pod in pods
     }
     others = [c for c in report["results"]["failed_checks"] if c["resource"] not in pods]
-    assert [(c["check_id"], c["resource"]) for c in others] == []  # the Secret included
+    assert [(c["check_id"], c["resource"]) for c in others] == []  # Secret and volume included

@@ -1,6 +1,7 @@
 """The files an admin applies or builds: deployment.yaml and nfs-service.yaml against the
-real Kubernetes schemas, the Role's exact rules, the NetworkPolicies, the ports, and the
-Dockerfile through hadolint. All offline."""
+real Kubernetes schemas, the namespaces, the RBAC rules, the projects' storage, the
+NetworkPolicies, the ports, the prepull DaemonSet, and the Dockerfile through hadolint.
+All offline."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import yaml
 from cocalc_k8s.k8s.config import HUB_LABELS, KubernetesConfig
 from cocalc_k8s.k8s.manifests import agent_command
 from cocalc_k8s.k8s.names import project_labels, resolved_names
+from cocalc_k8s.k8s.storage import nfs_volume
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S_VERSION = "1.37.0"
@@ -34,9 +36,16 @@ DEPLOYMENT = documents("deployment.yaml")
 NFS_SERVICE = documents("nfs-service.yaml")
 
 
-def one(kind: str, name: str) -> dict[str, Any]:
+HUB_NS, PROJECTS_NS = "cocalc", "cocalc-projects"
+CLUSTER_KINDS = ("Namespace", "ClusterRole", "ClusterRoleBinding")
+
+
+def one(kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
     found = [
-        d for d in DEPLOYMENT + NFS_SERVICE if (d["kind"], d["metadata"]["name"]) == (kind, name)
+        d
+        for d in DEPLOYMENT + NFS_SERVICE
+        if (d["kind"], d["metadata"]["name"]) == (kind, name)
+        and namespace in (None, d["metadata"].get("namespace"))
     ]
     assert len(found) == 1, (kind, name)
     return found[0]
@@ -57,32 +66,63 @@ def containers() -> dict[str, dict[str, Any]]:
 )
 def test_every_document_passes_the_kubernetes_schemas(doc: dict[str, Any]) -> None:
     kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
-    if doc["kind"] == "Namespace":
-        assert doc["metadata"]["name"] == "cocalc"
-    else:
-        assert doc["metadata"]["namespace"] == "cocalc"  # explicit, never "default"
+    if doc["kind"] in CLUSTER_KINDS:
+        assert "namespace" not in doc["metadata"]
+    else:  # explicit, never "default"
+        assert doc["metadata"]["namespace"] in (HUB_NS, PROJECTS_NS)
 
 
 def test_the_objects_an_admin_applies() -> None:
-    kinds = sorted((d["kind"], d["metadata"]["name"]) for d in DEPLOYMENT)
+    kinds = sorted(
+        (d["kind"], d["metadata"]["name"], d["metadata"].get("namespace", "")) for d in DEPLOYMENT
+    )
     assert kinds == [
-        ("Deployment", "cocalc-hub"),
-        ("Namespace", "cocalc"),
-        ("NetworkPolicy", "hub-ingress"),
-        ("NetworkPolicy", "projects-egress-dns"),
-        ("NetworkPolicy", "projects-egress-internet"),
-        ("NetworkPolicy", "projects-ingress-from-hub"),
-        ("PersistentVolumeClaim", "cocalc-data"),
-        ("Role", "cocalc-hub"),
-        ("RoleBinding", "cocalc-hub"),
-        ("Service", "cocalc"),
-        ("ServiceAccount", "cocalc-hub"),
+        ("ClusterRole", "cocalc-hub-projects-volume", ""),
+        ("ClusterRoleBinding", "cocalc-hub-projects-volume", ""),
+        ("DaemonSet", "cocalc-prepull", PROJECTS_NS),
+        ("Deployment", "cocalc-hub", HUB_NS),
+        ("Namespace", "cocalc", ""),
+        ("Namespace", "cocalc-projects", ""),
+        ("NetworkPolicy", "hub-ingress", HUB_NS),
+        ("NetworkPolicy", "prepull-isolated", PROJECTS_NS),
+        ("NetworkPolicy", "projects-egress-dns", PROJECTS_NS),
+        ("NetworkPolicy", "projects-egress-internet", PROJECTS_NS),
+        ("NetworkPolicy", "projects-ingress-from-hub", PROJECTS_NS),
+        ("PersistentVolumeClaim", "cocalc-data", HUB_NS),
+        ("PersistentVolumeClaim", "cocalc-projects", PROJECTS_NS),
+        ("Role", "cocalc-hub", HUB_NS),
+        ("Role", "cocalc-hub", PROJECTS_NS),
+        ("RoleBinding", "cocalc-hub", HUB_NS),
+        ("RoleBinding", "cocalc-hub", PROJECTS_NS),
+        ("Service", "cocalc", HUB_NS),
+        ("ServiceAccount", "cocalc-hub", HUB_NS),
     ]
     assert [(d["kind"], d["metadata"]["name"]) for d in NFS_SERVICE] == [("Service", "cocalc-nfs")]
+    assert NFS_SERVICE[0]["metadata"]["namespace"] == HUB_NS
+
+
+def test_the_namespaces_pod_security_levels() -> None:
+    config = KubernetesConfig()
+    assert (config.hub_namespace, config.namespace) == (HUB_NS, PROJECTS_NS)
+    hub, projects = one("Namespace", HUB_NS), one("Namespace", PROJECTS_NS)
+    # privileged for the nfs container; nothing else runs there.
+    assert hub["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    labels = projects["metadata"]["labels"]
+    for mode in ("enforce", "warn", "audit"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
 
 
 def test_role_grants_exactly_what_the_hub_uses() -> None:
-    assert one("Role", "cocalc-hub")["rules"] == [
+    # The hub's namespace (privileged): only the NFS Service's cluster IP. No pods there.
+    assert one("Role", "cocalc-hub", HUB_NS)["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["services"],
+            "resourceNames": ["cocalc-nfs"],
+            "verbs": ["get"],
+        },
+    ]
+    assert one("Role", "cocalc-hub", PROJECTS_NS)["rules"] == [
         {
             "apiGroups": [""],
             "resources": ["pods"],
@@ -90,25 +130,58 @@ def test_role_grants_exactly_what_the_hub_uses() -> None:
         },
         {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
-        {
-            "apiGroups": [""],
-            "resources": ["services"],
-            "resourceNames": ["cocalc-nfs"],
-            "verbs": ["get"],
-        },
-        # get: adoption after a hub restart reads the pod's token Secret back.
+        # get: adoption after a hub restart reads the pod's token Secret back; no list.
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "delete"]},
     ]
-    binding = one("RoleBinding", "cocalc-hub")
-    assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "Role",
-        "name": "cocalc-hub",
-    }
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "cocalc-hub", "namespace": "cocalc"}
+    # Cluster-wide: the export's volume, read by name; create (RBAC cannot name it).
+    assert one("ClusterRole", "cocalc-hub-projects-volume")["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["persistentvolumes"],
+            "resourceNames": [KubernetesConfig().nfs_volume],
+            "verbs": ["get"],
+        },
+        {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["create"]},
     ]
+    hub_account = [{"kind": "ServiceAccount", "name": "cocalc-hub", "namespace": HUB_NS}]
+    for kind, namespace in (("RoleBinding", HUB_NS), ("RoleBinding", PROJECTS_NS)):
+        binding = one(kind, "cocalc-hub", namespace)
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "cocalc-hub",
+        }
+        assert binding["subjects"] == hub_account
+    cluster_binding = one("ClusterRoleBinding", "cocalc-hub-projects-volume")
+    assert cluster_binding["roleRef"]["name"] == "cocalc-hub-projects-volume"
+    assert cluster_binding["subjects"] == hub_account
     assert KubernetesConfig().nfs_service == "cocalc-nfs"
+
+
+def test_the_projects_claim_is_bound_to_the_volume_the_hub_makes() -> None:
+    config = KubernetesConfig()
+    claim = one("PersistentVolumeClaim", config.projects_claim, PROJECTS_NS)["spec"]
+    volume = nfs_volume(config, "10.96.0.20")
+    kubernetes_validate.validate(volume, K8S_VERSION, strict=True)
+    assert claim["volumeName"] == volume["metadata"]["name"] == "cocalc-projects-nfs"
+    assert claim["accessModes"] == volume["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim["storageClassName"] == volume["spec"]["storageClassName"] == ""
+    assert volume["spec"]["claimRef"]["namespace"] == PROJECTS_NS
+    assert volume["spec"]["claimRef"]["name"] == config.projects_claim
+    assert volume["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+
+
+def test_the_prepull_daemonset_pulls_the_image_project_pods_use() -> None:
+    env = {e["name"]: e.get("value") for e in containers()["hub"]["env"]}
+    spec = one("DaemonSet", "cocalc-prepull", PROJECTS_NS)["spec"]["template"]["spec"]
+    (pull,) = spec["initContainers"]
+    image = f"{env['COCALC_K8S_PROJECT_IMAGE']}:{env['COCALC_K8S_PROJECT_TAG']}"
+    assert pull["image"] == image
+    assert pull["command"] == ["true"]
+    assert spec["automountServiceAccountToken"] is False
+    # It may land on new project nodes still tainted until the image is there.
+    assert {"key": "cocalc-projects", "operator": "Equal", "value": "init",
+            "effect": "NoSchedule"} in spec["tolerations"]  # fmt: skip
 
 
 def test_hub_deployment_shape() -> None:
@@ -149,9 +222,10 @@ def test_hub_deployment_shape() -> None:
         "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "SETGID", "SETUID"
     ]  # fmt: skip
     env = {e["name"]: e for e in hub["env"]}
-    assert env["COCALC_K8S_NAMESPACE"]["valueFrom"] == {
+    assert env["COCALC_K8S_HUB_NAMESPACE"]["valueFrom"] == {
         "fieldRef": {"fieldPath": "metadata.namespace"}
     }
+    assert env["COCALC_K8S_NAMESPACE"]["value"] == PROJECTS_NS
     assert not [
         e for e in hub["env"] if re.search("TOKEN|PASSWORD|SECRET", e["name"]) and "value" in e
     ]
@@ -191,9 +265,11 @@ def test_network_policies_select_what_the_pod_builder_labels() -> None:
     ingress = one("NetworkPolicy", "projects-ingress-from-hub")["spec"]
     assert ingress["policyTypes"] == ["Ingress"]
     assert matches(ingress["podSelector"], online) and matches(ingress["podSelector"], offline)
-    assert ingress["ingress"] == [
-        {"from": [{"podSelector": {"matchLabels": dict(config.hub_labels)}}]}
-    ]
+    hub_pod_selector = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": HUB_NS}},
+        "podSelector": {"matchLabels": dict(config.hub_labels)},
+    }  # one peer: the hub's labels *in the hub's namespace* (projects cannot pose as it)
+    assert ingress["ingress"] == [{"from": [hub_pod_selector]}]
     dns = one("NetworkPolicy", "projects-egress-dns")["spec"]
     assert matches(dns["podSelector"], offline)
     assert {(p["protocol"], p["port"]) for rule in dns["egress"] for p in rule["ports"]} == {

@@ -331,11 +331,18 @@ class Settings:
         flag="--k8s-api-url",
     )
     k8s_namespace: str = _setting(
-        "cocalc",
-        "Namespace of the project pods and their token Secrets (deployment.yaml sets it to "
-        "the hub's own namespace).",
+        "cocalc-projects",
+        "Namespace of the project pods, their token Secrets and the homes' claim: not the "
+        "hub's, so that the API server can enforce the 'restricted' Pod Security level on "
+        "it (deployment.yaml creates it).",
         env="COCALC_K8S_NAMESPACE",
         flag="--k8s-namespace",
+    )
+    k8s_hub_namespace: str = _setting(
+        "cocalc",
+        "Namespace of the hub and its NFS Service (deployment.yaml passes the hub pod's own).",
+        env="COCALC_K8S_HUB_NAMESPACE",
+        flag="--k8s-hub-namespace",
     )
     k8s_project_image: str = _setting(
         "cocalc-k8s-project",
@@ -365,14 +372,16 @@ class Settings:
     k8s_storage: str = _setting(
         "nfs",
         "Where project homes live: 'nfs' (the hub pod's NFS export, reached through "
-        "--k8s-nfs-service) or 'pvc' (a ReadWriteMany claim, --k8s-projects-claim, mounted "
-        "with subPath projects/<project_id>).",
+        "--k8s-nfs-service; the hub creates its PersistentVolume, bound to the claim "
+        "--k8s-projects-claim of deployment.yaml) or 'pvc' (your own ReadWriteMany claim "
+        "--k8s-projects-claim). Pods mount the claim with subPath projects/<project_id>.",
         env="COCALC_K8S_STORAGE",
         flag="--k8s-storage",
     )
     k8s_nfs_service: str = _setting(
         "cocalc-nfs",
-        "Name of the NFS Service; project pods mount its cluster IP, looked up once.",
+        "Name of the NFS Service in --k8s-hub-namespace; the export's PersistentVolume "
+        "names its cluster IP, looked up once.",
         env="COCALC_K8S_NFS_SERVICE",
         flag="--k8s-nfs-service",
     )
@@ -384,7 +393,8 @@ class Settings:
     )
     k8s_projects_claim: str = _setting(
         "cocalc-projects",
-        "ReadWriteMany PersistentVolumeClaim holding projects/ and ext/ (storage 'pvc').",
+        "ReadWriteMany PersistentVolumeClaim in --k8s-namespace holding projects/ and ext/ "
+        "(with storage 'nfs', the one deployment.yaml binds to the export's volume).",
         env="COCALC_K8S_PROJECTS_CLAIM",
         flag="--k8s-projects-claim",
     )

@@ -6,6 +6,14 @@ namespace's pod Events (for progress messages); `status()` answers from the cach
 are idempotent, so a retried or repeated start adopts what already runs. The resolved
 names go on the pod as an annotation, so that a hub which restarts finds the Secret of an
 adopted pod and reads its token back.
+
+**Only its own objects.** RBAC cannot narrow the hub's Secret (or pod) rights to the names
+it makes (they are per project, and rules take no label selector), so the hub checks the
+labels itself: a Secret or pod that does not carry the project's labels (`_ours`) is never
+read for a token, adopted, replaced or deleted, whatever its name.
+
+'nfs' storage: before the first pod, the hub makes sure the PersistentVolume of its export
+exists (`storage.nfs_volume`, from the NFS Service's cluster IP in the hub's namespace).
 """
 
 from __future__ import annotations
@@ -19,11 +27,12 @@ from typing import Any
 
 from cocalc_k8s.core.quotas import Quota
 from cocalc_k8s.k8s.config import KubernetesConfig
-from cocalc_k8s.k8s.gateway import KubernetesGateway
+from cocalc_k8s.k8s.gateway import KubernetesError, KubernetesGateway
 from cocalc_k8s.k8s.manifests import project_pod, project_token_secret
-from cocalc_k8s.k8s.names import PROJECT_SELECTOR, ResolvedNames, resolved_names
+from cocalc_k8s.k8s.names import APP_LABELS, PROJECT_SELECTOR, ResolvedNames, resolved_names
 from cocalc_k8s.k8s.pod_status import PodStatus, pod_status
 from cocalc_k8s.k8s.reflector import Object, Reflector
+from cocalc_k8s.k8s.storage import nfs_volume, volume_server
 
 NAMES_ANNOTATION = "cocalc.io/resolved-names"
 EVENT_SELECTOR = "involvedObject.kind=Pod"
@@ -42,6 +51,7 @@ class ProjectCluster:
         self._by_project: dict[uuid.UUID, str] = {}
         # Pods being created: their Events may arrive before the pod watch reports them.
         self._creating: dict[str, uuid.UUID] = {}
+        self._volume_ready = False
         self._pod_callbacks: list[PodCallback] = []
         self._event_callbacks: list[EventCallback] = []
         self.pods = Reflector(
@@ -119,22 +129,32 @@ class ProjectCluster:
         names used (the `stored` ones first; the caller stores what is new).
         `cpu_oc`/`mem_oc`: the site's over-commit ratios (requests = limits / ratio)."""
         names = resolved_names(project_id, stored)
-        config = await self._config()
+        await self._storage()
+        config = self.config
         pod = project_pod(project_id, quota, config, names=names, cpu_oc=cpu_oc, mem_oc=mem_oc)
         pod["metadata"]["annotations"] = {NAMES_ANNOTATION: json.dumps(names, sort_keys=True)}
         self._creating[names["pod"]] = project_id  # until the pod watch reports it
+
+        def replace_pod(old: Object) -> bool:
+            _refuse_foreign(old, project_id)
+            return self._finished(old)
+
         try:
-            created = await self.gateway.create("pod", pod, replace_if=self._finished)
+            created = await self.gateway.create("pod", pod, replace_if=replace_pod)
         except BaseException:
             self._creating.pop(names["pod"], None)
             raise
-        uid = created["metadata"]["uid"]
+        _refuse_foreign(created, project_id)  # adopted on 409: it must be this project's
+        uid: str = created["metadata"]["uid"]
         secret = project_token_secret(
             project_id, token, config, names=names, owner=(names["pod"], uid)
         )
-        stored = await self.gateway.create(
-            "secret", secret, replace_if=lambda old: _owner_uid(old) != uid
-        )
+
+        def replace_secret(old: Object) -> bool:
+            _refuse_foreign(old, project_id)
+            return _owner_uid(old) != uid
+
+        stored = await self.gateway.create("secret", secret, replace_if=replace_secret)
         return _token(stored) or token, names
 
     async def delete(self, project_id: uuid.UUID) -> None:
@@ -151,21 +171,41 @@ class ProjectCluster:
         stored = json.loads(annotations.get(NAMES_ANNOTATION) or "{}")
         names: ResolvedNames = resolved_names(project_id, stored)
         secret = await self.gateway.get("secret", names["token_secret"])
-        return _token(secret) if secret else None
+        if secret is None or not _ours(secret, project_id):
+            return None  # not the hub's Secret: its content is none of the hub's business
+        return _token(secret)
 
     def _finished(self, pod: Any) -> bool:
         status = pod_status(pod, agent_port=self.config.agent_port)
         return status is None or status.state in ("stopping", "stopped", "failed")
 
-    async def _config(self) -> KubernetesConfig:
-        """The config, with the NFS Service's cluster IP looked up once."""
-        if self.config.storage == "nfs" and not self.config.nfs_server:
-            service = await self.gateway.get("service", self.config.nfs_service)
+    async def _storage(self) -> None:
+        """'nfs' storage: the NFS Service's cluster IP (once) and the PersistentVolume of
+        the export (created if missing; one naming another server is an error to fix by
+        hand: a bound volume's source cannot change under running pods)."""
+        if self.config.storage != "nfs" or self._volume_ready:
+            return
+        if not self.config.nfs_server:
+            service = await self.gateway.get(
+                "service", self.config.nfs_service, namespace=self.config.hub_namespace
+            )
             ip = ((service or {}).get("spec") or {}).get("clusterIP")
             if not ip or ip == "None":
                 raise LookupError(f"the NFS Service {self.config.nfs_service} has no cluster IP")
             self.config = dataclasses.replace(self.config, nfs_server=ip)
-        return self.config
+        server = self.config.nfs_server
+        assert server is not None
+        # Read first: an admin may have made the volume and taken the hub's `create` away.
+        volume = await self.gateway.get("persistent_volume", self.config.nfs_volume)
+        if volume is None:
+            volume = await self.gateway.create("persistent_volume", nfs_volume(self.config, server))
+        if volume_server(volume) != server:
+            raise LookupError(
+                f"the PersistentVolume {self.config.nfs_volume} mounts "
+                f"{volume_server(volume)}, not the NFS Service at {server}: delete it once no "
+                "project runs (the hub makes it again)"
+            )
+        self._volume_ready = True
 
 
 def _trim_pod(pod: Object) -> Object:
@@ -178,6 +218,22 @@ def _trim_pod(pod: Object) -> Object:
 def _event_key(event: Object) -> str | None:
     metadata = event.get("metadata") or {}
     return metadata.get("uid") or metadata.get("name")
+
+
+def _ours(obj: Object, project_id: uuid.UUID) -> bool:
+    """Whether the hub made `obj` for this project (the labels of `names`)."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return labels.get("project_id") == str(project_id) and all(
+        labels.get(key) == value for key, value in APP_LABELS.items()
+    )
+
+
+def _refuse_foreign(obj: Object, project_id: uuid.UUID) -> None:
+    if not _ours(obj, project_id):
+        kind, name = obj.get("kind", "object"), (obj.get("metadata") or {}).get("name")
+        raise KubernetesError(
+            409, f"{kind} {name} exists but is not the hub's for this project: left alone"
+        )
 
 
 def _owner_uid(obj: Object) -> str | None:

@@ -32,9 +32,11 @@ HUB_LABELS: Mapping[str, str] = {
 
 @dataclass(frozen=True, kw_only=True)
 class KubernetesConfig:
-    namespace: str = "cocalc"
-    """Namespace of the hub and of every project pod (the hub reads its own from the
-    downward API, so the manifests work in whichever namespace they are applied to)."""
+    namespace: str = "cocalc-projects"
+    """Namespace of the project pods, their token Secrets and the homes' claim: one of its
+    own, where the API server enforces the `restricted` Pod Security level."""
+    hub_namespace: str = "cocalc"
+    """Namespace of the hub and its NFS Service (the hub reads it from the downward API)."""
     project_image: str = "cocalc-k8s-project"
     """Repository of the project image (the Dockerfile's `project` target), without tag."""
     project_tag: str = "0.1.0"
@@ -49,15 +51,17 @@ class KubernetesConfig:
     gid: int = 2001
     """Group id of project processes; also the fsGroup that may read the token file."""
     storage: StorageMode = "nfs"
-    """Where homes live: 'nfs' (the hub pod's NFS export) or 'pvc' (an admin's
-    ReadWriteMany claim, mounted with subPath projects/<id>)."""
+    """Where homes live: 'nfs' (the hub pod's NFS export, behind a PersistentVolume the hub
+    creates and the claim `projects_claim` of the manifests) or 'pvc' (an admin's own
+    ReadWriteMany claim). Either way pods mount the claim with subPath projects/<id>."""
     nfs_server: str | None = None
     """Cluster IP of the NFS Service (kubelet mounts NFS with the node's resolver, which
     does not know cluster DNS). Required when `storage` is 'nfs'."""
     nfs_service: str = "cocalc-nfs"
-    """Name of the NFS Service whose cluster IP becomes `nfs_server`."""
+    """Name of the NFS Service (in `hub_namespace`) whose cluster IP becomes `nfs_server`."""
     projects_claim: str = "cocalc-projects"
-    """ReadWriteMany PersistentVolumeClaim holding `projects/` and `ext/` ('pvc' mode)."""
+    """ReadWriteMany PersistentVolumeClaim in `namespace` holding `projects/` and `ext/`
+    (in 'nfs' mode the manifests' claim, bound to the volume `nfs_volume`)."""
     ext: bool = True
     """Mount the shared software directory at /ext (read-only unless the quota says
     `ext_rw`)."""
@@ -81,7 +85,6 @@ class KubernetesConfig:
     agent_python: str = "/opt/cocalc/bin/python"
     """Interpreter of the agent in the project image: a virtualenv of its own, so packages
     a user installs (pip install --user) never change the agent's."""
-    """Port the project agent listens on inside the pod."""
     home: str = "/home/user"
     """Mount point of the project's home directory ($HOME) in the pod."""
 
@@ -98,6 +101,13 @@ class KubernetesConfig:
     @property
     def image(self) -> str:
         return f"{self.project_image}:{self.project_tag}"
+
+    @property
+    def nfs_volume(self) -> str:
+        """Name of the (cluster-wide) PersistentVolume of the NFS export: named after the
+        projects' namespace, so two installs never share one; the ClusterRole of
+        deployment.yaml names it."""
+        return f"{self.namespace}-nfs"
 
 
 def parse_node_selector(text: str) -> dict[str, str]:

@@ -9,6 +9,9 @@ objects cost ~15x as much. Objects go in and come out as plain dicts.
 Idempotence: `create` answers 409 Conflict by adopting the existing object, or by
 replacing it when `replace_if(existing)` says so; `delete` treats 404 as done.
 Watches are in `cocalc_k8s.k8s.stream`.
+
+Namespaces: calls go to the gateway's `namespace` (the projects') unless one is named
+(the hub's own, for its NFS Service); kinds in CLUSTER_KINDS have no namespace.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from kubernetes.config.config_exception import ConfigException
 
 log = logging.getLogger(__name__)
 
-KINDS = ("pod", "secret", "event", "service")
+KINDS = ("pod", "secret", "event", "service", "persistent_volume")
+CLUSTER_KINDS = frozenset({"persistent_volume"})
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 20.0
 
@@ -125,8 +129,22 @@ class KubernetesGateway:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
+    def _target(
+        self, verb: str, kind: str, name: str | None, namespace: str | None
+    ) -> tuple[Any, ...]:
+        """The client method and its leading arguments for `verb` on `kind`."""
+        args = [name] if name is not None else []
+        if kind in CLUSTER_KINDS:
+            return (f"{verb}_{kind}", *args)
+        return (f"{verb}_namespaced_{kind}", *args, namespace or self.namespace)
+
     async def create(
-        self, kind: str, body: dict[str, Any], *, replace_if: Callable[[Any], bool] | None = None
+        self,
+        kind: str,
+        body: dict[str, Any],
+        *,
+        replace_if: Callable[[Any], bool] | None = None,
+        namespace: str | None = None,
     ) -> dict[str, Any]:
         """Create; on 409 adopt the existing object, or delete and create again when
         `replace_if(existing)` (waiting while the old one is still terminating)."""
@@ -134,35 +152,37 @@ class KubernetesGateway:
         for attempt in range(self.attempts * 4):
             try:
                 created: dict[str, Any] = await self.call(
-                    f"create_namespaced_{kind}", self.namespace, body
+                    *self._target("create", kind, None, namespace), body
                 )
                 return created
             except KubernetesError as exc:
                 if exc.status != 409:
                     raise
-            existing = await self.get(kind, name)
+            existing = await self.get(kind, name, namespace=namespace)
             if existing is None:
                 continue  # deleted in between: create again
             if replace_if is None or not replace_if(existing):
                 return existing
             if not existing["metadata"].get("deletionTimestamp"):
-                await self.delete(kind, name)
+                await self.delete(kind, name, namespace=namespace)
             await asyncio.sleep(min(self.backoff * 2**attempt, 1.0))
         raise KubernetesError(409, f"{kind} {name} still exists")
 
-    async def get(self, kind: str, name: str) -> dict[str, Any] | None:
+    async def get(
+        self, kind: str, name: str, *, namespace: str | None = None
+    ) -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] = await self.call(f"read_namespaced_{kind}", name, self.namespace)
+            found: dict[str, Any] = await self.call(*self._target("read", kind, name, namespace))
             return found
         except KubernetesError as exc:
             if exc.status == 404:
                 return None
             raise
 
-    async def delete(self, kind: str, name: str) -> None:
+    async def delete(self, kind: str, name: str, *, namespace: str | None = None) -> None:
         """Delete (with the object's own grace period); 404 means already done."""
         try:
-            await self.call(f"delete_namespaced_{kind}", name, self.namespace)
+            await self.call(*self._target("delete", kind, name, namespace))
         except KubernetesError as exc:
             if exc.status != 404:
                 raise

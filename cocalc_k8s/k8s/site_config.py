@@ -26,6 +26,7 @@ def config_from_settings(settings: Settings) -> KubernetesConfig:
     try:
         return KubernetesConfig(
             namespace=settings.k8s_namespace,
+            hub_namespace=settings.k8s_hub_namespace,
             project_image=settings.k8s_project_image,
             project_tag=settings.k8s_project_tag,
             image_pull_policy=settings.k8s_image_pull_policy,

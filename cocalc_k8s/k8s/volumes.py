@@ -1,13 +1,16 @@
-"""A project pod's volumes and mounts: the home, /ext, /tmp and the agent's token file.
+"""A project pod's volumes and mounts: the home, /ext and the agent's token file.
 
-    nfs mode   home = nfs {server, path: /projects/<id>}       ext = nfs {path: /ext}
-    pvc mode   one claim, mounted twice: subPath projects/<id> (home) and subPath ext
+Both storage modes mount one ReadWriteMany claim of the projects' namespace twice:
+subPath projects/<id> (the home) and subPath ext. In 'nfs' mode the claim is bound to the
+PersistentVolume of the hub pod's export (`cocalc_k8s.k8s.storage`); in 'pvc' mode it is
+the admin's. An inline `nfs:` volume would be simpler, but the `restricted` Pod Security
+level that the projects' namespace enforces refuses it (only claims, secrets, configMaps,
+emptyDir, projected, downwardAPI, csi and ephemeral volumes pass).
 
-/ext is read-only (volume and mount) unless the quota says `ext_rw`. The container's root
-filesystem is read-only (manifests.py): the home is the writable volume, and /tmp an
-`emptyDir` (counted in the pod's ephemeral-storage limit). The token file is
-`root:<gid>` mode 0440 through the pod's fsGroup: readable by the project's uid, by no
-other non-root uid.
+/ext is read-only unless the quota says `ext_rw`. The container's root filesystem is
+read-only (manifests.py): the home is the writable volume, and /tmp an `emptyDir` (counted
+in the pod's ephemeral-storage limit). The token file is `root:<gid>` mode 0440 through the
+pod's fsGroup: readable by the project's uid, by no other non-root uid.
 """
 
 from __future__ import annotations
@@ -39,33 +42,10 @@ def project_volumes(
     token_mount = {"name": "agent-token", "mountPath": TOKEN_DIR, "readOnly": True}
     tmp_volume = {"name": "tmp", "emptyDir": {}}
     tmp_mount = {"name": "tmp", "mountPath": TMP_DIR}
-    if config.storage == "nfs":
-        volumes, mounts = _nfs(names, config, ext_rw=ext_rw)
-    else:
-        volumes, mounts = _claim(names, config, ext_rw=ext_rw)
-    return [*volumes, tmp_volume, token_volume], [*mounts, tmp_mount, token_mount]
-
-
-def _nfs(
-    names: ResolvedNames, config: KubernetesConfig, *, ext_rw: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    if not config.nfs_server:
-        raise ValueError("storage 'nfs' needs the NFS Service's cluster IP (nfs_server)")
-    home = {"server": config.nfs_server, "path": f"/{names['home_subpath']}"}
-    volumes: list[dict[str, Any]] = [{"name": "home", "nfs": home}]
-    mounts: list[dict[str, Any]] = [{"name": "home", "mountPath": config.home}]
-    if config.ext:
-        ext = {"server": config.nfs_server, "path": f"/{names['ext_subpath']}"}
-        volumes.append({"name": "ext", "nfs": {**ext, "readOnly": not ext_rw}})
-        mounts.append({"name": "ext", "mountPath": EXT_MOUNT, "readOnly": not ext_rw})
-    return volumes, mounts
-
-
-def _claim(
-    names: ResolvedNames, config: KubernetesConfig, *, ext_rw: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = [
-        {"name": "projects", "persistentVolumeClaim": {"claimName": config.projects_claim}}
+        {"name": "projects", "persistentVolumeClaim": {"claimName": config.projects_claim}},
+        tmp_volume,
+        token_volume,
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "projects", "mountPath": config.home, "subPath": names["home_subpath"]}
@@ -79,4 +59,4 @@ def _claim(
                 "readOnly": not ext_rw,
             }
         )
-    return volumes, mounts
+    return volumes, [*mounts, tmp_mount, token_mount]
