@@ -50,6 +50,7 @@ from cocalc_k8s.keys import (
     DOCUMENTS,
     ENGINE,
     FILES,
+    HISTORY,
     ISOLATION,
     LIFECYCLE,
     LIVE_CONNECTIONS,
@@ -61,6 +62,7 @@ from cocalc_k8s.keys import (
     SIGNUP_TOKENS,
     SITE_SETTINGS,
     TEMPLATES,
+    WATCHER,
 )
 from cocalc_k8s.proxy.access import AccessCache
 from cocalc_k8s.proxy.gate import ContentGate
@@ -81,6 +83,8 @@ from cocalc_k8s.services.disk_quota import DiskQuota, enforcement
 from cocalc_k8s.services.documents.service import DocumentPolicy, DocumentService
 from cocalc_k8s.services.documents.store import CHANNEL as DOCUMENTS_CHANNEL
 from cocalc_k8s.services.files import ProjectFiles
+from cocalc_k8s.services.history.service import HistoryPolicy, HistoryService
+from cocalc_k8s.services.history.store import HistoryStore
 from cocalc_k8s.services.lifecycle import REQUESTS_CHANNEL, LifecycleManager
 from cocalc_k8s.services.live_connections import LiveConnections
 from cocalc_k8s.services.metrics import HubMetrics
@@ -89,6 +93,7 @@ from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
 from cocalc_k8s.services.signup_tokens import SignupTokens
 from cocalc_k8s.services.site_settings import SITE_CHANNEL, SiteSettings
+from cocalc_k8s.services.watcher import FileWatcher
 from cocalc_k8s.share.routes import setup_share
 from cocalc_k8s.web.auth import identify, lookup_principal, principal_of
 from cocalc_k8s.web.csrf import csrf_protect, trusted_origins
@@ -253,15 +258,31 @@ def create_app(
             app[DISK_QUOTA],
             max_bytes=settings.copy_max_mb * 1024**2,
         )
+        app[WATCHER] = FileWatcher(
+            backend,
+            app[AGENTS],
+            app[FILES],
+            max_bytes=max(settings.document_max_mb * 1024**2, settings.history_max_kb * 1024),
+        )
         app[DOCUMENTS] = DocumentService(
             engine,
             app[FILES],
             database_url=database_url,
+            watcher=app[WATCHER],
             policy=DocumentPolicy(max_bytes=settings.document_max_mb * 1024**2),
+        )
+        app[HISTORY] = HistoryService(
+            app[FILES],
+            HistoryStore(engine),
+            watcher=app[WATCHER],
+            documents=app[DOCUMENTS],
+            policy=HistoryPolicy(max_bytes=settings.history_max_kb * 1024),
         )
         realtime.documents, realtime.projects = app[DOCUMENTS], app[PROJECTS]
         yield
+        await app[WATCHER].close()
         await app[DOCUMENTS].close()
+        await app[HISTORY].close()
         await app[COPIES].close()
         await app[CULLER].close()
         await app[DISK_QUOTA].close()
@@ -319,6 +340,7 @@ def create_app(
         await leader.start()
         live.start()
         await app[DOCUMENTS].start()
+        await app[WATCHER].start()
         await app[COPIES].start()
         await realtime.start()
         if settings.admin_email:

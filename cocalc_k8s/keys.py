@@ -21,6 +21,7 @@ from cocalc_k8s.services.culler import Culler
 from cocalc_k8s.services.disk_quota import DiskQuota
 from cocalc_k8s.services.documents.service import DocumentService
 from cocalc_k8s.services.files import ProjectFiles
+from cocalc_k8s.services.history.service import HistoryService
 from cocalc_k8s.services.lifecycle import LifecycleManager
 from cocalc_k8s.services.live_connections import LiveConnections
 from cocalc_k8s.services.metrics import HubMetrics
@@ -28,6 +29,7 @@ from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
 from cocalc_k8s.services.signup_tokens import SignupTokens
 from cocalc_k8s.services.site_settings import SiteSettings
+from cocalc_k8s.services.watcher import FileWatcher
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -54,6 +56,8 @@ CONNECTIONS = web.AppKey("connections", Connections)  # admin: open long-lived c
 LIVE_CONNECTIONS = web.AppKey("live_connections", LiveConnections)
 SIGNUP_TOKENS = web.AppKey("signup_tokens", SignupTokens)  # admin: sign-up by token
 DOCUMENTS = web.AppKey("documents", DocumentService)  # collaborative documents in memory
+WATCHER = web.AppKey("watcher", FileWatcher)  # which project files changed (agents' inotify)
+HISTORY = web.AppKey("history", HistoryService)  # TimeTravel: every version of text files
 ISOLATION = web.AppKey("isolation", Isolation)  # how projects are kept apart (start-up check)
 DISK_QUOTA = web.AppKey("disk_quota", DiskQuota)  # per-project disk accounting
 COPIES = web.AppKey("copies", CopyService)  # copies between projects

@@ -14,22 +14,29 @@ Routes (every one needs ``Authorization: Bearer <token>``; errors are ``{"error"
     GET    /terminals/{name}       WebSocket (see `cocalc_k8s.agent.terminal_socket`)
     DELETE /terminals/{name}       kill it
     POST   /servers/{name}         {"base_url"} → {"port", "host"}: jupyter, jupyterlab, code
+    GET    /watch?after=N&instance=I&timeout=S   changed text files (long poll; `watch`)
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from cocalc_k8s.agent import exec_api, files, servers, terminal_socket, usage
+from cocalc_k8s.agent import exec_api, files, servers, terminal_socket, usage, watch_api
 from cocalc_k8s.agent.execution import CommandRunner
 from cocalc_k8s.agent.http import auth_middleware, errors
-from cocalc_k8s.agent.keys import COMMANDS, FS, SETTINGS, TERMINALS
+from cocalc_k8s.agent.keys import COMMANDS, FS, SETTINGS, TERMINALS, WATCHER
 from cocalc_k8s.agent.settings import AgentSettings
 from cocalc_k8s.agent.terminals import TerminalRegistry
+from cocalc_k8s.agent.watch import HomeWatcher
 from cocalc_k8s.core.projectfs import ProjectFS
 
 
+async def _start_watching(app: web.Application) -> None:
+    app[WATCHER].start()
+
+
 async def _stop_children(app: web.Application) -> None:
+    await app[WATCHER].close()
     await app[TERMINALS].close_all()
     await app[COMMANDS].stop_all()
 
@@ -40,6 +47,8 @@ def create_app(settings: AgentSettings) -> web.Application:
     app[FS] = ProjectFS(settings.home)
     app[TERMINALS] = TerminalRegistry(settings.home, scrollback=settings.scrollback_bytes)
     app[COMMANDS] = CommandRunner(settings.home, output_bytes=settings.exec_output_bytes)
+    app[WATCHER] = HomeWatcher(settings.home)
+    app.on_startup.append(_start_watching)
     app.on_shutdown.append(_stop_children)
     app.router.add_get("/health", usage.health, allow_head=False)
     app.router.add_get("/usage", usage.usage, allow_head=False)
@@ -52,5 +61,6 @@ def create_app(settings: AgentSettings) -> web.Application:
     app.router.add_get("/terminals", terminal_socket.list_terminals, allow_head=False)
     app.router.add_get("/terminals/{name}", terminal_socket.join, allow_head=False)
     app.router.add_delete("/terminals/{name}", terminal_socket.kill)
+    app.router.add_get("/watch", watch_api.watch, allow_head=False)
     servers.setup(app)
     return app

@@ -121,6 +121,13 @@ class AgentClient:
             raise error(message or f"the project answered {resp.status}")
         return data
 
+    async def watch(
+        self, address: AgentAddress, *, after: int, instance: str, wait: float, max_bytes: int
+    ) -> Any:
+        """One long poll of the agent's file watcher (`cocalc_k8s.agent.watch`)."""
+        query = f"/watch?after={after}&instance={instance}&timeout={wait}&max_bytes={max_bytes}"
+        return await self.call(address, "GET", query, seconds=wait + 15.0)
+
     async def terminal(self, address: AgentAddress, name: str) -> aiohttp.ClientWebSocketResponse:
         """Join the agent's terminal `name` (created on first join)."""
         try:

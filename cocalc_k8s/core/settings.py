@@ -260,6 +260,13 @@ class Settings:
         env="COCALC_DOCUMENT_MAX_MB",
         flag="--document-max-mb",
     )
+    history_max_kb: int = _setting(
+        1024,
+        "Largest text file, in KB, whose versions TimeTravel keeps (every change, however "
+        "it was made). Larger files, and binary files, get no history.",
+        env="COCALC_HISTORY_MAX_KB",
+        flag="--history-max-kb",
+    )
     disk_reserve_mb: int = _setting(
         1024,
         "Free space, in MB, kept on the volume of the data directory (where the embedded "
@@ -562,6 +569,7 @@ def _validate(s: Settings) -> None:
         "max_file_mb",
         "copy_max_mb",
         "document_max_mb",
+        "history_max_kb",
     ):
         if getattr(s, name) < 1:
             raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")

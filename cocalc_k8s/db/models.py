@@ -21,8 +21,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -263,6 +264,57 @@ class DocumentCheckpoint(Base):
     epoch: Mapped[int] = mapped_column(Integer)
     time: Mapped[datetime] = _now()
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class FileHistory(Base):
+    """The TimeTravel history of one file of a project. It follows renames done through
+    the hub (`path` changes); when the file is deleted `deleted` is set and the history
+    stays (the "deleted files" of its folder). At most one history per path is not deleted.
+    `last_version` and `last_hash` describe its newest version (appends lock this row)."""
+
+    __tablename__ = "file_histories"
+    __table_args__ = (
+        Index(
+            "uq_file_histories_project_id_path",
+            "project_id",
+            "path",
+            unique=True,
+            postgresql_where=text("deleted IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("projects.project_id", ondelete="CASCADE")
+    )
+    path: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = _now()
+    deleted: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_version: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+
+
+class FileVersion(Base):
+    """One version of a file: its text is `data` (zlib) when `base` is NULL, else `data` is
+    the zlib of a diff-match-patch delta from version `base` (always `version - 1`), so
+    reading a version replays at most `SNAPSHOT_EVERY` deltas (services/history/store.py).
+    `authors` are account ids (empty: "disk"); `kind` is edit | disk | api | upload |
+    restore | jupyter; `restored_from` the version a restore brought back."""
+
+    __tablename__ = "file_versions"
+
+    history_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("file_histories.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time: Mapped[datetime] = _now()
+    kind: Mapped[str] = mapped_column(String(16))
+    authors: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(UUID(as_uuid=True)), server_default="{}")
+    size: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    base: Mapped[int | None] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    restored_from: Mapped[int | None] = mapped_column(Integer)
 
 
 class PublicPath(Base):

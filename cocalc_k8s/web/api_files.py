@@ -17,7 +17,7 @@ from email.utils import formatdate
 from aiohttp import web
 
 from cocalc_k8s.core.errors import PayloadTooLarge
-from cocalc_k8s.keys import ACTIVITY, DISK_QUOTA, ENGINE, FILES, PROJECTS
+from cocalc_k8s.keys import ACTIVITY, DISK_QUOTA, ENGINE, FILES, HISTORY, PROJECTS
 from cocalc_k8s.services.zip_stream import zip_filename
 from cocalc_k8s.web import api_uploads
 from cocalc_k8s.web.access import ProjectAccess, project_access
@@ -89,6 +89,9 @@ async def upload(request: web.Request) -> web.Response:
         await asyncio.to_thread(writer.abort)
     quota.wrote(access.project_id, writer.size - replacing)
     request.app[ACTIVITY].touch(access.project_id)
+    await request.app[HISTORY].record_quietly(
+        access.project_id, path, account_id=access.principal.account_id, kind="api"
+    )
     if writer.created:
         await _log(request, access, "file.created", path)
     else:
@@ -105,6 +108,7 @@ async def delete(request: web.Request) -> web.Response:
     access = await project_access(request)
     path = request.match_info["path"]
     await request.app[FILES].delete(access.project_id, path)
+    await request.app[HISTORY].deleted(access.project_id, path)
     request.app[DISK_QUOTA].forget(access.project_id)
     request.app[ACTIVITY].touch(access.project_id)
     await _log(request, access, "file.deleted", path)
@@ -120,6 +124,12 @@ async def operate(request: web.Request) -> web.Response:
             access.project_id, adding=await request.app[FILES].size(access.project_id, body["src"])
         )
     done = await request.app[FILES].operate(access.project_id, body)
+    if done.to is not None and done.kind == "file.moved":
+        await request.app[HISTORY].renamed(access.project_id, done.path, done.to)
+    elif done.to is not None:
+        await request.app[HISTORY].record_quietly(
+            access.project_id, done.to, account_id=access.principal.account_id, kind="api"
+        )
     quota.forget(access.project_id)
     request.app[ACTIVITY].touch(access.project_id)
     await _log(request, access, done.kind, done.path, **({"to": done.to} if done.to else {}))

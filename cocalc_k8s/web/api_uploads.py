@@ -24,7 +24,7 @@ from aiohttp import web
 
 from cocalc_k8s.core.errors import BadRequest
 from cocalc_k8s.core.http_range import parse_content_range
-from cocalc_k8s.keys import ACTIVITY, DISK_QUOTA, ENGINE, FILES, PROJECTS
+from cocalc_k8s.keys import ACTIVITY, DISK_QUOTA, ENGINE, FILES, HISTORY, PROJECTS
 from cocalc_k8s.services.uploads import OffsetMismatch, UploadState
 from cocalc_k8s.web.access import project_access
 from cocalc_k8s.web.jsonio import json_response, read_json
@@ -102,6 +102,9 @@ async def put_chunk(request: web.Request) -> web.Response:
             account_id=access.principal.account_id,
             project_id=access.project_id,
             path=state["path"],
+        )
+        await request.app[HISTORY].record_quietly(
+            access.project_id, state["path"], account_id=access.principal.account_id, kind="upload"
         )
     return _answer(state)
 

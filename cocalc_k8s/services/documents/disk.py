@@ -2,17 +2,18 @@
 
 Saves: 1.5 s after the last change, the text is written to the file (atomic rename), but
 only if the file still holds what the document last wrote or merged (its digest): a file
-changed meanwhile is merged first. Disk changes (found by the watcher through the file's
-stamp) come in as a minimal diff by "disk", committed like any update: the disk's own
-change (from the text last in step, `base`, to the file's new text) is carried over onto
-the document (`merge3`), then the document is saved at once if it now differs from the
-file, so the file and the stored `disk_seq` say the same again.
+changed meanwhile is merged first. Disk changes (reported by the hub's file watcher,
+confirmed by the file's stamp) come in as a minimal diff by "disk", committed like any
+update: the disk's own change (from the text last in step, `base`, to the file's new
+text) is carried over onto the document (`merge3`), then the document is saved at once
+if it now differs from the file, so the file and the stored `disk_seq` say the same again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from pycrdt import Doc, Text
 
@@ -28,7 +29,7 @@ from cocalc_k8s.services.documents.filetext import (
 )
 from cocalc_k8s.services.documents.live import TEXT, Change, LiveDocument
 from cocalc_k8s.services.documents.store import DocumentStore, StaleEpoch
-from cocalc_k8s.services.documents.textdiff import apply_diff, diff, merge3
+from cocalc_k8s.services.documents.textdiff import merge3, update_to
 from cocalc_k8s.services.files import ProjectFiles
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class FileSync:
         self._timer: asyncio.TimerHandle | None = None
         self._saving: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # Called after each save with the text written (TimeTravel: a save is a version).
+        self.saved_listeners: list[Callable[[str], Awaitable[None]]] = []
         live.listeners.append(self._changed)
 
     async def _changed(self, change: Change) -> None:
@@ -116,6 +119,11 @@ class FileSync:
         )
         self.base, self.disk_seq = text, seq
         await self.store.set_disk(self.live.id, self.disk_hash, seq)
+        for listener in list(self.saved_listeners):
+            try:
+                await listener(text)
+            except Exception:
+                log.exception("document %s: a save listener failed", self.live.id)
 
     async def check(self) -> None:
         """The watcher's call: merge the file's text if it changed since last seen."""
@@ -143,17 +151,10 @@ class FileSync:
         current = str(live.text)
         merged = await asyncio.to_thread(merge3, base, current, disk_text)
         if merged != current:
-            ops = await asyncio.to_thread(diff, current, merged)
             # Made on a copy: the live Doc changes only once the update is committed.
-            copy: Doc[Text] = Doc()
-            copy.apply_update(live.doc.get_update())
-            before = copy.get_state()
-            with copy.transaction():
-                apply_diff(copy.get(TEXT, type=Text), ops)
+            update = await asyncio.to_thread(update_to, live.doc.get_update(), TEXT, merged)
             try:
-                await live.submit(
-                    copy.get_update(before), epoch=live.epoch, account_id=None, source="disk"
-                )
+                await live.submit(update, epoch=live.epoch, account_id=None, source="disk")
             except StaleEpoch:
                 return
         self.disk_hash, self.stamp, self.base, self.disk_seq = (

@@ -8,8 +8,12 @@ flushed, a checkpoint written if due, its lease released, and it leaves memory.
 
 A background loop, every `tick`, tries to become the writer of the open documents that
 have none here (an advisory lock per document: the hub holding it saves the file and
-merges its disk changes; a dead holder's lock is free at once), runs the watcher over the
-files it writes, and writes their checkpoints.
+merges its disk changes; a dead holder's lock is free at once) and writes their
+checkpoints. Disk changes come from the hub's one file watcher (`services.watcher`): the
+writer of a changed file merges it at once.
+
+Others follow the documents through `on_open(callback)`: called with each document and
+its `FileSync` once it is in memory (TimeTravel groups its updates into versions).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import logging
 import posixpath
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pycrdt import Doc, Text
@@ -32,7 +37,9 @@ from cocalc_k8s.services.documents.filetext import read_text
 from cocalc_k8s.services.documents.live import TEXT, LiveDocument
 from cocalc_k8s.services.documents.locks import WriterLocks
 from cocalc_k8s.services.documents.store import DocumentStore, Entry, StaleEpoch
+from cocalc_k8s.services.documents.textdiff import update_to
 from cocalc_k8s.services.files import ProjectFiles
+from cocalc_k8s.services.watcher import FileChanges, FileWatcher
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +51,7 @@ class DocumentPolicy:
     max_bytes: int = 10 * 1024**2
     save_delay: float = 1.5
     grace: float = 5.0
-    tick: float = 1.0  # the watcher's and the writer locks' period
+    tick: float = 1.0  # the writer locks' period
     checkpoint_every: int = 500  # updates
     checkpoint_after: float = 60.0  # seconds with updates since the last checkpoint
 
@@ -79,9 +86,13 @@ class DocumentService:
         files: ProjectFiles,
         *,
         database_url: str,
+        watcher: FileWatcher,
         policy: DocumentPolicy | None = None,
     ) -> None:
         self.store = DocumentStore(engine)
+        self.watcher = watcher
+        watcher.subscribe(self._files_changed)
+        self.open_listeners: list[Callable[[LiveDocument, FileSync], Awaitable[None]]] = []
         self.locks = WriterLocks(database_url)
         self.files = files
         self.policy = policy or DocumentPolicy()
@@ -140,8 +151,14 @@ class DocumentService:
         )
         entry = self._open[doc_id] = _Open(live, sync)
         self._by_path[(project_id, path)] = doc_id
+        self.watcher.track(project_id, path)
         live.resync_listeners.append(lambda _epoch: self._resynced(entry))
         await self._lease(entry)
+        for listener in list(self.open_listeners):
+            try:
+                await listener(live, sync)
+            except Exception:
+                log.exception("document %s: an open listener failed", doc_id)
         return live
 
     async def _resynced(self, entry: _Open) -> None:
@@ -179,12 +196,48 @@ class DocumentService:
     def open_documents(self) -> list[LiveDocument]:
         return [entry.live for entry in self._open.values()]
 
+    def find(self, project_id: uuid.UUID, path: str) -> LiveDocument | None:
+        """The file's document if it is in memory here."""
+        doc_id = self._by_path.get((project_id, path))
+        return self.live(doc_id) if doc_id is not None else None
+
+    async def replace_text(
+        self, project_id: uuid.UUID, path: str, text: str, *, account_id: uuid.UUID
+    ) -> bool:
+        """If the file's document is in memory here, make its text `text`: a minimal diff
+        committed as an edit by `account_id`, seen by every editor, saved like any edit.
+        False (nothing done) when the document is not in memory here."""
+        live = self.find(project_id, path)
+        if live is None:
+            return False
+        self.retain(live)
+        try:
+            for _ in range(3):  # a rebuild in between: diff against the new epoch
+                update = await asyncio.to_thread(update_to, live.doc.get_update(), TEXT, text)
+                with contextlib.suppress(StaleEpoch):
+                    await live.submit(update, epoch=live.epoch, account_id=account_id)
+                    return True
+            return False
+        finally:
+            self.release(live)
+
+    async def _files_changed(self, changes: FileChanges) -> None:
+        """The watcher's call: the writer merges each changed open file at once."""
+        touched = changes.modified | changes.deleted
+        for entry in list(self._open.values()):
+            live = entry.live
+            if live.project_id == changes.project_id and (
+                changes.everything or live.path in touched
+            ):
+                await entry.sync.check()
+
     async def _close(self, doc_id: uuid.UUID) -> None:
         entry = self._open.get(doc_id)
         if entry is None or entry.live.clients > 0:
             return
         del self._open[doc_id]
         self._by_path.pop((entry.live.project_id, entry.live.path), None)
+        self.watcher.untrack(entry.live.project_id, entry.live.path)
         await self._retire(entry)
 
     async def _retire(self, entry: _Open) -> None:
@@ -244,7 +297,6 @@ class DocumentService:
                 try:
                     await self._lease(entry)
                     if entry.sync.writer:
-                        await entry.sync.check()
                         await self._checkpoint(entry)
                 except Exception:
                     log.exception("document %s: upkeep failed", entry.live.id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from diff_match_patch import diff_match_patch
-from pycrdt import Text
+from pycrdt import Doc, Text
 
 DIFF_TIMEOUT = 2.0  # seconds: past it the diff is coarser, never wrong
 _OPS = {0: "=", -1: "-", 1: "+"}
@@ -45,6 +45,20 @@ def apply_diff(text: Text, ops: list[tuple[str, str]]) -> None:
         else:
             text.insert(offset, run)
             offset += size
+
+
+def update_to(state: bytes, name: str, new: str) -> bytes:
+    """The Yjs update that turns the shared text `name` of the document whose whole state
+    is `state` into `new`, as a minimal diff. Made on a copy (the live document changes
+    only once the update is committed), from bytes, so it may run in a worker thread."""
+    copy: Doc[Text] = Doc()
+    copy.apply_update(state)
+    before = copy.get_state()
+    text = copy.get(name, type=Text)
+    ops = diff(str(text), new)
+    with copy.transaction():
+        apply_diff(text, ops)
+    return copy.get_update(before)
 
 
 def merge3(base: str, current: str, disk: str) -> str:

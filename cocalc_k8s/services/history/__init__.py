@@ -1,0 +1,1 @@
+"""TimeTravel: every version of every text file of a project (see `service`)."""
