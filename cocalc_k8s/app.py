@@ -5,7 +5,8 @@ Start-up order (each a cleanup context, closed in reverse):
 1. `services`: the database engine and the use cases on it;
 2. `background`: the NOTIFY listener, the lifecycle leader lock, the culler;
 3. `content_origin`: the proxy's listener for project content;
-4. the event-loop lag probe.
+4. `ssh_server`: the SSH gateway (when `--ssh-port` is not 0);
+5. the event-loop lag probe.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from cocalc_k8s.backends.host_checks import HostCheck, check_host
 from cocalc_k8s.backends.local import LocalBackend
 from cocalc_k8s.core.content_origin import ContentOrigins
 from cocalc_k8s.core.errors import NotFound
+from cocalc_k8s.core.ratelimit import FailureWindow
 from cocalc_k8s.core.settings import Settings
+from cocalc_k8s.core.ssh_endpoint import SshEndpoint
 from cocalc_k8s.core.tasks import cancel
 from cocalc_k8s.db.engine import create_hub_engine
 from cocalc_k8s.db.leader import LIFECYCLE_LEADER, LeaderLock
@@ -61,6 +64,8 @@ from cocalc_k8s.keys import (
     SETTINGS,
     SIGNUP_TOKENS,
     SITE_SETTINGS,
+    SSH_HOST,
+    SSH_KEYS,
     TEMPLATES,
     WATCHER,
 )
@@ -93,8 +98,11 @@ from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
 from cocalc_k8s.services.signup_tokens import SignupTokens
 from cocalc_k8s.services.site_settings import SITE_CHANNEL, SiteSettings
+from cocalc_k8s.services.ssh_keys import SshKeyService
 from cocalc_k8s.services.watcher import FileWatcher
 from cocalc_k8s.share.routes import setup_share
+from cocalc_k8s.ssh.gateway import GatewayParts, SshGateway
+from cocalc_k8s.ssh.host_key import load_host_key
 from cocalc_k8s.web.auth import identify, lookup_principal, principal_of
 from cocalc_k8s.web.csrf import csrf_protect, trusted_origins
 from cocalc_k8s.web.errors import handle_errors
@@ -121,6 +129,15 @@ def load_secret_key(data_dir: Path) -> bytes:
     with os.fdopen(fd, "w") as f:
         f.write(key.hex())
     return key
+
+
+def _bound(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (0: a free port), not yet listening."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
 
 
 def _account_policy(settings: Settings) -> AccountPolicy:
@@ -183,9 +200,11 @@ def create_app(
     database_url: str,
     ssl_context: ssl.SSLContext | None = None,
     content_sockets: list[socket.socket] | None = None,
+    ssh_sockets: list[socket.socket] | None = None,
 ) -> web.Application:
     """The hub application. The database must already be migrated (see cli.serve).
-    `ssl_context` and `content_sockets` (bound beforehand) are for the content origin."""
+    `ssl_context` and `content_sockets` (bound beforehand) are for the content origin;
+    `ssh_sockets` (bound beforehand) for the SSH server, else it binds `--ssh-port`."""
     app = web.Application(
         middlewares=[security_headers, handle_errors, measure, identify, csrf_protect],
         client_max_size=MAX_REQUEST_BODY,
@@ -228,7 +247,8 @@ def create_app(
         )
         app[API_KEYS] = ApiKeyService(engine, cache=principals)
         app[PROJECTS] = ProjectService(engine)
-        credentials = CredentialStatus(app[SESSIONS], app[API_KEYS])
+        app[SSH_KEYS] = SshKeyService(engine)
+        credentials = CredentialStatus(app[SESSIONS], app[API_KEYS], ssh_keys=app[SSH_KEYS])
         app[LIVE_CONNECTIONS] = LiveConnections(
             credentials, app[PROJECTS], connections=app[CONNECTIONS]
         )
@@ -388,6 +408,37 @@ def create_app(
         for server in servers:
             await server.wait_closed()
 
+    async def ssh_server(app: web.Application) -> AsyncIterator[None]:
+        if not settings.ssh_port and not ssh_sockets:
+            yield
+            return
+        began = time.perf_counter()
+        host_key = await asyncio.to_thread(load_host_key, settings.data_dir)
+        attempts = settings.login_attempts * 5  # per address, as for sign-in
+        gateway = SshGateway(
+            GatewayParts(
+                ssh_keys=app[SSH_KEYS],
+                lifecycle=app[LIFECYCLE],
+                agents=app[AGENTS],
+                files=app[FILES],
+                live=app[LIVE_CONNECTIONS],
+                activity=app[ACTIVITY],
+                failures=FailureWindow(limit=attempts, window=settings.login_window),
+            )
+        )
+        sockets = ssh_sockets or [_bound(settings.host, settings.ssh_port)]
+        await gateway.start(host_key=host_key, sockets=sockets)
+        port = sockets[0].getsockname()[1]
+        app[SSH_HOST] = SshEndpoint(port=port, fingerprint=host_key.get_fingerprint())
+        log.info(
+            "init_ssh done in %.0f ms: port %d, host key %s",
+            (time.perf_counter() - began) * 1000,
+            port,
+            app[SSH_HOST].fingerprint,
+        )
+        yield
+        await gateway.close()
+
     async def upload_sweeper(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.get_running_loop().create_task(app[FILES].uploads.sweep_forever())
         yield
@@ -398,7 +449,15 @@ def create_app(
         await realtime.close()  # the same for sockets: clients reconnect to another hub
 
     app.cleanup_ctx.extend(
-        [init_isolation, services, background, content_origin, upload_sweeper, loop_lag_probe]
+        [
+            init_isolation,
+            services,
+            background,
+            content_origin,
+            ssh_server,
+            upload_sweeper,
+            loop_lag_probe,
+        ]
     )
     app.on_shutdown.append(end_streams)
     # Attached before the routes freeze; its services arrive with the `services` context.

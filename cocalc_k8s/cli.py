@@ -132,6 +132,7 @@ async def run_hub(
     sockets: list[socket.socket],
     content_sockets: list[socket.socket],
     ssl_context: ssl.SSLContext | None,
+    ssh_sockets: list[socket.socket] | None = None,
 ) -> None:
     from aiohttp import web
 
@@ -147,7 +148,11 @@ async def run_hub(
 
     with step("init_web"):
         app = create_app(
-            settings, database_url=url, ssl_context=ssl_context, content_sockets=content_sockets
+            settings,
+            database_url=url,
+            ssl_context=ssl_context,
+            content_sockets=content_sockets,
+            ssh_sockets=ssh_sockets,
         )
         runner = web.AppRunner(
             app,
@@ -215,18 +220,24 @@ def cmd_serve(settings: Settings) -> None:
     with step("init_tls"):
         ssl_context = server_ssl_context(settings)
     sockets = bind_sockets(settings.host, settings.port)
+    content_sockets: list[socket.socket] = []
+    ssh_sockets: list[socket.socket] = []
     try:
         content_sockets = bind_sockets(settings.host, settings.content_port)
+        if settings.ssh_port:
+            ssh_sockets = bind_sockets(settings.host, settings.ssh_port)
     except CliError:
-        for sock in sockets:
+        for sock in sockets + content_sockets:
             sock.close()
         raise
     try:
         with database(settings) as url:
             migrate_database(url)
-            run_event_loop(run_hub(settings, url, sockets, content_sockets, ssl_context))
+            run_event_loop(
+                run_hub(settings, url, sockets, content_sockets, ssl_context, ssh_sockets)
+            )
     finally:
-        for sock in sockets + content_sockets:
+        for sock in sockets + content_sockets + ssh_sockets:
             sock.close()
 
 

@@ -10,6 +10,7 @@ from cocalc_k8s.backends.agent_client import AgentClient
 from cocalc_k8s.core.content_origin import ContentOrigins
 from cocalc_k8s.core.isolation import Isolation
 from cocalc_k8s.core.settings import Settings
+from cocalc_k8s.core.ssh_endpoint import SshEndpoint
 from cocalc_k8s.proxy.gate import ContentGate
 from cocalc_k8s.services.accounts import AccountService
 from cocalc_k8s.services.activity import ActivityRecorder
@@ -29,6 +30,7 @@ from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
 from cocalc_k8s.services.signup_tokens import SignupTokens
 from cocalc_k8s.services.site_settings import SiteSettings
+from cocalc_k8s.services.ssh_keys import SshKeyService
 from cocalc_k8s.services.watcher import FileWatcher
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -61,3 +63,5 @@ HISTORY = web.AppKey("history", HistoryService)  # TimeTravel: every version of 
 ISOLATION = web.AppKey("isolation", Isolation)  # how projects are kept apart (start-up check)
 DISK_QUOTA = web.AppKey("disk_quota", DiskQuota)  # per-project disk accounting
 COPIES = web.AppKey("copies", CopyService)  # copies between projects
+SSH_KEYS = web.AppKey("ssh_keys", SshKeyService)  # SSH public keys of accounts and projects
+SSH_HOST = web.AppKey("ssh_host", SshEndpoint)  # where the SSH server listens (absent: off)

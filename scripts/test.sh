@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the test dependencies (Python packages into .venv; checkov into .venv-checkov;
 # Debian's bubblewrap and slirp4netns for the project sandbox, chromium for the browser
-# tests and, as root, nfs-ganesha and libnfs-utils for
+# tests, openssh-client and rsync for the SSH tests and, as root, nfs-ganesha and libnfs-utils for
 # the NFS export test) and run the whole suite: ruff, the import-layer contract, mypy, then pytest.
 # Extra arguments go to pytest. Exits non-zero on any failure, including "no tests ran".
 set -euo pipefail
@@ -20,6 +20,10 @@ packages=()
 command -v bwrap >/dev/null || packages+=(bubblewrap)
 command -v slirp4netns >/dev/null || packages+=(slirp4netns)
 command -v curl >/dev/null || packages+=(curl)
+# The SSH tests drive the real OpenSSH client (ssh, scp, sftp) and rsync, which the
+# projects run too.
+command -v ssh >/dev/null || packages+=(openssh-client)
+command -v rsync >/dev/null || packages+=(rsync)
 if [ "$(id -u)" = 0 ]; then  # the NFS export test runs nfs-ganesha, which needs root
     command -v ganesha.nfsd >/dev/null || packages+=(nfs-ganesha nfs-ganesha-vfs)
     command -v nfs-ls >/dev/null || packages+=(libnfs-utils)

@@ -94,6 +94,7 @@ async def make_client(make_settings: Any, database_url: str) -> AsyncIterator[An
         *, same_hub_as: TestClient[Any, Any] | None = None, **overrides: Any
     ) -> TestClient[Any, Any]:
         overrides.setdefault("content_port", 0)
+        overrides.setdefault("ssh_port", 0)  # off: tests of SSH bind a free port themselves
         """A new hub, or with `same_hub_as` a second client (own cookies) of that hub."""
         if same_hub_as is not None:
             client = TestClient(same_hub_as.server)

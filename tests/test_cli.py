@@ -47,6 +47,7 @@ def hub_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COCALC_")}
     env.pop("DATABASE_URL", None)
     env["COCALC_CONTENT_PORT"] = "0"  # hubs in tests must not fight over the default port
+    env["COCALC_SSH_PORT"] = "0"  # nor over the SSH server's
     env.update(extra)
     return env
 

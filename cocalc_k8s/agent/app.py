@@ -10,6 +10,7 @@ Routes (every one needs ``Authorization: Bearer <token>``; errors are ``{"error"
     DELETE /files/{path}           a file or a tree
     POST   /files-ops              {"op": "move"|"copy", "src", "dst"} | {"op": "mkdir", "path"}
     POST   /exec                   {"command", "timeout"?, "cwd"?}
+    GET    /exec-stream            WebSocket: stdin, stdout, stderr, exit status (SSH sessions)
     GET    /terminals              {"terminals": [{"name", "pid", "clients", "created"}]}
     GET    /terminals/{name}       WebSocket (see `cocalc_k8s.agent.terminal_socket`)
     DELETE /terminals/{name}       kill it
@@ -21,7 +22,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from cocalc_k8s.agent import exec_api, files, servers, terminal_socket, usage, watch_api
+from cocalc_k8s.agent import (
+    exec_api,
+    exec_stream,
+    files,
+    servers,
+    terminal_socket,
+    usage,
+    watch_api,
+)
 from cocalc_k8s.agent.execution import CommandRunner
 from cocalc_k8s.agent.http import auth_middleware, errors
 from cocalc_k8s.agent.keys import COMMANDS, FS, SETTINGS, TERMINALS, WATCHER
@@ -58,6 +67,7 @@ def create_app(settings: AgentSettings) -> web.Application:
     app.router.add_delete("/files/{path:.*}", files.delete)
     app.router.add_post("/files-ops", files.operation)
     app.router.add_post("/exec", exec_api.execute)
+    app.router.add_get("/exec-stream", exec_stream.stream, allow_head=False)
     app.router.add_get("/terminals", terminal_socket.list_terminals, allow_head=False)
     app.router.add_get("/terminals/{name}", terminal_socket.join, allow_head=False)
     app.router.add_delete("/terminals/{name}", terminal_socket.kill)

@@ -144,6 +144,19 @@ class AgentClient:
         except (aiohttp.ClientError, TimeoutError):
             raise BadGateway("the project does not answer") from None
 
+    async def exec_stream(self, address: AgentAddress) -> aiohttp.ClientWebSocketResponse:
+        """Open the agent's streamed exec (`cocalc_k8s.agent.exec_stream`); the caller
+        sends the first message and owns the socket."""
+        try:
+            return await self._session_for(address).ws_connect(
+                f"{address.url}/exec-stream",
+                headers=self._headers(address),
+                heartbeat=30,
+                max_msg_size=2 << 20,
+            )
+        except (aiohttp.ClientError, TimeoutError):
+            raise BadGateway("the project does not answer") from None
+
 
 class HealthProbe:
     """What a backend uses to wait for an agent it started: until GET /health answers 200

@@ -9,7 +9,7 @@ from typing import Literal
 
 from cocalc_k8s.core.tokens import token_hash
 
-CredentialKind = Literal["session", "api_key"]
+CredentialKind = Literal["session", "api_key", "ssh_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +25,9 @@ class Principal:
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    """A reference to a session or an API key that can be kept and shown without granting
-    anything: a session by the hex SHA-256 of its token (the database's key for it, never
-    the token itself), an API key by its id."""
+    """A reference to a session, an API key or an SSH key that can be kept and shown
+    without granting anything: a session by the hex SHA-256 of its token (the database's
+    key for it, never the token itself), an API key or an SSH key by its id."""
 
     kind: CredentialKind
     ref: str

@@ -95,8 +95,9 @@ def split_path(rel_path: str) -> list[str]:
     return parts
 
 
-def _fail(exc: OSError, rel_path: str) -> NoReturn:
-    """Map an OSError to the domain error a user should see."""
+def fail(exc: OSError, rel_path: str) -> NoReturn:
+    """Map an OSError to the domain error a user should see (also for modules that walk
+    with `ProjectFS.locate` and operate themselves, such as the SFTP server)."""
     code = exc.errno
     shown = rel_path or "the home directory"
     if code == errno.ENOENT:
@@ -253,11 +254,11 @@ class ProjectFS:
                 except FileExistsError:
                     pass  # created meanwhile: walk whatever is there now
                 except OSError as exc:
-                    _fail(exc, rel_path)
+                    fail(exc, rel_path)
                 pending.appendleft(part)
                 continue
             except OSError as exc:
-                _fail(exc, rel_path)
+                fail(exc, rel_path)
             if stat.S_ISLNK(st.st_mode):
                 if last and not follow_last:
                     return Location(chain, part, st)
@@ -283,7 +284,7 @@ class ProjectFS:
                     hops += 1  # swapped after the lstat: look again
                     pending.appendleft(part)
                     continue
-                _fail(exc, rel_path)
+                fail(exc, rel_path)
             chain.push(part, fd)
         # The path was empty or ended in "..": it names a directory of the chain itself.
         if not chain.names:
@@ -339,7 +340,7 @@ class ProjectFS:
         try:
             return os.open(loc.name, _DIR_FLAGS, dir_fd=loc.dir_fd)
         except OSError as exc:
-            _fail(exc, rel_path)
+            fail(exc, rel_path)
 
     def _entry(self, dir_fd: int, rel_dir: str, name: str) -> Entry | None:
         try:
@@ -366,7 +367,7 @@ class ProjectFS:
             try:
                 fd = os.open(loc.name, _READ_FLAGS, dir_fd=loc.dir_fd)
             except OSError as exc:
-                _fail(exc, rel_path)
+                fail(exc, rel_path)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise BadRequest(f"{rel_path}: not a regular file")
@@ -447,7 +448,7 @@ class ProjectFS:
                 return
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
-                    _fail(exc, rel_path)
+                    fail(exc, rel_path)
         with (
             open(os.open(src_name, _READ_FLAGS, dir_fd=src_dir_fd), "rb") as src,
             self.begin_write(rel_path, max_bytes=1 << 62) as writer,
@@ -490,7 +491,7 @@ class ProjectFS:
             except FileExistsError:
                 pass
             except OSError as exc:
-                _fail(exc, rel_path)
+                fail(exc, rel_path)
 
     def delete(self, rel_path: str) -> None:
         """Remove a file, a symlink (not its target) or a whole directory tree."""
@@ -506,7 +507,7 @@ class ProjectFS:
                 else:
                     os.unlink(loc.name, dir_fd=loc.dir_fd)
             except OSError as exc:
-                _fail(exc, rel_path)
+                fail(exc, rel_path)
 
     def move(self, src: str, dst: str) -> None:
         """Rename ``src`` (a symlink is moved as itself) to ``dst``, which must not exist."""
@@ -519,7 +520,7 @@ class ProjectFS:
             try:
                 os.rename(s.name, d.name, src_dir_fd=s.dir_fd, dst_dir_fd=d.dir_fd)
             except OSError as exc:
-                _fail(exc, dst if exc.errno == errno.EEXIST else src)
+                fail(exc, dst if exc.errno == errno.EEXIST else src)
 
     def copy(self, src: str, dst: str) -> None:
         """Copy a file or a tree to ``dst`` (which must not exist); symlinks are copied as
@@ -541,7 +542,7 @@ class ProjectFS:
             except OSError as exc:
                 if exc.errno != errno.EEXIST:  # else the destination is someone else's
                     _remove_quietly(d.dir_fd, d.name)
-                _fail(exc, dst if exc.errno in (errno.ENOSPC, errno.EDQUOT) else src)
+                fail(exc, dst if exc.errno in (errno.ENOSPC, errno.EDQUOT) else src)
 
     @staticmethod
     def _check_src_dst(s: Location, d: Location, src: str, dst: str) -> None:
@@ -588,7 +589,7 @@ class AtomicWrite:
         except OSError as exc:
             self._temp = None
             os.close(dir_fd)
-            _fail(exc, rel_path)
+            fail(exc, rel_path)
 
     @property
     def fd(self) -> int:
@@ -609,7 +610,7 @@ class AtomicWrite:
             while view:
                 view = view[os.write(self._fd, view) :]
         except OSError as exc:
-            _fail(exc, self._rel)
+            fail(exc, self._rel)
 
     def commit(self) -> None:
         assert self._temp is not None, "already finished"
@@ -621,7 +622,7 @@ class AtomicWrite:
             self._temp = None
             os.fsync(self._dir_fd)  # the rename itself survives a crash
         except OSError as exc:
-            _fail(exc, self._rel)
+            fail(exc, self._rel)
         finally:
             self.abort()
 

@@ -217,6 +217,15 @@ class Settings:
         env="COCALC_CONTENT_PORT",
         flag="--content-port",
     )
+    ssh_port: int = _setting(
+        2222,
+        "TCP port of the SSH server (ssh, scp, sftp and rsync into projects with the keys "
+        "users add to their account or to a project; log in as PROJECT_ID, or its first 8 "
+        "hex digits). It listens on --host; its host key is generated once in the data "
+        "directory. Passwords are never accepted. 0 turns the SSH server off.",
+        env="COCALC_SSH_PORT",
+        flag="--ssh-port",
+    )
     content_url: str | None = _setting(
         None,
         "Public URL of project content. With a wildcard host, https://*.projects.example.org, "
@@ -522,6 +531,10 @@ def _validate(s: Settings) -> None:
         raise SettingsError(
             "--content-url must look like https://host[:port] or https://*.domain[:port]"
         )
+    if not 0 <= s.ssh_port < 65536:
+        raise SettingsError(f"--ssh-port must be between 0 and 65535, not {s.ssh_port}")
+    if s.ssh_port and s.ssh_port in (s.port, s.content_port):
+        raise SettingsError("--ssh-port must differ from --port and --content-port")
     if not 0 <= s.redirect_port < 65536:
         raise SettingsError(f"--redirect-port must be between 0 and 65535, not {s.redirect_port}")
     if not 0 <= s.metrics_port < 65536:

@@ -96,6 +96,29 @@ class ApiKey(Base):
     last_used: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class SshKey(Base):
+    """An SSH public key: an account's (`account_id` set: it opens every project the
+    account collaborates on) or one project's (`project_id` set: it opens that project
+    and acts for `account_id`, who added it, while they are still a collaborator).
+    `fingerprint` is the key's SHA256 fingerprint, how a login finds it."""
+
+    __tablename__ = "ssh_keys"
+    __table_args__ = (Index("ix_ssh_keys_fingerprint", "fingerprint"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.account_id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("projects.project_id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    public_key: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(100))
+    created: Mapped[datetime] = _now()
+    last_used: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Event(Base):
     """The audit log: who did what, when. Events with a `project_id` form that project's
     log (started, stopped, collaborator added, file uploaded ...)."""

@@ -19,6 +19,7 @@ from cocalc_k8s.core.identity import Credential
 from cocalc_k8s.core.refreshing_cache import RefreshingCache
 from cocalc_k8s.services.api_keys import ApiKeyService
 from cocalc_k8s.services.sessions import SessionService
+from cocalc_k8s.services.ssh_keys import SshKeyService
 
 TTL = 30.0
 MAX_ENTRIES = 100_000
@@ -28,10 +29,16 @@ Key = tuple[uuid.UUID, Credential]
 
 class CredentialStatus:
     def __init__(
-        self, sessions: SessionService, api_keys: ApiKeyService, *, ttl: float = TTL
+        self,
+        sessions: SessionService,
+        api_keys: ApiKeyService,
+        *,
+        ssh_keys: SshKeyService | None = None,
+        ttl: float = TTL,
     ) -> None:
         self.sessions = sessions
         self.api_keys = api_keys
+        self.ssh_keys = ssh_keys
         # Off until the listener runs: caching only while NOTIFY can drop entries.
         self._answers: RefreshingCache[Key, bool] = RefreshingCache(
             lambda key: self.check(*key), ttl=ttl, max_entries=MAX_ENTRIES, enabled=False
@@ -50,6 +57,8 @@ class CredentialStatus:
             except ValueError:
                 return False
             holder = await self.sessions.holder(hashed)
+        elif credential.kind == "ssh_key":
+            holder = await self.ssh_keys.holder(credential.ref) if self.ssh_keys else None
         else:
             holder = await self.api_keys.holder(credential.ref)
         return holder == account_id
