@@ -75,6 +75,8 @@ class ProjectLogin(asyncssh.SSHServer):
         self._authorised_at = 0.0
         self._unregister: Callable[[], None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # asyncssh takes channel requests while `auth_completed` still awaits: they wait.
+        self.ready = asyncio.Event()
 
     # -- connection ---------------------------------------------------------------
 
@@ -141,19 +143,23 @@ class ProjectLogin(asyncssh.SSHServer):
         grant, project_id = self._last_try, self.project_id
         assert grant is not None and project_id is not None and self.conn is not None
         self.grant = grant
-        self.fs = await self.parts.files.fs(project_id)
-        conn = self.conn
         self._unregister = self.parts.live.register(
             "ssh",
             grant.account_id,
             Credential("ssh_key", str(grant.key_id)),
             project_id,
-            conn.close,
+            self.conn.close,
             authorised_at=self._authorised_at,
         )
-        self.touch()
-        log.info("ssh: %s logged in to project %s", self.address, project_id)
-        await self.parts.ssh_keys.logged_in(grant, project_id, address=self.address, what="ssh")
+        try:
+            self.fs = await self.parts.files.fs(project_id)
+            self.ready.set()
+            self.touch()
+            log.info("ssh: %s logged in to project %s", self.address, project_id)
+            await self.parts.ssh_keys.logged_in(grant, project_id, address=self.address, what="ssh")
+        except Exception:
+            log.exception("ssh: the login of %s to %s could not complete", self.address, project_id)
+            self.conn.close()
 
     # -- forwarding -------------------------------------------------------------------
 
@@ -172,6 +178,7 @@ class ProjectLogin(asyncssh.SSHServer):
             task = asyncio.current_task()
             assert task is not None
             self.track(task)
+            await self.ready.wait()
             upstream = await self._open_forward(dest_port)
             if upstream is None:
                 writer.close()
@@ -212,8 +219,10 @@ class SshGateway:
     async def _run_process(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         login = self._login_of(process.channel)
         task = asyncio.current_task()
-        assert task is not None and login.grant is not None and login.project_id is not None
+        assert task is not None
         login.track(task)
+        await login.ready.wait()
+        assert login.grant is not None and login.project_id is not None
         if process.subsystem is not None:
             process.stderr.write(f"unknown subsystem {process.subsystem!r}\r\n".encode())
             process.exit(1)
@@ -238,8 +247,9 @@ class SshGateway:
         finally:
             await agent.close()
 
-    def _sftp(self, chan: asyncssh.SSHServerChannel[bytes]) -> ProjectSFTPServer:
+    async def _sftp(self, chan: asyncssh.SSHServerChannel[bytes]) -> ProjectSFTPServer:
         login = self._login_of(chan)
+        await login.ready.wait()
         assert login.fs is not None
         login.touch()
         return ProjectSFTPServer(chan, login.fs, login.touch)

@@ -14,6 +14,7 @@ project's user.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import posixpath
@@ -352,6 +353,9 @@ class ProjectSFTPServer(asyncssh.SFTPServer):
         for fd in self._files:
             os.close(fd)
         self._files.clear()
+        # As sshd does for its sftp-server: OpenSSH's scp fails without an exit status.
+        with contextlib.suppress(OSError, asyncssh.Error):
+            self.channel.exit(0)
 
 
 def _apply_attrs(fd: int, attrs: SFTPAttrs) -> None:

@@ -78,7 +78,7 @@ class SshUser:
         return " ".join(["ssh", "-p", str(self.port), *self.options()])
 
 
-async def run(argv: Sequence[str], *, stdin: bytes = b"", timeout: float = 60) -> Result:
+async def run(argv: Sequence[str], *, stdin: bytes = b"", seconds: float = 60) -> Result:
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE,
@@ -86,7 +86,7 @@ async def run(argv: Sequence[str], *, stdin: bytes = b"", timeout: float = 60) -
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "SSH_AUTH_SOCK": ""},
     )
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(seconds):
         out, err = await proc.communicate(stdin)
     assert proc.returncode is not None
     return Result(proc.returncode, out, err)
