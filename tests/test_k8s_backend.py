@@ -294,3 +294,67 @@ async def test_resolved_names_are_stored_and_win_over_the_scheme(
     await owner.call("POST", f"/api/v2/projects/{project_id}/stop")
     await wait_state(owner, project_id, "stopped")
     assert emulator.store.get("pods", NS, "legacy-pod") is None
+
+
+async def test_admin_restarts_the_projects_on_an_old_image_tag(
+    make_client: Any, emulator: KubernetesEmulator, kubelet: TestKubelet
+) -> None:
+    """A new COCALC_K8S_PROJECT_TAG applies at each project's next start: the admin sees
+    who still runs the old tag, and restarts them onto the new one."""
+    from tests.conftest import unique_email
+
+    email = unique_email("admin")
+    settings = dict(backend="kubernetes", k8s_api_url=emulator.url, k8s_namespace=NS,
+                    k8s_start_timeout=30, admin_email=email)  # fmt: skip
+    first = await make_client(**settings)
+    admin = User(first, await sign_up(first, email=email, password="image horse"))
+    projects = [await new_project(admin, "old one"), await new_project(admin, "old two")]
+    for project_id in projects:
+        await start(admin, project_id)
+    status, report = await admin.call("GET", "/api/v2/admin/project-images")
+    assert status == 200
+    assert report == {
+        "current": "0.1.0",
+        "running": [{"tag": "0.1.0", "project_ids": sorted(projects), "outdated": False}],
+    }
+    await first.close()
+
+    second = await make_client(**{**settings, "k8s_project_tag": "0.2.0"})
+    credentials = {"email": email, "password": "image horse"}
+    resp = await second.post("/api/v2/auth/sign-in", json=credentials)
+    assert resp.status == 200
+    admin = User(second, await resp.json())
+    member_client = await make_client(same_hub_as=second)
+    member = User(member_client, await sign_up(member_client))
+    status, _ = await member.call("GET", "/api/v2/admin/project-images")
+    assert status in (403, 404)
+
+    async with asyncio.timeout(20):  # until the new hub has adopted the pods
+        while True:
+            _, report = await admin.call("GET", "/api/v2/admin/project-images")
+            if report["running"]:
+                break
+            await asyncio.sleep(0.05)  # polling the API under test: there is no event
+    assert report["current"] == "0.2.0"
+    assert report["running"] == [
+        {"tag": "0.1.0", "project_ids": sorted(projects), "outdated": True}
+    ]
+    status, body = await admin.call(
+        "POST", "/api/v2/admin/project-images/restart", {"tag": "0.2.0"}
+    )
+    assert status == 400 and "current" in body["error"]
+    status, body = await admin.call("POST", "/api/v2/admin/project-images/restart", {})
+    assert status == 202
+    assert body == {"restarting": sorted(projects)}
+    for project_id in projects:
+        await until(lambda p=project_id: (pod(emulator, p) or {}).get("metadata", {})
+                    .get("labels", {}).get("project_tag") == "0.2.0", deadline=40)  # fmt: skip
+        await wait_state(admin, project_id, "running")
+    _, report = await admin.call("GET", "/api/v2/admin/project-images")
+    assert report["running"] == [
+        {"tag": "0.2.0", "project_ids": sorted(projects), "outdated": False}
+    ]
+    resp = await second.get("/admin")
+    page = await resp.text()
+    assert resp.status == 200 and 'data-testid="project-images"' in page
+    assert '<code>0.2.0</code> <span class="badge">current</span>' in page

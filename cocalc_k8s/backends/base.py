@@ -95,6 +95,16 @@ class ProjectBackend(ABC):
         """Names this backend resolved for the project at its last start, to store."""
         return {}
 
+    @property
+    def image_tag(self) -> str | None:
+        """The project image tag the next start uses; None where projects have no image
+        (the local backend)."""
+        return None
+
+    def running_image_tags(self) -> dict[uuid.UUID, str]:
+        """The image tag each running project was started with (none without images)."""
+        return {}
+
     @abstractmethod
     async def start(self, spec: ProjectSpec, progress: Progress) -> AgentAddress:
         """Start the project and return once its agent answers. Raises BackendError."""

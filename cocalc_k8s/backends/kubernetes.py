@@ -52,6 +52,8 @@ class PodCluster(Protocol):
     async def loaded(self) -> None: ...
     def status(self, project_id: uuid.UUID) -> PodView | None: ...
     def project_ids(self) -> set[uuid.UUID]: ...
+    @property
+    def project_tag(self) -> str: ...
     def on_pod(self, callback: PodCallback) -> None: ...
     def on_event(self, callback: EventCallback) -> None: ...
     async def create(
@@ -94,6 +96,18 @@ class KubernetesBackend(ProjectBackend):
         if not self._opened:
             self._opened = True
             await self.cluster.open()
+
+    @property
+    def image_tag(self) -> str | None:
+        return self.cluster.project_tag
+
+    def running_image_tags(self) -> dict[uuid.UUID, str]:
+        tags: dict[uuid.UUID, str] = {}
+        for project_id in self._up:
+            status = self.cluster.status(project_id)
+            if status is not None and status.image_tag:
+                tags[project_id] = status.image_tag
+        return tags
 
     def address(self, project_id: uuid.UUID) -> AgentAddress | None:
         status = self.cluster.status(project_id)

@@ -90,6 +90,11 @@ class ProjectCluster:
     def project_ids(self) -> set[uuid.UUID]:
         return set(self._by_project)
 
+    @property
+    def project_tag(self) -> str:
+        """The project image tag new pods get."""
+        return self.config.project_tag
+
     def _pod_changed(self, name: str, pod: Object | None) -> None:
         status = pod_status(pod, agent_port=self.config.agent_port) if pod else None
         old = self._by_name.pop(name, None)

@@ -38,6 +38,8 @@ class PodStatus:
     ip: str | None = None
     port: int = 0
     """The agent's port (the annotation, else the configured one)."""
+    image_tag: str | None = None
+    """The project image's tag the pod runs (its `project_tag` label)."""
 
 
 def pod_status(pod: dict[str, Any], *, agent_port: int) -> PodStatus | None:
@@ -53,7 +55,8 @@ def pod_status(pod: dict[str, Any], *, agent_port: int) -> PodStatus | None:
     annotated = (metadata.get("annotations") or {}).get(AGENT_PORT_ANNOTATION, "")
     if annotated.isdigit() and 0 < int(annotated) < 65536:
         port = int(annotated)
-    return PodStatus(project_id, state, reason, status.get("podIP") or None, port)
+    tag = (metadata.get("labels") or {}).get("project_tag") or None
+    return PodStatus(project_id, state, reason, status.get("podIP") or None, port, tag)
 
 
 def _state(metadata: dict[str, Any], status: dict[str, Any]) -> tuple[str, str | None]:

@@ -6,8 +6,9 @@ import uuid
 
 from aiohttp import web
 
-from cocalc_k8s.core.errors import NotFound
-from cocalc_k8s.keys import ADMIN, ISOLATION, SIGNUP_TOKENS, SITE_SETTINGS
+from cocalc_k8s.core.errors import BadRequest, NotFound
+from cocalc_k8s.keys import ADMIN, ISOLATION, LIFECYCLE, SIGNUP_TOKENS, SITE_SETTINGS
+from cocalc_k8s.services.project_images import image_report, restart_outdated
 from cocalc_k8s.services.site_settings import SiteConfig
 from cocalc_k8s.web.auth import require_admin
 from cocalc_k8s.web.jsonio import json_response, read_json
@@ -110,6 +111,23 @@ async def revoke_signup_token(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def project_images(request: web.Request) -> web.Response:
+    require_admin(request)
+    return json_response(image_report(request.app[LIFECYCLE]))
+
+
+async def restart_project_images(request: web.Request) -> web.Response:
+    """`{"tag"?: str}`: restart the running projects on an old image tag (that one only
+    with `tag`); 202 `{"restarting": [project_id, ...]}`."""
+    admin = require_admin(request)
+    body = await read_json(request)
+    tag = body.get("tag")
+    if tag is not None and not isinstance(tag, str):
+        raise BadRequest("tag must be a string")
+    chosen = await restart_outdated(request.app[LIFECYCLE], admin.account_id, tag=tag)
+    return json_response({"restarting": [str(p) for p in chosen]}, status=202)
+
+
 def routes() -> list[web.AbstractRouteDef]:
     base = "/api/v2/admin"
     return [
@@ -117,6 +135,8 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get(base + "/accounts", accounts),
         web.patch(base + "/accounts/{account_id}", patch_account),
         web.get(base + "/projects", projects),
+        web.get(base + "/project-images", project_images),
+        web.post(base + "/project-images/restart", restart_project_images),
         web.get(base + "/default-quotas", get_default_quotas),
         web.patch(base + "/default-quotas", put_default_quotas),
         web.get(base + "/site-settings", get_site_settings),

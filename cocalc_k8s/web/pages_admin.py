@@ -1,4 +1,5 @@
-"""/admin: live site stats, accounts (admin rights, bans), projects (stop, quota), and,
+"""/admin: live site stats, accounts (admin rights, bans), projects (stop, quota), project
+image tags (restart those on an old one), and,
 from `pages_admin_site`, the site settings, sign-up tokens and default quotas.
 Plain forms, for admins only; everyone else gets a 404 page."""
 
@@ -22,6 +23,7 @@ from cocalc_k8s.keys import (
     SIGNUP_TOKENS,
     SITE_SETTINGS,
 )
+from cocalc_k8s.services.project_images import image_report, restart_outdated
 from cocalc_k8s.web.auth import principal_of
 from cocalc_k8s.web.templating import render, see_other
 
@@ -43,6 +45,7 @@ DONE = {
     "project-quota": "The project's quota was saved.",
     "site": "Site settings saved.",
     "revoked": "The sign-up token was revoked.",
+    "images": "Restarts requested for the projects on the old image.",
 }
 Action = Callable[[Principal, dict[str, str]], Awaitable[str]]
 
@@ -78,6 +81,7 @@ async def admin_page(
         isolation=request.app[ISOLATION],
         disk_enforcement=request.app[DISK_QUOTA].enforcement,
         tokens=await request.app[SIGNUP_TOKENS].list(),
+        images=image_report(request.app[LIFECYCLE]),
         states=[s.value for s in ProjectState],
         search=search,
         state=state,
@@ -151,6 +155,15 @@ async def project_quota_submit(request: web.Request) -> web.Response:
     return await act(request, action)
 
 
+async def restart_images_submit(request: web.Request) -> web.Response:
+    async def action(principal: Principal, form: dict[str, str]) -> str:
+        tag = form.get("tag") or None
+        await restart_outdated(request.app[LIFECYCLE], principal.account_id, tag=tag)
+        return "images"
+
+    return await act(request, action)
+
+
 def quota_from_form(form: dict[str, str], names: tuple[str, ...]) -> dict[str, Any]:
     """The filled-in fields as numbers (checked by the quota rules later); the idle
     timeout is given in minutes."""
@@ -174,4 +187,5 @@ def routes() -> list[web.AbstractRouteDef]:
         web.post("/admin/accounts/{account_id}/ban", set_banned_submit),
         web.post("/admin/projects/{project_id}/stop", stop_project_submit),
         web.post("/admin/projects/{project_id}/quota", project_quota_submit),
+        web.post("/admin/project-images/restart", restart_images_submit),
     ]
