@@ -33,6 +33,7 @@ from pathlib import Path
 import watchfiles
 
 log = logging.getLogger("cocalc_k8s.agent.watch")
+logging.getLogger("watchfiles").setLevel(logging.WARNING)  # it logs every batch at INFO
 
 KEPT = 20_000  # changes kept for hubs that come back late; older ones mean `reset`
 MAX_ANSWER = 5_000  # changes per answer (the hub asks again at once for more)
@@ -141,9 +142,26 @@ class HomeWatcher:
             rel = path[cut:]
             if change == watchfiles.Change.deleted or not os.path.lexists(path):
                 found.append((rel, "deleted"))
+            elif change == watchfiles.Change.added and os.path.isdir(path):
+                # Files written into a new directory before its inotify watch existed
+                # raise no event of their own: report what it holds.
+                found.extend((p[cut:], "modified") for p in self._text_files_in(path))
             elif is_text_file(Path(path), self.max_bytes):
                 found.append((rel, "modified"))
         return found
+
+    def _text_files_in(self, folder: str, limit: int = 10_000) -> list[str]:
+        out: list[str] = []
+        prefix = len(str(self.home).rstrip("/")) + 1
+        for top, dirs, names in os.walk(folder):
+            dirs[:] = [d for d in dirs if not ignored(os.path.join(top, d, "x")[prefix:])]
+            for name in names:
+                path = os.path.join(top, name)
+                if not ignored(path[prefix:]) and is_text_file(Path(path), self.max_bytes):
+                    out.append(path)
+                    if len(out) >= limit:
+                        return out
+        return out
 
     async def _add(self, found: list[tuple[str, str]]) -> None:
         if not found:

@@ -6,6 +6,7 @@ import * as cm from "./vendor/codemirror-6.43.15.js";
 import { encodePath, h } from "./api.js";
 import { openSource } from "./collab-source.js";
 import { personItems } from "./people.js";
+import { openTimeTravel } from "./timetravel.js";
 
 const dark = matchMedia("(prefers-color-scheme: dark)");
 
@@ -24,6 +25,7 @@ export function mount(panel, project) {
   const previewButton = h("button", { type: "button", class: "small secondary", hidden: true, "aria-pressed": "false", onclick: () => togglePreview() }, "Preview");
   const findButton = h("button", { type: "button", class: "small secondary", onclick: () => { if (view) { cm.openSearchPanel(view); } } }, "Find");
   const saveButton = h("button", { type: "button", class: "small", onclick: () => source?.flush() }, "Save");
+  const historyButton = h("button", { type: "button", class: "small secondary", "data-testid": "timetravel-button", onclick: () => { if (path) { source?.flush(); openTimeTravel(project, path); } } }, "TimeTravel");
   const error = h("p", { class: "alert error", role: "alert", hidden: true });
   const notice = h("p", { class: "alert", role: "status", hidden: true, "data-testid": "editor-notice" });
   const people = h("ul", { class: "people", "aria-label": "Who is here", "data-testid": "editor-people", hidden: true });
@@ -32,7 +34,7 @@ export function mount(panel, project) {
   const preview = h("div", { class: "markdown-preview", hidden: true, "aria-label": "Preview", "data-testid": "preview" });
   const split = h("div", { class: "editor-split" }, host, preview);
   panel.replaceChildren(
-    h("div", { class: "editor-toolbar" }, fileLabel, state, people, h("span", { class: "spacer" }), findButton, previewButton, saveButton),
+    h("div", { class: "editor-toolbar" }, fileLabel, state, people, h("span", { class: "spacer" }), findButton, previewButton, historyButton, saveButton),
     error,
     notice,
     keysHint,

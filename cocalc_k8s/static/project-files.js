@@ -5,6 +5,7 @@ import { api, encodePath, h, humanSize, relativeTime } from "./api.js";
 import { copyToProject } from "./copy-to-project.js";
 import { ask } from "./dialog.js";
 import { personItems } from "./people.js";
+import { openDeletedFiles, openTimeTravel } from "./timetravel.js";
 import { viewer, viewerKind } from "./file-viewer.js";
 import { cancelUpload, unfinished, uploadFile } from "./uploads.js";
 
@@ -63,6 +64,7 @@ export function mount(panel, project) {
       h("button", { type: "button", class: "small", onclick: () => fileInput.click() }, "Upload"),
       zipLink,
       h("a", { class: "button small secondary", href: `/share/project/${project.id}`, "data-testid": "published-link" }, "Published"),
+      h("button", { type: "button", class: "small secondary", "data-testid": "deleted-files-button", onclick: () => openDeletedFiles(project, dir, { onRestored: () => load() }) }, "Deleted files"),
       fileInput,
     ),
   );
@@ -117,6 +119,7 @@ export function mount(panel, project) {
         entry.is_dir
           ? h("a", { href: zipUrl(path), download: `${entry.name}.zip` }, "Download as zip")
           : h("a", { href: fileUrl(path), download: entry.name }, "Download"),
+        entry.is_dir ? null : h("button", { type: "button", onclick: () => openTimeTravel(project, path, { onRestored: () => load() }) }, "TimeTravel…"),
         h("button", { type: "button", onclick: () => rename(entry) }, "Rename or move"),
         h("button", { type: "button", onclick: () => copy(entry) }, "Copy"),
         h("button", { type: "button", onclick: () => copyToProject({ projectId: project.id, path, name: entry.name, isDir: entry.is_dir }) }, "Copy to project…"),

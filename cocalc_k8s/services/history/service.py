@@ -48,6 +48,7 @@ from cocalc_k8s.services.watcher import FileChanges, FileWatcher
 log = logging.getLogger(__name__)
 
 ATTRIBUTION_SECONDS = 30.0
+RECORDING_AT_ONCE = 4  # settled files recorded concurrently (a burst must not drain the pool)
 KINDS = ("edit", "disk", "api", "upload", "restore", "jupyter")
 
 
@@ -83,6 +84,7 @@ class HistoryService:
         self._attributions: dict[tuple[uuid.UUID, str], _Attribution] = {}
         self._timers: dict[tuple[uuid.UUID, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._recording = asyncio.Semaphore(RECORDING_AT_ONCE)
         self._groups: weakref.WeakValueDictionary[tuple[uuid.UUID, str], _EditGroups] = (
             weakref.WeakValueDictionary()
         )
@@ -176,6 +178,10 @@ class HistoryService:
         return group if self.documents.find(project_id, path) is group.live else None
 
     async def _record_settled(self, project_id: uuid.UUID, path: str) -> None:
+        async with self._recording:
+            await self._record_settled_now(project_id, path)
+
+    async def _record_settled_now(self, project_id: uuid.UUID, path: str) -> None:
         if self._editing(project_id, path) is not None:
             return
         try:
