@@ -38,8 +38,8 @@ from tests.k8s_rbac import Rbac, Request
 K8S_VERSION = "1.37.0"
 PLURALS = {"pods": "Pod", "secrets": "Secret", "events": "Event", "services": "Service",
            "persistentvolumeclaims": "PersistentVolumeClaim",
-           "persistentvolumes": "PersistentVolume"}  # fmt: skip
-CLUSTER_SCOPED = frozenset({"persistentvolumes"})
+           "persistentvolumes": "PersistentVolume", "nodes": "Node"}  # fmt: skip
+CLUSTER_SCOPED = frozenset({"persistentvolumes", "nodes"})
 ADMIN = "Bearer cluster-admin"
 """The Authorization of a request made as the cluster's admin (kubectl), not the hub."""
 VERBS = {"POST": "create", "DELETE": "delete", "PUT": "update", "PATCH": "patch"}
@@ -171,6 +171,7 @@ class KubernetesEmulator:
             self.app.router.add_post(base, self.create)
             self.app.router.add_get(base + "/{name}", self.read)
             self.app.router.add_delete(base + "/{name}", self.delete)
+            self.app.router.add_patch(base + "/{name}", self.patch)
         self.runner: web.AppRunner | None = None
         self.url = ""
 
@@ -269,6 +270,28 @@ class KubernetesEmulator:
             return status_response(404, f'{info["plural"]} "{info["name"]}" not found')
         return web.json_response(obj)
 
+    async def patch(self, request: web.Request) -> web.Response:
+        """A JSON patch (RFC 6902: test, add, replace, remove), the result validated."""
+        info = request.match_info
+        plural, ns, name = info["plural"], info.get("ns", ""), info["name"]
+        obj = self.store.get(plural, ns, name)
+        if obj is None:
+            return status_response(404, f'{plural} "{name}" not found')
+        if request.content_type != "application/json-patch+json":
+            return status_response(415, f"unsupported patch type {request.content_type}")
+        patched = json.loads(json.dumps(obj))
+        try:
+            for op in await request.json():
+                _apply(patched, op)
+        except (KeyError, IndexError, ValueError) as exc:
+            return status_response(422, f"the patch does not apply: {exc}")
+        try:
+            kubernetes_validate.validate(patched, K8S_VERSION, strict=True)
+        except Exception as exc:
+            self.invalid.append(f"{plural}: {exc}")
+            return status_response(422, f"invalid {plural}: {exc}")
+        return web.json_response(self.store.put(plural, patched))
+
     async def delete(self, request: web.Request) -> web.Response:
         info = request.match_info
         plural, ns, name = info["plural"], info.get("ns", ""), info["name"]
@@ -338,6 +361,28 @@ class KubernetesEmulator:
             for version, plural, kind, obj in self.store.history
             if version > int(since) and watcher.wants(plural, obj)
         ]
+
+
+def _apply(obj: Obj, op: Obj) -> None:
+    *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+    node: Any = obj
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    key: Any = int(last) if isinstance(node, list) and last != "-" else last
+    if op["op"] == "test":
+        if node[key] != op["value"]:
+            raise ValueError(f"test of {op['path']} failed")
+    elif op["op"] == "remove":
+        del node[key]
+    elif op["op"] in ("add", "replace"):
+        if op["op"] == "replace":
+            node[key]  # replace needs an existing value: KeyError otherwise
+        if isinstance(node, list) and op["op"] == "add":
+            node.insert(len(node) if key == "-" else key, op["value"])
+        else:
+            node[key] = op["value"]
+    else:
+        raise ValueError(f"unsupported op {op['op']}")
 
 
 async def _drain(queue: asyncio.Queue[Obj | None]) -> AsyncIterator[Obj]:

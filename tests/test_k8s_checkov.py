@@ -1,6 +1,7 @@
-"""checkov (Prisma Cloud's policy scanner) on the files an admin applies: deployment.yaml
-and nfs-service.yaml pass every Kubernetes check except the ones skipped on purpose, and
-those are exactly the reviewed list below (a new skip annotation needs a review here).
+"""checkov (Prisma Cloud's policy scanner) on the files an admin applies: deployment.yaml,
+nfs-service.yaml and the optional prepull-untaint.yaml pass every Kubernetes check except
+the ones skipped on purpose, and those are exactly the reviewed list below (a new skip
+annotation needs a review here).
 The objects the hub generates (project pods of both storage modes, the token Secret, the
 export's PersistentVolume),
 rendered to YAML and scanned next to deployment.yaml's NetworkPolicies, fail only the
@@ -33,7 +34,7 @@ from cocalc_k8s.k8s.names import resolved_names
 from cocalc_k8s.k8s.storage import nfs_volume
 
 ROOT = Path(__file__).resolve().parent.parent
-MANIFESTS = ("deployment.yaml", "nfs-service.yaml")
+MANIFESTS = ("deployment.yaml", "nfs-service.yaml", "prepull-untaint.yaml")
 TIMEOUT = 300
 
 # (check, resource): why each stays is its checkov.io/skip annotation in deployment.yaml.
@@ -46,6 +47,9 @@ REVIEWED_SKIPS = {
     ("CKV_K8S_43", "DaemonSet.cocalc-projects.cocalc-prepull"),  # the project image's tag
     ("CKV_K8S_8", "DaemonSet.cocalc-projects.cocalc-prepull"),  # a pause process: no probe
     ("CKV_K8S_9", "DaemonSet.cocalc-projects.cocalc-prepull"),  # ... serves nothing
+    ("CKV_K8S_43", "DaemonSet.cocalc-projects.cocalc-prepull-untaint"),  # the same, for the
+    ("CKV_K8S_8", "DaemonSet.cocalc-projects.cocalc-prepull-untaint"),  # optional taint
+    ("CKV_K8S_9", "DaemonSet.cocalc-projects.cocalc-prepull-untaint"),  # scheme's variant
 }
 
 # What checkov reports on every generated project pod, and why it stays.

@@ -31,8 +31,8 @@ from kubernetes.config.config_exception import ConfigException
 
 log = logging.getLogger(__name__)
 
-KINDS = ("pod", "secret", "event", "service", "persistent_volume")
-CLUSTER_KINDS = frozenset({"persistent_volume"})
+KINDS = ("pod", "secret", "event", "service", "persistent_volume", "node")
+CLUSTER_KINDS = frozenset({"persistent_volume", "node"})
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 20.0
 
