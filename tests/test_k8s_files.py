@@ -321,6 +321,12 @@ def test_nfs_export_matches_the_pod_volumes() -> None:
     assert pseudo == ["/projects", "/ext"]
     assert f"/{names['home_subpath']}".startswith("/projects/")
     assert f"/{names['ext_subpath']}" == "/ext"
+    # The volume mounts the pseudo root; each subPath enters one of the two exports
+    # (tests/test_nfs_export.py lists that root over NFSv4: exactly projects and ext).
+    volume = nfs_volume(KubernetesConfig(), "10.96.0.20")
+    assert volume["spec"]["nfs"]["path"] == "/"
+    for subpath in (names["home_subpath"], names["ext_subpath"]):
+        assert "/" + subpath.split("/")[0] in pseudo
     assert re.findall(r"Path = (\S+);", conf) == ["/data/projects", "/data/ext"]
     assert "NFS_Port = 2049;" in conf
     assert re.findall(r"Clients = (\S+);", conf) == ["@CLIENTS@", "@CLIENTS@"]
