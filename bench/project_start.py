@@ -14,11 +14,16 @@ process directly with `cocalc_k8s.agent.launch.start_agent` until its `/health` 
 each and the ratios hub/baseline. Machines here are noisy: only ratios from the same run
 mean much.
 
-With `--without-sandbox` the hub cycles run twice in the same run, the second time on a
-hub that finds no bubblewrap (a PATH without `bwrap`, `--trusted-users`): the sandbox's
-cost is the difference of the p50s. Where the interpreter lives under a private directory
-(pyenv in /root), unsandboxed projects cannot run it: run the script in a mount namespace
-where it is traversable.
+With `--without-sandbox` a second hub runs next to the first, one that finds no
+bubblewrap (a PATH without `bwrap`, `--trusted-users`), and the two take turns cycle by
+cycle: the sandbox's cost is the difference of the p50s. Where the interpreter lives under
+a private directory (pyenv in /root), unsandboxed projects cannot run it: run the script in
+a mount namespace where it is traversable, e.g. (as root)
+
+    unshare --mount --propagation private sh -c 'mount --bind /root/.pyenv /mnt &&
+      mount -t tmpfs -o mode=0755 tmpfs /root && mkdir /root/.pyenv &&
+      mount --bind /mnt /root/.pyenv && exec .venv/bin/python bench/project_start.py
+      --without-sandbox'
 
     python bench/project_start.py [--count 20] [--without-sandbox]
 """
@@ -85,21 +90,35 @@ async def _events(stream: aiohttp.ClientResponse):  # type: ignore[no-untyped-de
             yield json.loads(line[6:])
 
 
-async def hub_cycles(base: str, headers: dict[str, str], count: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"start fresh": [], "start again": [], "stop": []}
-    async with aiohttp.ClientSession(headers=headers) as session:
-        project_id = ""
+async def hub_cycles(
+    hubs: list[tuple[str, dict[str, str]]], count: int
+) -> list[dict[str, list[float]]]:
+    """`count` start/stop cycles on each hub (base URL, headers), taking turns: cycle i runs
+    on every hub before cycle i+1 on any, so that a change of the machine's load falls on
+    all of them alike."""
+    times: list[dict[str, list[float]]] = [
+        {"start fresh": [], "start again": [], "stop": []} for _ in hubs
+    ]
+    sessions = [aiohttp.ClientSession(headers=headers) for _, headers in hubs]
+    project_ids = [""] * len(hubs)
+    try:
         for i in range(count):
-            if i % 2 == 0:
-                async with session.post(
-                    f"{base}/api/v2/projects", json={"title": f"bench {i}"}
-                ) as response:
-                    if response.status != 201:
-                        raise SystemExit(f"create: HTTP {response.status}")
-                    project_id = (await response.json())["project_id"]
-            kind = "start fresh" if i % 2 == 0 else "start again"
-            times[kind].append(await transition(session, base, project_id, "start", "running"))
-            times["stop"].append(await transition(session, base, project_id, "stop", "stopped"))
+            for n, ((base, _), session) in enumerate(zip(hubs, sessions, strict=True)):
+                if i % 2 == 0:
+                    async with session.post(
+                        f"{base}/api/v2/projects", json={"title": f"bench {i}"}
+                    ) as response:
+                        if response.status != 201:
+                            raise SystemExit(f"create: HTTP {response.status}")
+                        project_ids[n] = (await response.json())["project_id"]
+                kind = "start fresh" if i % 2 == 0 else "start again"
+                started = await transition(session, base, project_ids[n], "start", "running")
+                times[n][kind].append(started)
+                stopped = await transition(session, base, project_ids[n], "stop", "stopped")
+                times[n]["stop"].append(stopped)
+    finally:
+        for session in sessions:
+            await session.close()
     return times
 
 
@@ -162,9 +181,17 @@ def main() -> None:
     args = parser.parse_args()
     bare_agent_cycles(2)  # warm-up: the page cache for the interpreter and modules
     bare_starts, bare_stops = bare_agent_cycles(args.count)
-    with running_hub("--content-port", str(free_port())) as hub:
-        account = sign_up(hub.base)
-        times = asyncio.run(hub_cycles(hub.base, account.key_headers, args.count))
+    with contextlib.ExitStack() as stack:
+        hub = stack.enter_context(running_hub("--content-port", str(free_port())))
+        hubs = [(hub.base, sign_up(hub.base).key_headers)]
+        if args.without_sandbox:
+            stack.enter_context(path_without_bwrap())
+            plain_hub = stack.enter_context(
+                running_hub("--trusted-users", "--content-port", str(free_port()))
+            )
+            hubs.append((plain_hub.base, sign_up(plain_hub.base).key_headers))
+        measured = asyncio.run(hub_cycles(hubs, args.count))
+    times = measured[0]
     starts = times["start fresh"] + times["start again"]
     print(f"{args.count} cycles; hub timings are POST → progress event, as a client sees them")
     print(line("bare agent launch (baseline)", bare_starts))
@@ -183,12 +210,7 @@ def main() -> None:
     )
     if not args.without_sandbox:
         return
-    with (
-        path_without_bwrap(),
-        running_hub("--trusted-users", "--content-port", str(free_port())) as hub,
-    ):
-        account = sign_up(hub.base)
-        plain = asyncio.run(hub_cycles(hub.base, account.key_headers, args.count))
+    plain = measured[1]
     plain_starts = plain["start fresh"] + plain["start again"]
     print(line("hub start, all, no sandbox", plain_starts))
     print(line("hub stop, no sandbox", plain["stop"]))

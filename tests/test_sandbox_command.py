@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from cocalc_k8s.backends.sandbox import (
+    GENERATED_ETC,
     SandboxSpec,
     bwrap_command,
     etc_files,
@@ -97,3 +98,14 @@ def test_missing_bubblewrap_is_named_with_the_fix(monkeypatch) -> None:  # type:
     reason = sandbox_available()
     assert reason is not None and "apt install bubblewrap" in reason
     assert os.environ["PATH"] == "/nonexistent"
+
+
+def test_a_copy_of_etc_is_bound_in_one_mount_under_the_generated_files() -> None:
+    spec = SandboxSpec(
+        home=HOME, uid=2001, etc_dir=Path("/run/p1/etc"), etc_view=Path("/run/etc-1")
+    )
+    args = bwrap_command(spec, ["true"], is_link=LAYOUT)
+    binds = _pairs(args, "--ro-bind")
+    etc = [pair for pair in binds if pair[1].startswith("/etc")]
+    assert etc[0] == ("/run/etc-1", "/etc")
+    assert sorted(etc[1:]) == [(f"/run/p1/etc/{n}", f"/etc/{n}") for n in sorted(GENERATED_ETC)]

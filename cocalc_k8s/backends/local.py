@@ -50,13 +50,13 @@ from cocalc_k8s.backends.base import (
     ProjectBackend,
     ProjectSpec,
 )
+from cocalc_k8s.backends.etc_view import EtcView
 from cocalc_k8s.backends.network import NetworkError, start_network
 from cocalc_k8s.backends.ports import listener_pids, listener_uids, tree_pids
 from cocalc_k8s.backends.sandbox import (
     SandboxSpec,
     bwrap_command,
     etc_files,
-    etc_names,
     python_paths,
     sandbox_available,
     system_layout,
@@ -67,10 +67,22 @@ from cocalc_k8s.core.quotas import Quota
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 20.0
+# bubblewrap now and then fails to give a new network namespace its loopback (the kernel
+# answers RTM_NEWADDR with ECHILD; seen in about one start in 15 on a loaded machine, up to
+# twice in a row, while other namespaces are being torn down): such a start is tried again
+# after a short pause.
+TRANSIENT_BWRAP_FAILURE = "bwrap: loopback:"
+SPAWN_ATTEMPTS = 5
+SPAWN_RETRY_PAUSE = 0.05
 PORT_CHECK_TTL = 5.0
 STOP_GRACE = 5.0
 _PR_SET_PDEATHSIG = 1
 _ENV_WHITELIST = ("PATH", "LANG", "LC_ALL", "TZ")
+
+
+class _SandboxSetupFailed(BackendError):
+    """bubblewrap could not make the sandbox, for a reason that may pass (see
+    `TRANSIENT_BWRAP_FAILURE`)."""
 
 
 @dataclass
@@ -172,6 +184,7 @@ class LocalBackend(ProjectBackend):
         self.python = python
         self.sandbox = sandbox
         self._runtime: Path | None = None
+        self._etc_view: EtcView | None = None
         self._agents: dict[uuid.UUID, _Agent] = {}
         self._port_checks: dict[tuple[uuid.UUID, int], tuple[float, bool]] = {}
         self._health = HealthProbe()
@@ -230,6 +243,23 @@ class LocalBackend(ProjectBackend):
         sandboxed = await self.sandboxed()
         progress("Preparing the home directory", 10)
         await asyncio.to_thread(prepare_home, spec.home, spec.uid, sandboxed=sandboxed)
+        for attempt in range(1, SPAWN_ATTEMPTS + 1):
+            try:
+                address = await self._start_agent(spec, progress, sandboxed=sandboxed)
+            except _SandboxSetupFailed as exc:
+                if attempt == SPAWN_ATTEMPTS:
+                    raise BackendError(str(exc)) from None
+                log.warning("project %s: %s; trying again", spec.project_id, exc)
+                await asyncio.sleep(SPAWN_RETRY_PAUSE * attempt)
+            else:
+                progress("Running", 100)
+                return address
+        raise AssertionError("unreachable")
+
+    async def _start_agent(
+        self, spec: ProjectSpec, progress: Progress, *, sandboxed: bool
+    ) -> AgentAddress:
+        """One attempt: the agent, in its sandbox, answering (everything of it ended if not)."""
         progress("Starting the project's environment", 30)
         token = secrets.token_urlsafe(32)
         try:
@@ -266,9 +296,10 @@ class LocalBackend(ProjectBackend):
                 raise BackendError(
                     f"the project did not start within {START_TIMEOUT:.0f} s"
                 ) from None
+            if isinstance(exc, _SandboxSetupFailed):
+                raise
             raise BackendError(str(exc) or "the project did not start") from None
         agent.watcher = asyncio.create_task(self._watch(spec.project_id, agent))
-        progress("Running", 100)
         return agent.address
 
     async def _network(
@@ -281,6 +312,13 @@ class LocalBackend(ProjectBackend):
         except (NetworkError, OSError) as exc:
             log.warning("project %s: %s; it has its loopback only", spec.project_id, exc)
             return None
+
+    def _current_etc(self) -> Path:
+        """The copy of /etc sandboxes bind, kept with the runtime directory (blocking)."""
+        assert self._runtime is not None
+        if self._etc_view is None or self._etc_view.root != self._runtime:
+            self._etc_view = EtcView(self._runtime)
+        return self._etc_view.current()
 
     def _runtime_dir(self, project_id: uuid.UUID) -> Path:
         """A directory of the hub's own (0700, under the system's temporary directory: Unix
@@ -317,7 +355,7 @@ class LocalBackend(ProjectBackend):
             uid=spec.uid,
             etc_dir=etc,
             read_only=python_paths(self.python),
-            etc_entries=etc_names(),
+            etc_view=self._current_etc(),
             tmp_mb=max(64, spec.quota.memory_mb // 2),
             hostname=hostname,
             info_fd=info_fd,
@@ -376,7 +414,10 @@ class LocalBackend(ProjectBackend):
             code = await agent.process.wait()
             log_path = self.log_dir / f"{project_id}.log"
             last = await asyncio.to_thread(_last_line, log_path)
-            raise BackendError(
+            failure = BackendError
+            if last.startswith(TRANSIENT_BWRAP_FAILURE):
+                failure = _SandboxSetupFailed
+            raise failure(
                 f"the project's agent exited at start (code {code})" + (f": {last}" if last else "")
             )
         try:

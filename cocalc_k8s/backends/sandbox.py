@@ -5,8 +5,9 @@ A project in its sandbox has new mount, PID, IPC, UTS and network namespaces. It
 
 - its home, read-write, at the same path as on the host (so paths the hub shows match);
 - the system read-only: ``/usr`` (and the ``/bin``, ``/lib*``, ``/sbin`` links or
-  directories), a short list of ``/etc`` entries (`ETC_ENTRIES`) plus generated
-  ``passwd``, ``group``, ``hosts`` and ``hostname``;
+  directories), a short list of ``/etc`` entries (`ETC_ENTRIES`; bound one by one, or a
+  copy of them in one mount) plus generated ``passwd``, ``group``, ``hosts`` and
+  ``hostname``;
 - the Python interpreter and the cocalc_k8s package read-only, at their host paths, with
   every directory above them created traversable (mode 0755) even where the host's is not
   (pyenv under ``/root``, mode 0700);
@@ -78,7 +79,10 @@ class SandboxSpec:
     hostname: str = "project"
     system_dirs: Sequence[str] = SYSTEM_DIRS
     etc_entries: Sequence[str] = field(default_factory=list)
-    """The host's /etc entries to show (names; see `etc_names`)."""
+    """The host's /etc entries to show (names; see `etc_names`), each bound by itself."""
+    etc_view: Path | None = None
+    """Instead of `etc_entries`: a directory bound as /etc in one mount (see
+    `cocalc_k8s.backends.etc_view`), with an empty file for each generated name."""
     info_fd: int | None = None
     """A descriptor bubblewrap writes ``{"child-pid": N}`` to (for the network helper)."""
 
@@ -185,9 +189,12 @@ def bwrap_command(
     size = str(spec.tmp_mb * 1024 * 1024)
     # Private tmpfs mounts inside the sandbox, not host paths.
     args += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm"]  # noqa: S108
-    args += ["--perms", "0755", "--dir", "/etc"]
-    for name in spec.etc_entries:
-        args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    if spec.etc_view is not None:
+        args += ["--ro-bind", str(spec.etc_view), "/etc"]
+    else:
+        args += ["--perms", "0755", "--dir", "/etc"]
+        for name in spec.etc_entries:
+            args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     for name in GENERATED_ETC:
         args += ["--ro-bind", str(spec.etc_dir / name), f"/etc/{name}"]
     made = {Path("/tmp"), Path("/etc"), Path("/dev"), Path("/proc")}  # noqa: S108
