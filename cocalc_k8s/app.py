@@ -71,6 +71,7 @@ from cocalc_k8s.keys import (
 )
 from cocalc_k8s.proxy.access import AccessCache
 from cocalc_k8s.proxy.gate import ContentGate
+from cocalc_k8s.proxy.jupyter_identities import JupyterIdentities
 from cocalc_k8s.proxy.limits import ClientLimits
 from cocalc_k8s.proxy.protocol import serve as serve_content
 from cocalc_k8s.proxy.upstream import UpstreamPool
@@ -315,6 +316,7 @@ def create_app(
     async def background(app: web.Application) -> AsyncIterator[None]:
         manager = app[LIFECYCLE]
         access = AccessCache(app[PROJECTS])
+        identities = JupyterIdentities(app[SECRET_KEY], app[ACCOUNTS])
         live = app[LIVE_CONNECTIONS]
         listener = Listener(database_url)
         listener.subscribe(CREDENTIALS, principals.drop_account_id)
@@ -322,6 +324,7 @@ def create_app(
         listener.subscribe(REQUESTS_CHANNEL, manager.on_request_notification)
         listener.subscribe(PROJECT_ACCESS, access.members_changed)
         listener.subscribe(CREDENTIALS, access.account_changed)
+        listener.subscribe(CREDENTIALS, identities.account_changed)
         listener.subscribe(CREDENTIALS, live.account_changed)
         listener.subscribe(PROJECT_ACCESS, live.members_changed)
         listener.subscribe(SITE_CHANNEL, app[SITE_SETTINGS].changed)
@@ -334,6 +337,7 @@ def create_app(
         listener.on_reset(principals.disable)
         listener.on_reset(live.status.forget)
         listener.on_reset(access.forget)
+        listener.on_reset(identities.forget)
         listener.on_reset(live.missed_events)
         listener.on_connected(principals.enable)
         listener.on_connected(live.status.enable)
@@ -355,6 +359,7 @@ def create_app(
             lifecycle=manager,
             activity=app[ACTIVITY],
             agents=app[AGENTS],
+            identities=identities,
         )
         await listener.start()
         await leader.start()

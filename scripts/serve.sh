@@ -5,7 +5,10 @@
 # `cocalc-k8s serve` (try --help).
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh"
-"$VENV/bin/python" -m pip install -q "$ROOT"
+# The hub, and the project environment its links need (project-env/: JupyterLab, the
+# Notebook 7 interface, ipykernel, real-time collaboration and the hub's identity module
+# for Jupyter). Projects run them from this virtualenv, which their sandbox can execute.
+"$VENV/bin/python" -m pip install -q "$ROOT" "$ROOT/project-env"
 # Every project runs in a bubblewrap sandbox (internet through slirp4netns when its quota
 # allows). Install them when missing and we can; without bubblewrap the hub still starts,
 # but keeps sign-up closed after the first account unless told --trusted-users.

@@ -7,6 +7,9 @@
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh"
 "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
+# The project environment, as serve.sh installs it (not editable: a project's sandbox sees
+# the virtualenv, not this working tree).
+"$VENV/bin/python" -m pip install -q "$ROOT/project-env"
 # checkov pins older packaging/python-dateutil than the package's, so it gets a virtualenv
 # of its own (tests/test_k8s_checkov.py finds it there).
 if [ ! -x "$ROOT/.venv-checkov/bin/checkov" ]; then

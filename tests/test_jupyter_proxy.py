@@ -44,13 +44,18 @@ async def test_jupyter_kernel_runs_through_the_proxy(make_client: Any) -> None:
     owner = User(client, await sign_up(client))
     project_id = await new_project(owner)
     _, key = await owner.call("POST", "/api/v2/api-keys", {"name": "jupyter"})
-    base = f"{client.app[CONTENT_ORIGINS].url_for(project_id)}/{project_id}/port/jupyter"
+    base = f"{client.app[CONTENT_ORIGINS].url_for(project_id)}/{project_id}/port/jupyterlab"
     auth = {"Authorization": f"Bearer {key['key']}"}
     async with localhost_session(headers=auth) as session:
         # The project is stopped: the first request starts it and then Jupyter.
         async with session.get(f"{base}/api") as resp:
             assert resp.status == 200, await resp.text()
             assert "version" in await resp.json()
+        # Jupyter's user is the account, by the identity the proxy signs.
+        async with session.get(f"{base}/api/me") as resp:
+            assert resp.status == 200, await resp.text()
+            me = (await resp.json())["identity"]
+            assert me["username"] == owner.account_id and me["name"] == "Test User", me
         async with session.get(f"{base}/api/kernelspecs") as resp:
             xsrf = resp.cookies.get("_xsrf")
         headers = {"X-XSRFToken": xsrf.value} if xsrf else {}
@@ -85,7 +90,7 @@ async def test_jupyter_kernel_runs_through_the_proxy(make_client: Any) -> None:
     assert "token" not in cmdline.lower()
     direct = (
         'python3 -c "import urllib.request as u; '
-        f"u.urlopen('http://127.0.0.1:{port}/{project_id}/port/jupyter/api/status')\""
+        f"u.urlopen('http://127.0.0.1:{port}/{project_id}/port/jupyterlab/api/status')\""
     )
     _, body = await owner.call("POST", f"/api/v2/projects/{project_id}/exec", {"command": direct})
     assert body["exit_code"] != 0 and "403" in body["stderr"], body

@@ -14,7 +14,9 @@ Routes (every one needs ``Authorization: Bearer <token>``; errors are ``{"error"
     GET    /terminals              {"terminals": [{"name", "pid", "clients", "created"}]}
     GET    /terminals/{name}       WebSocket (see `cocalc_k8s.agent.terminal_socket`)
     DELETE /terminals/{name}       kill it
-    POST   /servers/{name}         {"base_url"} → {"port", "host"}: jupyter, jupyterlab, code
+    GET    /servers                {"servers": [{"name", "available", "reason"}]}
+    POST   /servers/{name}         {"base_url", "identity_key"?, "project_id"?} → {"port",
+                                   "host", "token"}: jupyter, jupyterlab, code
     GET    /watch?after=N&instance=I&timeout=S   changed text files (long poll; `watch`)
 """
 

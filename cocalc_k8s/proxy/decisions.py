@@ -21,6 +21,7 @@ class Allow:
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     policy: ResponsePolicy = OWN_ORIGIN  # what the response head loses and gains
     on_tunnel: Callable[[Callable[[], None]], Callable[[], None]] | None = None
+    on_unreachable: Callable[[], None] | None = None  # nothing answered on the upstream
 
 
 @dataclass(slots=True)

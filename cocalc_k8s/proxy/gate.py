@@ -31,13 +31,16 @@ from cocalc_k8s.core import content_tokens
 from cocalc_k8s.core.content_origin import ContentOrigins
 from cocalc_k8s.core.errors import DomainError
 from cocalc_k8s.core.identity import Credential
+from cocalc_k8s.core.jupyter_identity import HEADER as IDENTITY_HEADER
 from cocalc_k8s.core.redirect_targets import local_target
 from cocalc_k8s.core.server_credentials import request_headers
 from cocalc_k8s.proxy import messages
 from cocalc_k8s.proxy.access import AccessCache
 from cocalc_k8s.proxy.decisions import Allow, Decision, Respond
+from cocalc_k8s.proxy.jupyter_identities import JupyterIdentities
 from cocalc_k8s.proxy.messages import RequestHead
-from cocalc_k8s.proxy.routing import Route, parse_route
+from cocalc_k8s.proxy.routing import Route, canonical_target, parse_route
+from cocalc_k8s.proxy.server_pages import server_failed
 from cocalc_k8s.proxy.upstream import agent_upstream, upstream_for
 from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.api_keys import ApiKeyService
@@ -47,6 +50,7 @@ from cocalc_k8s.services.live_connections import LiveConnections
 T = TypeVar("T")
 COOKIE = "cocalc_content"
 AUTH_PATH = "/_cocalc/auth"
+JUPYTER_SERVERS = frozenset({"jupyter", "jupyterlab"})
 ROUTE_CACHE_TARGET = 1024  # longer request targets are parsed each time (bounds the cache)
 
 
@@ -74,6 +78,7 @@ class ContentGate:
     lifecycle: LifecycleManager
     activity: ActivityRecorder
     agents: AgentClient
+    identities: JupyterIdentities
     # Set once the content origin is bound (one shared origin, or one per project).
     origins: ContentOrigins = field(default_factory=lambda: ContentOrigins(""))
     _named: dict[tuple[str, str | None, str], tuple[int, str]] = field(default_factory=dict)
@@ -90,6 +95,9 @@ class ContentGate:
         if not self.origins.serves(head.get(b"host"), route.project_id):
             # Another project's origin (or none): the content lives on its own.
             return _redirect(self.origins.url_for(route.project_id) + target, status=307)
+        canonical = canonical_target(route, target)
+        if canonical is not None:
+            return _redirect(canonical, status=307)
         refusal = self._refusal_by_origin(head, route)
         if refusal is not None:
             return _error(head, 403, refusal)
@@ -193,9 +201,13 @@ class ContentGate:
             try:
                 port, token = await self._named_port(route, address)
             except DomainError as exc:
-                return _error(head, exc.status, exc.message)
+                page = server_failed(head, route, self.hub_url, exc.status, exc.message)
+                return Respond(page)
             # The server's own credential, supplied here, never to the browser.
             credential = request_headers(route.name or "", token)
+            if route.name in JUPYTER_SERVERS:  # and who asks, signed by the hub
+                identity = await self.identities.header(account_id, route.project_id)
+                credential.append((IDENTITY_HEADER, identity))
         elif not await self._shared(
             (route.project_id, port),
             lambda: self.lifecycle.backend.serves_port(route.project_id, port),
@@ -204,7 +216,13 @@ class ContentGate:
         upstream = upstream_for(address, port)
         policy = messages.OWN_ORIGIN if self.origins.per_project else messages.SHARED_ORIGIN
         return Allow(
-            route, upstream, route.upstream_path, credential, policy=policy, on_tunnel=track
+            route,
+            upstream,
+            route.upstream_path,
+            credential,
+            policy=policy,
+            on_tunnel=track,
+            on_unreachable=self._forget_named(route, address) if route.name else None,
         )
 
     async def _shared(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
@@ -233,16 +251,34 @@ class ContentGate:
 
     async def _named_port(self, route: Route, address: AgentAddress) -> tuple[int, str]:
         """The port of a named server, started by the agent on first use, and the token it
-        demands (see `cocalc_k8s.core.server_credentials`)."""
+        demands (see `cocalc_k8s.core.server_credentials`); Jupyter is also given the key
+        that verifies the identities this gate adds."""
         base_url = f"/{route.project_id}/port/{route.name}/" if route.kind == "port" else "/"
         key = (address.token, route.name, base_url)
         known = self._named.get(key)
         if known is None:
-            answer = await self.agents.call(
-                address, "POST", f"/servers/{route.name}", body={"base_url": base_url}, seconds=90
+            body = {"base_url": base_url}
+            if route.name in JUPYTER_SERVERS:
+                body["identity_key"] = self.identities.public_key
+                body["project_id"] = str(route.project_id)
+            answer = await self._shared(
+                key,
+                lambda: self.agents.call(
+                    address, "POST", f"/servers/{route.name}", body=body, seconds=90
+                ),
             )
             known = self._named[key] = (int(answer["port"]), str(answer.get("token") or ""))
         return known
+
+    def _forget_named(self, route: Route, address: AgentAddress) -> Callable[[], None]:
+        """What to do when the server's port does not answer (it exited): ask the agent
+        again next time, which starts it anew."""
+        base_url = f"/{route.project_id}/port/{route.name}/" if route.kind == "port" else "/"
+
+        def forget() -> None:
+            self._named.pop((address.token, route.name, base_url), None)
+
+        return forget
 
     def _sign_in(self, head: RequestHead, route: Route, target: str) -> Decision:
         if not messages.wants_html(head):

@@ -320,6 +320,9 @@ class ClientConnection(asyncio.Protocol):
                 return
             except OSError:
                 message = "nothing answers on that port in the project (is the server running?)"
+                if allow.on_unreachable is not None:
+                    allow.on_unreachable()
+                    message = "the server stopped; reload to start it again"
                 self._write(messages.error_response(head, 502, message))
                 self._finish(keep_alive and self.body_done)
                 return

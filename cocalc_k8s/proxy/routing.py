@@ -65,6 +65,19 @@ def _port(text: str) -> tuple[int | None, str | None]:
     return port, None
 
 
+def canonical_target(route: Route, target: str) -> str | None:
+    """Where a request for the "jupyter" named server goes instead (None: nowhere else).
+    The Notebook 7 interface is served by the project's JupyterLab server, so that both
+    share kernels and collaborative documents: /port/jupyter/ is its /tree page and
+    /port/jupyter/X is /port/jupyterlab/X."""
+    if route.name != "jupyter":
+        return None
+    path, sep, query = target.partition("?")
+    parts = path.split("/", 4)  # "", id, kind, "jupyter", rest
+    rest = parts[4] if len(parts) > 4 else ""
+    return f"/{route.project_id}/{route.kind}/jupyterlab/{rest or 'tree'}{sep}{query}"
+
+
 def rewrite_location(location: str, route: Route, upstream: str) -> str:
     """A redirect from a /server/ app points into its prefix; absolute URLs to the upstream
     itself become paths on the content origin."""
