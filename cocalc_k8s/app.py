@@ -60,6 +60,7 @@ from cocalc_k8s.keys import (
     METRICS,
     PROJECTS,
     SECRET_KEY,
+    SERVER_REPORTS,
     SESSIONS,
     SETTINGS,
     SIGNUP_TOKENS,
@@ -94,6 +95,7 @@ from cocalc_k8s.services.history.store import HistoryStore
 from cocalc_k8s.services.lifecycle import REQUESTS_CHANNEL, LifecycleManager
 from cocalc_k8s.services.live_connections import LiveConnections
 from cocalc_k8s.services.metrics import HubMetrics
+from cocalc_k8s.services.named_servers import ServerReports
 from cocalc_k8s.services.principal_cache import PrincipalCache
 from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
@@ -259,6 +261,7 @@ def create_app(
         app[ADMIN] = AdminService(engine, accounts=app[ACCOUNTS], connections=app[CONNECTIONS])
         backend = project_backend(settings, sandboxed=host.isolation.sandboxed)
         app[LIFECYCLE] = LifecycleManager(engine, backend, projects_root=projects_root)
+        app[SERVER_REPORTS] = ServerReports(backend, app[AGENTS])
         if host.start_problem:
             app[LIFECYCLE].start_checks.append(_refuse_all(host.start_problem))
         app[CULLER] = Culler(engine, app[LIFECYCLE])

@@ -26,6 +26,7 @@ from cocalc_k8s.services.history.service import HistoryService
 from cocalc_k8s.services.lifecycle import LifecycleManager
 from cocalc_k8s.services.live_connections import LiveConnections
 from cocalc_k8s.services.metrics import HubMetrics
+from cocalc_k8s.services.named_servers import ServerReports
 from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
 from cocalc_k8s.services.signup_tokens import SignupTokens
@@ -46,6 +47,7 @@ LIFECYCLE = web.AppKey("lifecycle", LifecycleManager)
 FILES = web.AppKey("files", ProjectFiles)
 ACTIVITY = web.AppKey("activity", ActivityRecorder)
 AGENTS = web.AppKey("agents", AgentClient)
+SERVER_REPORTS = web.AppKey("server_reports", ServerReports)
 CULLER = web.AppKey("culler", Culler)
 SITE_SETTINGS = web.AppKey("site_settings", SiteSettings)
 CONTENT_ORIGIN = web.AppKey("content_origin", str)  # the content origin's URL, once bound

@@ -150,6 +150,27 @@ detailsForm.addEventListener("submit", async (e) => {
   }
 });
 
+// --- the named servers the project can run (its agent says which) ---------------------
+
+const serverLinks = [...document.querySelectorAll("[data-server]")];
+
+async function refreshServers() {
+  let answer;
+  try {
+    answer = await api("GET", `${project.api}/servers`);
+  } catch {
+    return; // keep what the page showed
+  }
+  for (const entry of answer.servers) {
+    const link = serverLinks.find((a) => a.dataset.server === entry.name);
+    if (link) link.hidden = !entry.available;
+  }
+}
+
+project.onState((state) => {
+  if (state === "running") refreshServers();
+});
+
 // --- a server on a port of the user's choice, on the content origin ---------------------
 
 const portForm = document.getElementById("port-form");

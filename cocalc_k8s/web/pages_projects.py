@@ -22,7 +22,7 @@ from aiohttp import web
 
 from cocalc_k8s.core.errors import DomainError, NotFound
 from cocalc_k8s.core.identity import Principal
-from cocalc_k8s.keys import CONTENT_ORIGINS, PROJECTS
+from cocalc_k8s.keys import CONTENT_ORIGINS, PROJECTS, SERVER_REPORTS
 from cocalc_k8s.services.projects import parse_project_id
 from cocalc_k8s.web.auth import principal_of
 from cocalc_k8s.web.templating import render
@@ -147,6 +147,10 @@ async def project_page(request: web.Request) -> web.Response:
         boot_json=json.dumps(boot),
         edited_text=relative_time(project.get("last_edited"), now),
         content_origin=request.app[CONTENT_ORIGINS].url_for(project_id),
+        servers={
+            entry["name"]: entry["available"]
+            for entry in request.app[SERVER_REPORTS].known(project_id)
+        },
     )
 
 
