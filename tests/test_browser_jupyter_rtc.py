@@ -47,7 +47,11 @@ async def disk_notebook(page: Any, api: str, wanted: list[str], deadline: float)
     end = time.monotonic() + deadline
     while True:
         response = await page.request.get(f"{api}/files/shared.ipynb")
-        sources = ["".join(c["source"]) for c in json.loads(await response.text())["cells"]]
+        try:
+            cells = json.loads(await response.text())["cells"]
+        except ValueError:  # caught between two writes of Jupyter's
+            cells = []
+        sources = ["".join(c["source"]) for c in cells]
         if all(any(text in source for source in sources) for text in wanted):
             return sources
         assert time.monotonic() < end, f"not saved with {wanted}: {sources}"
@@ -59,74 +63,65 @@ async def test_two_collaborators_edit_one_notebook_live(browser: Any, make_clien
     hub = str(client.make_url("")).rstrip("/")
     _, ada, ada_csrf = await signed_in(browser, hub, "Ada Lovelace", "ada@example.org")
     _, grace, _ = await signed_in(browser, hub, "Grace Hopper", "grace@example.org")
-    project_id = None
-    try:
-        response = await ada.request.post(
-            hub + "/api/v2/projects", data={"title": "rtc"}, headers={"X-CSRF-Token": ada_csrf}
-        )
-        project_id = (await response.json())["project_id"]
-        api = f"{hub}/api/v2/projects/{project_id}"
-        response = await ada.request.post(
-            f"{api}/collaborators",
-            data={"email": "grace@example.org"},
-            headers={"X-CSRF-Token": ada_csrf},
-        )
-        assert response.status == 201, await response.text()
-        response = await ada.request.put(
-            f"{api}/files/shared.ipynb",
-            data=json.dumps(NOTEBOOK).encode(),
-            headers={"X-CSRF-Token": ada_csrf},
-        )
-        assert response.ok, await response.text()
+    response = await ada.request.post(
+        hub + "/api/v2/projects", data={"title": "rtc"}, headers={"X-CSRF-Token": ada_csrf}
+    )
+    project_id = (await response.json())["project_id"]
+    api = f"{hub}/api/v2/projects/{project_id}"
+    response = await ada.request.post(
+        f"{api}/collaborators",
+        data={"email": "grace@example.org"},
+        headers={"X-CSRF-Token": ada_csrf},
+    )
+    assert response.status == 201, await response.text()
+    response = await ada.request.put(
+        f"{api}/files/shared.ipynb",
+        data=json.dumps(NOTEBOOK).encode(),
+        headers={"X-CSRF-Token": ada_csrf},
+    )
+    assert response.ok, await response.text()
 
-        url = f"{client.app[CONTENT_ORIGINS].url_for(project_id)}/{project_id}"
-        url += "/port/jupyterlab/lab/tree/shared.ipynb"
-        # The project is stopped: Ada's visit starts it and JupyterLab, Grace's joins.
-        await ada.goto(url, timeout=120_000)
-        await grace.goto(url, timeout=120_000)
-        for page in (ada, grace):
-            await page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
+    url = f"{client.app[CONTENT_ORIGINS].url_for(project_id)}/{project_id}"
+    url += "/port/jupyterlab/lab/tree/shared.ipynb"
+    # The project is stopped: Ada's visit starts it and JupyterLab, Grace's joins.
+    await ada.goto(url, timeout=120_000)
+    await grace.goto(url, timeout=120_000)
+    for page in (ada, grace):
+        await page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
 
-        # Ada types in the first cell; Grace sees it as it is typed.
-        await ada.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
-        await ada.keyboard.type('word = "from Ada"')
-        first_at_grace = grace.locator(".jp-Notebook .jp-Cell .cm-content").first
-        await first_at_grace.filter(has_text='word = "from Ada"').wait_for(timeout=30_000)
+    # Ada types in the first cell; Grace sees it as it is typed.
+    await ada.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
+    await ada.keyboard.type('word = "from Ada"')
+    first_at_grace = grace.locator(".jp-Notebook .jp-Cell .cm-content").first
+    await first_at_grace.filter(has_text='word = "from Ada"').wait_for(timeout=30_000)
 
-        # Grace runs Ada's cell (one kernel for both) and writes a second cell below it.
-        await first_at_grace.click()
-        await grace.keyboard.press("Shift+Enter")
-        await grace.keyboard.press("Enter")  # edit the new cell below
-        await grace.keyboard.type('print(word, "and from Grace")')
-        await grace.keyboard.press("Shift+Enter")
-        output = ".jp-OutputArea-output"
-        for page in (ada, grace):
-            await page.locator(output, has_text="from Ada and from Grace").wait_for(timeout=60_000)
+    # Grace runs Ada's cell (one kernel for both) and writes a second cell below it.
+    await first_at_grace.click()
+    await grace.keyboard.press("Shift+Enter")
+    await grace.keyboard.press("Enter")  # edit the new cell below
+    await grace.keyboard.type('print(word, "and from Grace")')
+    await grace.keyboard.press("Shift+Enter")
+    output = ".jp-OutputArea-output"
+    for page in (ada, grace):
+        await page.locator(output, has_text="from Ada and from Grace").wait_for(timeout=60_000)
 
-        await ada.locator(".jp-Notebook .jp-Cell .cm-content").nth(1).click()
-        # Each sees the other under their own name and colour (those of the hub's pages):
-        # in the collaborators panel, and on the other's cursor.
-        for page, other, other_page in ((ada, "Grace Hopper", grace), (grace, "Ada Lovelace", ada)):
-            account = await (await other_page.request.get(f"{hub}/api/v2/account")).json()
-            colour = color_of(uuid.UUID(account["account_id"]))
-            await page.locator(".jp-Collaborator", has_text=other).first.wait_for(
-                state="attached", timeout=30_000
-            )
-            flag = page.locator(".jp-remote-userFlag", has_text=other).first
-            await flag.wait_for(state="attached", timeout=30_000)
-            shown = await flag.evaluate("e => getComputedStyle(e).borderTopColor")
-            assert shown == "rgb({}, {}, {})".format(*bytes.fromhex(colour[1:])), shown
-            assert await page.locator(".jp-Collaborator", has_text="Anonymous").count() == 0
+    await ada.locator(".jp-Notebook .jp-Cell .cm-content").nth(1).click()
+    # Each sees the other under their own name and colour (those of the hub's pages):
+    # on the other's cursor in the notebook.
+    for page, other, other_page in ((ada, "Grace Hopper", grace), (grace, "Ada Lovelace", ada)):
+        account = await (await other_page.request.get(f"{hub}/api/v2/account")).json()
+        colour = color_of(uuid.UUID(account["account_id"]))
+        flag = page.locator(".jp-remote-userFlag", has_text=other).first
+        await flag.wait_for(state="attached", timeout=30_000)
+        shown = await flag.evaluate("e => getComputedStyle(e).borderTopColor")
+        assert shown == "rgb({}, {}, {})".format(*bytes.fromhex(colour[1:])), shown
+        assert await page.locator(".jp-remote-userFlag", has_text="Anonymous").count() == 0
 
-        # Both save: the file on disk has both cells, neither lost.
-        for page in (ada, grace):
-            await page.keyboard.press("Control+s")
-        sources = await disk_notebook(
-            ada, api, ['word = "from Ada"', 'print(word, "and from Grace")'], deadline=30
-        )
-        assert len(sources) >= 2, sources
-    finally:  # the contexts stay open for the screenshots of a failure
-        if project_id is not None:
-            await client.post(
-                f"/api/v2/projects/{project_id}/stop", headers={"X-CSRF-Token": ada_csrf}
-            )
+    # Both save: the file on disk has both cells, neither lost.
+    for page in (ada, grace):
+        await page.keyboard.press("Control+s")
+    sources = await disk_notebook(
+        ada, api, ['word = "from Ada"', 'print(word, "and from Grace")'], deadline=30
+    )
+    assert len(sources) >= 2, sources
+    await client.post(f"/api/v2/projects/{project_id}/stop", headers={"X-CSRF-Token": ada_csrf})
