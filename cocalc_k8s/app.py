@@ -95,7 +95,6 @@ from cocalc_k8s.services.history.store import HistoryStore
 from cocalc_k8s.services.lifecycle import REQUESTS_CHANNEL, LifecycleManager
 from cocalc_k8s.services.live_connections import LiveConnections
 from cocalc_k8s.services.metrics import HubMetrics
-from cocalc_k8s.services.named_servers import ServerReports
 from cocalc_k8s.services.principal_cache import PrincipalCache
 from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
@@ -112,6 +111,7 @@ from cocalc_k8s.web.errors import handle_errors
 from cocalc_k8s.web.headers import security_headers
 from cocalc_k8s.web.metrics import loop_lag_probe, measure
 from cocalc_k8s.web.routes import setup_routes
+from cocalc_k8s.web.server_reports import ServerReports
 from cocalc_k8s.web.templating import STATIC_DIR, create_environment
 
 log = logging.getLogger(__name__)

@@ -26,13 +26,13 @@ from cocalc_k8s.services.history.service import HistoryService
 from cocalc_k8s.services.lifecycle import LifecycleManager
 from cocalc_k8s.services.live_connections import LiveConnections
 from cocalc_k8s.services.metrics import HubMetrics
-from cocalc_k8s.services.named_servers import ServerReports
 from cocalc_k8s.services.projects import ProjectService
 from cocalc_k8s.services.sessions import SessionService
 from cocalc_k8s.services.signup_tokens import SignupTokens
 from cocalc_k8s.services.site_settings import SiteSettings
 from cocalc_k8s.services.ssh_keys import SshKeyService
 from cocalc_k8s.services.watcher import FileWatcher
+from cocalc_k8s.web.server_reports import ServerReports
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)

@@ -1,5 +1,5 @@
 """``GET /api/v2/projects/{id}/servers``: the named servers the project can run
-(see `cocalc_k8s.services.named_servers`), for the project page's links."""
+(see `cocalc_k8s.web.server_reports`), for the project page's links."""
 
 from __future__ import annotations
 
