@@ -380,8 +380,8 @@ class Settings:
     )
     k8s_image_pull_secrets: str = _setting(
         "",
-        "Comma-separated names of docker-registry Secrets in the namespace, for a private "
-        "registry.",
+        "Comma-separated names of docker-registry Secrets in --k8s-namespace (the projects'), "
+        "for a private registry.",
         env="COCALC_K8S_IMAGE_PULL_SECRETS",
         flag="--k8s-image-pull-secrets",
     )

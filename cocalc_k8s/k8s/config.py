@@ -45,7 +45,7 @@ class KubernetesConfig:
     image_pull_policy: str = "IfNotPresent"
     """Kubernetes imagePullPolicy of project pods."""
     image_pull_secrets: tuple[str, ...] = ()
-    """Names of docker-registry Secrets in the namespace for a private registry."""
+    """Names of docker-registry Secrets in `namespace` for a private registry."""
     uid: int = 2001
     """User id of every process in a project pod (and owner of the homes on the export)."""
     gid: int = 2001
