@@ -105,7 +105,7 @@ from cocalc_k8s.services.watcher import FileWatcher
 from cocalc_k8s.share.routes import setup_share
 from cocalc_k8s.ssh.gateway import GatewayParts, SshGateway
 from cocalc_k8s.ssh.host_key import load_host_key
-from cocalc_k8s.web.auth import identify, lookup_principal, principal_of
+from cocalc_k8s.web.auth import authenticated_at, identify, principal_of
 from cocalc_k8s.web.csrf import csrf_protect, trusted_origins
 from cocalc_k8s.web.errors import handle_errors
 from cocalc_k8s.web.headers import security_headers
@@ -303,6 +303,7 @@ def create_app(
             policy=HistoryPolicy(max_bytes=settings.history_max_kb * 1024),
         )
         realtime.documents, realtime.projects = app[DOCUMENTS], app[PROJECTS]
+        realtime.live = app[LIVE_CONNECTIONS]
         yield
         await app[WATCHER].close()
         await app[DOCUMENTS].close()
@@ -333,10 +334,7 @@ def create_app(
         listener.subscribe(SITE_CHANNEL, app[SITE_SETTINGS].changed)
         listener.subscribe(COPIES_CHANNEL, app[COPIES].notified)
         listener.subscribe(DOCUMENTS_CHANNEL, app[DOCUMENTS].notified)
-        listener.subscribe(PROJECT_ACCESS, realtime.members_changed)
-        listener.subscribe(CREDENTIALS, realtime.account_changed)
         listener.on_connected(app[DOCUMENTS].missed_notifications)
-        listener.on_connected(realtime.missed_notifications)
         listener.on_reset(principals.disable)
         listener.on_reset(live.status.forget)
         listener.on_reset(access.forget)
@@ -370,7 +368,6 @@ def create_app(
         await app[DOCUMENTS].start()
         await app[WATCHER].start()
         await app[COPIES].start()
-        await realtime.start()
         if settings.admin_email:
             try:
                 await app[ACCOUNTS].make_admin(settings.admin_email)
@@ -470,10 +467,7 @@ def create_app(
     app.on_shutdown.append(end_streams)
     # Attached before the routes freeze; its services arrive with the `services` context.
     realtime = app[REALTIME] = RealtimeHub(
-        connections=app[CONNECTIONS],
-        identify=principal_of,
-        reidentify=lookup_principal,
-        trusted_origins=trusted_origins,
+        identify=principal_of, authenticated_at=authenticated_at, trusted_origins=trusted_origins
     )
     realtime.attach(app)
     setup_routes(app)

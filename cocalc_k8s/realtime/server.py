@@ -2,18 +2,21 @@
 
 Every event handler checks who is asking: the principal comes from the handshake request
 (the hub's own middlewares identified it: session cookie or API key; engine.io refuses a
-foreign Origin), and joining a document needs a role in its project. Open sockets are
-checked again when a project's members or an account's credentials change (NOTIFY; all of
-them after the listener reconnects), and their credentials every `RECHECK_EVERY` seconds
-(a sign-out sends no NOTIFY); they lose what they may no longer have at once.
+foreign Origin), and joining a document needs a role in its project. Open sockets are on
+the hub's registry of live connections (services/live_connections), like terminals and
+proxied WebSockets, so the same revocations end them, at once and on every hub: a socket
+is registered for its credential (its end sends `revoked` and disconnects) and once per
+project it has documents of or watches (its end sends `closed` for each document and
+stops the watch; the socket stays for other projects).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,25 +24,22 @@ import socketio
 from aiohttp import web
 
 from cocalc_k8s.core.errors import BadRequest, DomainError, Forbidden, NotFound
-from cocalc_k8s.core.identity import Principal
-from cocalc_k8s.core.tasks import cancel
+from cocalc_k8s.core.identity import Credential, Principal
 from cocalc_k8s.realtime import awareness
 from cocalc_k8s.realtime.parts import PART_BYTES, Assembler, PartError, split
-from cocalc_k8s.services.connections import Connections
 from cocalc_k8s.services.documents.filetext import ReadOnly
 from cocalc_k8s.services.documents.live import BadUpdate, Change, LiveDocument
 from cocalc_k8s.services.documents.service import DocumentService, clean_path
 from cocalc_k8s.services.documents.store import StaleEpoch
+from cocalc_k8s.services.live_connections import LiveConnections
 from cocalc_k8s.services.projects import ProjectService, parse_project_id
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/documents"
 MAX_HTTP_BUFFER = 1024**2  # = the hub's request-body cap: a polling POST is no larger
-RECHECK_EVERY = 10.0
 
 Identify = Callable[[web.Request], Principal | None]
-Reidentify = Callable[[web.Request], Awaitable[Principal | None]]
 Ack = dict[str, Any]
 
 
@@ -50,8 +50,8 @@ def _error(code: str, message: str) -> Ack:
 @dataclass
 class _Socket:
     principal: Principal
-    request: web.Request
-    closed: Callable[[], None]
+    unregister: Callable[[], None] = lambda: None  # its credential's registration
+    projects: dict[uuid.UUID, Callable[[], None]] = field(default_factory=dict)  # the same
     docs: dict[str, LiveDocument] = field(default_factory=dict)
     client_ids: dict[str, set[int]] = field(default_factory=dict)  # awareness, per doc
     watching: set[uuid.UUID] = field(default_factory=set)
@@ -60,22 +60,21 @@ class _Socket:
 
 class RealtimeHub:
     """Made when the app is (Socket.IO's routes must be added before the app starts);
-    `documents` and `projects` are set once the services exist."""
+    `documents`, `projects` and `live` are set once the services exist."""
 
     documents: DocumentService
     projects: ProjectService
+    live: LiveConnections
 
     def __init__(
         self,
         *,
-        connections: Connections,
         identify: Identify,
-        reidentify: Reidentify,
+        authenticated_at: Callable[[web.Request], float],
         trusted_origins: Callable[[web.Request], set[str]],
     ) -> None:
-        self.connections = connections
         self.identify = identify
-        self.reidentify = reidentify
+        self.authenticated_at = authenticated_at
         self.trusted_origins = trusted_origins
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
@@ -86,7 +85,7 @@ class RealtimeHub:
         self._awareness: dict[str, dict[int, awareness.ClientState]] = {}  # doc -> states
         self._owners: dict[str, dict[int, str]] = {}  # doc -> awareness client id -> sid
         self._forwarding: set[str] = set()  # docs whose changes this hub forwards
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # closes scheduled by the registry
         for event in ("connect", "disconnect", "join", "update", "awareness", "leave"):
             self.sio.on(event, getattr(self, f"on_{event}"), namespace=NAMESPACE)
         self.sio.on("watch", self.on_watch, namespace=NAMESPACE)
@@ -110,18 +109,50 @@ class RealtimeHub:
             raise socketio.exceptions.ConnectionRefusedError(
                 "sign in or use an API key", {"code": "unauthorized"}
             )
-        closed = self.connections.opened("realtime", principal.account_id)
-        state = _Socket(principal, request, closed)
+        state = _Socket(principal)
         state.parts = Assembler(2 * self.documents.policy.max_bytes)
         self._sockets[sid] = state
+        state.unregister = self.live.register(
+            "realtime",
+            principal.account_id,
+            Credential.of(principal),
+            None,
+            lambda: self._later(self._revoke(sid, state)),
+            authorised_at=self.authenticated_at(request),
+        )
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         state = self._sockets.pop(sid, None)
         if state is None:
             return
-        state.closed()
+        state.unregister()
+        for unregister in state.projects.values():
+            unregister()
         for doc in list(state.docs):
             await self._leave(sid, state, doc)
+
+    def _hold_project(
+        self, sid: str, state: _Socket, project_id: uuid.UUID, authorised_at: float
+    ) -> None:
+        """Register the socket's use of a project (once), so losing access ends it."""
+        if project_id not in state.projects:
+            state.projects[project_id] = self.live.register(
+                "realtime",
+                state.principal.account_id,
+                Credential.of(state.principal),
+                project_id,
+                lambda: self._later(self._access_removed(sid, state, project_id)),
+                authorised_at=authorised_at,
+                counted=False,
+            )
+
+    def _let_go_of_project(self, state: _Socket, project_id: uuid.UUID) -> None:
+        """The socket no longer uses the project: no documents of it, no watch."""
+        in_use = project_id in state.watching or any(
+            live.project_id == project_id for live in state.docs.values()
+        )
+        if not in_use and project_id in state.projects:
+            state.projects.pop(project_id)()
 
     # -- joining --------------------------------------------------------------------
 
@@ -131,6 +162,7 @@ class RealtimeHub:
             return _error("bad-request", "join takes {project_id, path, epoch, state_vector}")
         try:
             project_id = parse_project_id(str(data.get("project_id")))
+            checked_at = time.monotonic()
             await self.projects.access(state.principal, project_id)
             path = clean_path(data.get("path"))
             live = await self.documents.open(project_id, path)
@@ -147,6 +179,9 @@ class RealtimeHub:
         if vector is not None and not isinstance(vector, bytes):
             return _error("bad-request", "state_vector must be binary")
         stale = epoch is not None and epoch != live.epoch
+        if sid not in self._sockets:  # it went while the document opened
+            return _error("not-joined", "the socket closed")
+        self._hold_project(sid, state, project_id, checked_at)
         if doc not in state.docs:
             self.documents.retain(live)
             state.docs[doc] = live
@@ -202,6 +237,7 @@ class RealtimeHub:
         if live.clients <= 0:
             self._awareness.pop(doc, None)
             self._owners.pop(doc, None)
+        self._let_go_of_project(state, live.project_id)
         await self._presence(live)
 
     # -- editing --------------------------------------------------------------------
@@ -320,9 +356,13 @@ class RealtimeHub:
             return _error("bad-request", "watch takes {project_id}")
         try:
             project_id = parse_project_id(str(data.get("project_id")))
+            checked_at = time.monotonic()
             await self.projects.access(state.principal, project_id)
         except DomainError as exc:
             return _domain_error(exc)
+        if sid not in self._sockets:
+            return _error("not-joined", "the socket closed")
+        self._hold_project(sid, state, project_id, checked_at)
         state.watching.add(project_id)
         await self.sio.enter_room(sid, _project_room(project_id), namespace=NAMESPACE)
         files = {
@@ -340,90 +380,40 @@ class RealtimeHub:
             except DomainError:
                 return {"ok": True}
             state.watching.discard(project_id)
+            self._let_go_of_project(state, project_id)
             await self.sio.leave_room(sid, _project_room(project_id), namespace=NAMESPACE)
         return {"ok": True}
 
-    # -- revocation -------------------------------------------------------------------
+    # -- revocation (called by the registry of live connections) ----------------------
 
-    def members_changed(self, payload: str) -> None:
-        """NOTIFY: a project's members changed; re-check the sockets in its documents."""
-        try:
-            project_id = uuid.UUID(payload)
-        except ValueError:
-            return
-        asyncio.get_running_loop().create_task(self.recheck(project_id=project_id))
+    def _later(self, closing: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(closing)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def account_changed(self, payload: str) -> None:
-        """NOTIFY: an account's credentials changed (ban, password, admin)."""
-        try:
-            account_id = uuid.UUID(payload)
-        except ValueError:
-            return
-        asyncio.get_running_loop().create_task(self.recheck(account_id=account_id))
-
-    def missed_notifications(self) -> None:
-        """The NOTIFY listener reconnected: it may have missed a change of members."""
-        asyncio.get_running_loop().create_task(self.recheck())
-
-    async def recheck(
-        self,
-        *,
-        project_id: uuid.UUID | None = None,
-        account_id: uuid.UUID | None = None,
-        roles: bool = True,
-    ) -> None:
-        """Re-check sockets (those of an account, or in a project's documents): their
-        credential (unless only a project changed), and their roles if `roles`."""
-        for sid, state in list(self._sockets.items()):
-            if account_id is not None and state.principal.account_id != account_id:
-                continue
-            try:
-                if project_id is None and await self.reidentify(state.request) is None:
-                    await self._revoke(sid, state)
-                    continue
-                if roles:
-                    await self._recheck_projects(sid, state, project_id)
-            except Exception:
-                log.exception("realtime: re-check of %s failed", sid)
-
-    async def _recheck_projects(self, sid: str, state: _Socket, only: uuid.UUID | None) -> None:
-        projects = {live.project_id for live in state.docs.values()} | state.watching
-        for project_id in projects:
-            if only is not None and project_id != only:
-                continue
-            if await self.projects.role_of(state.principal.account_id, project_id) is not None:
-                continue
-            for doc, live in list(state.docs.items()):
-                if live.project_id == project_id:
-                    await self._leave(sid, state, doc)
-                    await self._emit("closed", {"doc": doc, "code": "access-removed",
-                        "message": "You are no longer a collaborator of this project."},
-                        to=sid)  # fmt: skip
-            state.watching.discard(project_id)
-            await self.sio.leave_room(sid, _project_room(project_id), namespace=NAMESPACE)
+    async def _access_removed(self, sid: str, state: _Socket, project_id: uuid.UUID) -> None:
+        state.projects.pop(project_id, None)
+        for doc, live in list(state.docs.items()):
+            if live.project_id == project_id:
+                await self._leave(sid, state, doc)
+                await self._emit("closed", {"doc": doc, "code": "access-removed",
+                    "message": "You are no longer a collaborator of this project."},
+                    to=sid)  # fmt: skip
+        state.watching.discard(project_id)
+        await self.sio.leave_room(sid, _project_room(project_id), namespace=NAMESPACE)
 
     async def _revoke(self, sid: str, state: _Socket) -> None:
-        via = state.principal.via
-        code = "signed-out" if via == "session" else "key-revoked"
+        code = "signed-out" if state.principal.via == "session" else "key-revoked"
         await self._emit("revoked", {"code": code, "message": "Your sign-in ended."}, to=sid)
         await self.sio.disconnect(sid, namespace=NAMESPACE)
 
-    async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._recheck_forever())
-
     async def close(self) -> None:
         """Disconnect every client (they reconnect, to this hub or another) and stop."""
-        await cancel(self._task)
+        for task in list(self._tasks):
+            task.cancel()
         if self.sio.eio.sockets:  # (engine.io fails on none)
             await self.sio.eio.disconnect()  # or aiohttp waits for their handlers
         await self.sio.shutdown()
-
-    async def _recheck_forever(self) -> None:
-        while True:
-            await asyncio.sleep(RECHECK_EVERY)
-            # Credentials only (cached: cheap); roles change through NOTIFY, re-checked at
-            # once, and all of them after the listener reconnects.
-            await self.recheck(roles=False)
 
     async def _emit(self, event: str, data: Any, **target: Any) -> None:
         await self.sio.emit(event, data, namespace=NAMESPACE, **target)

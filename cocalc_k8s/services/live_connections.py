@@ -91,15 +91,18 @@ class LiveConnections:
         close: Callable[[], None],
         *,
         authorised_at: float | None = None,
+        counted: bool = True,
     ) -> Callable[[], None]:
-        """Watch one connection; returns the function that forgets it (see the module)."""
+        """Watch one connection; returns the function that forgets it (see the module).
+        `counted=False`: another registration of the same connection (a socket that
+        reaches several projects registers once per project), not counted again."""
         live = _Live(
             kind,
             account_id,
             credential,
             project_id,
             close,
-            self.connections.opened(kind, account_id),
+            self.connections.opened(kind, account_id) if counted else _nothing,
         )
         self._by_account.setdefault(account_id, set()).add(live)
         if project_id is not None:
@@ -223,3 +226,7 @@ class LiveConnections:
 
     def count(self) -> int:
         return sum(len(lives) for lives in self._by_account.values())
+
+
+def _nothing() -> None:
+    pass

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import socketio
 
+from cocalc_k8s.keys import CONNECTIONS
 from cocalc_k8s.web.auth import SESSION_COOKIE
 from tests.realtime.client import DocClient, wait_for
 
@@ -78,3 +79,30 @@ async def test_a_banned_account_is_disconnected(team: Any) -> None:
     assert status == 204
     await wait_for(lambda: not b.sio.connected, within=5)
     assert [e for e, _ in b.events if e == "revoked"] == ["revoked"]
+
+
+async def test_sign_out_and_a_deleted_key_end_their_sockets_at_once(team: Any) -> None:
+    project_id, (alice,) = await team(1)
+    cookie = f"{SESSION_COOKIE}={session_cookie(alice)}"
+    by_cookie = DocClient(alice.url, headers={"Cookie": cookie, "Origin": alice.url})
+    by_key = alice.client()
+    for client in (by_cookie, by_key):
+        await client.connect()
+        assert (await client.join(project_id, "notes.txt"))["ok"]
+    connections = alice.user.client.server.app[CONNECTIONS]
+    # One socket is one connection, however many projects it reaches.
+    assert connections.by_kind().get("realtime") == 2
+
+    status, keys = await alice.user.call("GET", "/api/v2/api-keys")
+    (key,) = keys["api_keys"]
+    status, _ = await alice.user.call("DELETE", f"/api/v2/api-keys/{key['id']}")
+    assert status == 204
+    await wait_for(lambda: not by_key.sio.connected, within=5)
+    assert [d["code"] for e, d in by_key.events if e == "revoked"] == ["key-revoked"]
+    assert by_cookie.sio.connected  # the session still stands
+
+    status, _ = await alice.user.call("POST", "/api/v2/auth/sign-out")
+    assert status == 204
+    await wait_for(lambda: not by_cookie.sio.connected, within=5)
+    assert [d["code"] for e, d in by_cookie.events if e == "revoked"] == ["signed-out"]
+    await wait_for(lambda: "realtime" not in connections.by_kind(), within=5)
