@@ -1,10 +1,11 @@
 """One open document in memory: its pycrdt Doc, and the one loop that changes it.
 
-Durability first: `submit` queues an update, and the document's commit loop writes every
-update queued during one event-loop tick in one transaction, then applies them to the
-Doc and tells the listeners (who forward them): nobody sees an update a crash could take
-back. The same loop applies the updates other hubs committed (`behind`, from NOTIFY), in
-sequence order, so the Doc holds exactly the updates 1..`seq` of its epoch.
+Durability first: `submit` queues an update, and the document's commit loop hands every
+update queued during one event-loop tick to the hub's group commit (one transaction for
+all documents' updates of a tick, see commits.py), then applies them to the Doc and tells
+the listeners (who forward them): nobody sees an update a crash could take back. The
+same loop applies the updates other hubs committed (`behind`, from NOTIFY), in sequence
+order, so the Doc holds exactly the updates 1..`seq` of its epoch.
 
 When the store says the epoch moved on (another hub rebuilt the document), pending
 updates fail with StaleEpoch, the Doc is reloaded and listeners get `resync`.
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import pycrdt
 from pycrdt import Doc, Text
 
+from cocalc_k8s.services.documents.commits import GroupCommit
 from cocalc_k8s.services.documents.store import DocumentStore, Entry, StaleEpoch, Stored
 
 log = logging.getLogger(__name__)
@@ -58,9 +60,16 @@ class _Pending:
 
 class LiveDocument:
     def __init__(
-        self, store: DocumentStore, stored: Stored, *, project_id: uuid.UUID, path: str
+        self,
+        store: DocumentStore,
+        stored: Stored,
+        *,
+        commits: GroupCommit,
+        project_id: uuid.UUID,
+        path: str,
     ) -> None:
         self.store = store
+        self.commits = commits
         self.id = stored.id
         self.project_id = project_id
         self.path = path
@@ -158,7 +167,7 @@ class LiveDocument:
     async def _flush(self) -> None:
         batch, self._pending = self._pending, []
         try:
-            last = await self.store.append(self.id, self.epoch, [p.entry for p in batch])
+            last = await self.commits.append(self.id, self.epoch, [p.entry for p in batch])
         except StaleEpoch as exc:
             for p in batch:
                 p.done.set_exception(exc)

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cocalc_k8s.core.errors import BadRequest
 from cocalc_k8s.core.tasks import cancel
+from cocalc_k8s.services.documents.commits import GroupCommit
 from cocalc_k8s.services.documents.disk import FileSync
 from cocalc_k8s.services.documents.filetext import read_text
 from cocalc_k8s.services.documents.live import TEXT, LiveDocument
@@ -90,6 +91,7 @@ class DocumentService:
         policy: DocumentPolicy | None = None,
     ) -> None:
         self.store = DocumentStore(engine)
+        self.commits = GroupCommit(self.store)
         self.watcher = watcher
         watcher.subscribe(self._files_changed)
         self.open_listeners: list[Callable[[LiveDocument, FileSync], Awaitable[None]]] = []
@@ -139,7 +141,9 @@ class DocumentService:
             if stored.disk_seq < stored.seq or stored.disk_hash is None:
                 await self.store.set_disk(doc_id, disk.digest, stored.seq)
                 stored = await self.store.load(doc_id)
-        live = LiveDocument(self.store, stored, project_id=project_id, path=path)
+        live = LiveDocument(
+            self.store, stored, commits=self.commits, project_id=project_id, path=path
+        )
         sync = FileSync(
             live,
             self.files,

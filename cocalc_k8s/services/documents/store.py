@@ -10,9 +10,10 @@ whose payload is a pointer (`<document id> <epoch> <seq>`), never the bytes.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,6 +21,44 @@ from cocalc_k8s.db.models import Document, DocumentCheckpoint, DocumentUpdate
 from cocalc_k8s.db.notify import notify
 
 CHANNEL = "cocalc_documents"
+
+_BATCH_COLUMNS = ("document_ids", "epochs", "ordinals", "account_ids", "sources", "datas")
+# One statement for a whole group commit (autocommit: its own transaction). `locked`
+# takes the documents' rows in id order, so two hubs committing groups that share
+# documents queue behind each other instead of deadlocking; every later part reads the
+# locked rows, so their seqs are the latest. A document whose epoch differs is not moved
+# (its `seq` comes back NULL): nothing of it is inserted.
+_APPEND_MANY = text("""
+WITH batch AS (
+    SELECT * FROM unnest(
+        CAST(:document_ids AS uuid[]), CAST(:epochs AS integer[]),
+        CAST(:ordinals AS integer[]), CAST(:account_ids AS uuid[]),
+        CAST(:sources AS text[]), CAST(:datas AS bytea[])
+    ) AS b (document_id, epoch, ordinal, account_id, source, data)
+),
+counts AS (
+    SELECT document_id, epoch, count(*) AS n FROM batch GROUP BY document_id, epoch
+),
+locked AS MATERIALIZED (
+    SELECT id, epoch, seq FROM documents
+    WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE
+),
+moved AS (
+    UPDATE documents AS d SET seq = l.seq + c.n, changed = now()
+    FROM locked AS l JOIN counts AS c ON c.document_id = l.id AND c.epoch = l.epoch
+    WHERE d.id = l.id
+    RETURNING d.id, d.epoch, d.seq, c.n
+),
+inserted AS (
+    INSERT INTO document_updates (document_id, seq, epoch, account_id, source, data)
+    SELECT b.document_id, m.seq - m.n + b.ordinal, b.epoch, b.account_id, b.source, b.data
+    FROM batch AS b JOIN moved AS m ON m.id = b.document_id
+)
+SELECT l.id, l.epoch, m.seq,
+       CASE WHEN m.id IS NOT NULL
+            THEN pg_notify(:channel, m.id::text || ' ' || m.epoch || ' ' || m.seq) END
+FROM locked AS l LEFT JOIN moved AS m ON m.id = l.id
+""")
 
 
 class StaleEpoch(Exception):
@@ -138,6 +177,31 @@ class DocumentStore:
             )
             await notify(conn, CHANNEL, f"{doc_id} {epoch} {last}")
         return int(last)
+
+    async def append_many(
+        self, batches: Mapping[uuid.UUID, tuple[int, Sequence[Entry]]]
+    ) -> dict[uuid.UUID, int | StaleEpoch]:
+        """Commit the entries of several documents ({doc id: (epoch, entries)}) as their
+        next updates, in one statement (one round trip, one transaction); returns, per
+        document, the seq of its last entry, or StaleEpoch when its epoch is not the one
+        given (its entries are not appended; the others' are)."""
+        columns: dict[str, list[object]] = {name: [] for name in _BATCH_COLUMNS}
+        for doc_id, (epoch, entries) in batches.items():
+            for ordinal, e in enumerate(entries, start=1):
+                for name, value in zip(
+                    _BATCH_COLUMNS,
+                    (doc_id, epoch, ordinal, e.account_id, e.source, e.data),
+                    strict=True,
+                ):
+                    columns[name].append(value)
+        params = {**columns, "ids": list(batches), "channel": CHANNEL}
+        async with self.engine.connect() as conn:
+            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            rows = (await autocommit.execute(_APPEND_MANY, params)).all()
+        results: dict[uuid.UUID, int | StaleEpoch] = dict.fromkeys(batches, StaleEpoch(0))
+        for row in rows:
+            results[row.id] = int(row.seq) if row.seq is not None else StaleEpoch(row.epoch)
+        return results
 
     async def updates_after(
         self, doc_id: uuid.UUID, epoch: int, seq: int, *, upto: int | None = None

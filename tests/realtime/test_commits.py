@@ -1,0 +1,82 @@
+"""Group commit: the updates of many documents queued in one tick are one transaction;
+each document gets its own consecutive seqs, a stale epoch fails only its own batch, and
+every moved document is announced by a NOTIFY pointer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from cocalc_k8s.keys import DOCUMENTS
+from cocalc_k8s.services.documents.store import CHANNEL, Entry, StaleEpoch
+
+
+def entries(n: int, tag: str) -> list[Entry]:
+    return [Entry(f"{tag}-{i}".encode(), None, "client") for i in range(n)]
+
+
+async def test_one_round_commits_every_document_queued_in_a_tick(
+    team: Any, database_url: str
+) -> None:
+    project_id, (alice,) = await team(1)
+    service = alice.user.client.server.app[DOCUMENTS]
+    docs = [await service.store.ensure(uuid.UUID(project_id), f"g{i}.txt") for i in range(30)]
+    listener = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    await listener.execute(f"LISTEN {CHANNEL}")
+    rounds = service.commits.rounds
+
+    lasts = await asyncio.gather(
+        *(service.commits.append(d, 1, entries(1 + i % 3, str(i))) for i, d in enumerate(docs))
+    )
+
+    assert service.commits.rounds == rounds + 1  # one transaction for all 30
+    assert lasts == [1 + i % 3 for i in range(30)]
+    again = await asyncio.gather(*(service.commits.append(d, 1, entries(2, "x")) for d in docs))
+    assert again == [1 + i % 3 + 2 for i in range(30)]
+    with psycopg.connect(database_url) as conn:
+        for i, d in enumerate(docs):
+            rows = conn.execute(
+                "SELECT seq, data FROM document_updates WHERE document_id = %s ORDER BY seq",
+                (d,),
+            ).fetchall()
+            expected = [f"{i}-{k}".encode() for k in range(1 + i % 3)] + [b"x-0", b"x-1"]
+            assert [bytes(r[1]) for r in rows] == expected
+            assert [r[0] for r in rows] == list(range(1, len(expected) + 1))
+            (seq,) = conn.execute("SELECT seq FROM documents WHERE id = %s", (d,)).fetchone()
+            assert seq == len(expected)
+    payloads: set[str] = set()
+    async with asyncio.timeout(10):
+        async for note in listener.notifies():
+            payloads.add(note.payload)
+            if len(payloads) == 60:
+                break
+    assert f"{docs[4]} 1 {lasts[4]}" in payloads and f"{docs[4]} 1 {again[4]}" in payloads
+    await listener.close()
+
+
+async def test_a_stale_epoch_fails_only_its_own_batch(team: Any, database_url: str) -> None:
+    project_id, (alice,) = await team(1)
+    service = alice.user.client.server.app[DOCUMENTS]
+    fresh = await service.store.ensure(uuid.UUID(project_id), "fresh.txt")
+    rebuilt = await service.store.ensure(uuid.UUID(project_id), "rebuilt.txt")
+    await service.store.rebuild(rebuilt, Entry(b"load", None, "load"))  # now epoch 2
+
+    ok, stale = await asyncio.gather(
+        service.commits.append(fresh, 1, entries(2, "f")),
+        service.commits.append(rebuilt, 1, entries(1, "r")),
+        return_exceptions=True,
+    )
+
+    assert ok == 2
+    assert isinstance(stale, StaleEpoch) and stale.epoch == 2
+    with psycopg.connect(database_url) as conn:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM document_updates WHERE document_id = %s", (rebuilt,)
+        ).fetchone()
+    assert count == 1  # only its rebuild's own row
+    with pytest.raises(StaleEpoch):
+        await service.commits.append(uuid.uuid4(), 1, entries(1, "gone"))
