@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -208,3 +209,33 @@ async def test_the_hub_never_adopts_or_deletes_a_pod_it_did_not_make(
     kept = emulator.store.get("pods", NS, f"project-{PID}")
     assert kept is not None and kept["metadata"]["uid"] == planted["metadata"]["uid"]
     assert emulator.store.get("secrets", NS, f"project-{PID}-token") is None
+
+
+async def test_the_export_volume_is_read_first_and_never_moved(
+    emulator: KubernetesEmulator, gateway: KubernetesGateway
+) -> None:
+    """An admin may make the volume and take `create` away: the hub reads it by name first.
+    A volume naming another server (the NFS Service recreated) is reported, not changed."""
+    from cocalc_k8s.k8s.storage import nfs_volume
+
+    config = KubernetesConfig(namespace=NS, nfs_server="10.96.0.20")
+    status, _ = await post_as_admin(emulator, "/api/v1/persistentvolumes",
+                                    nfs_volume(config, "10.96.0.99"))  # fmt: skip
+    assert status == 201
+    emulator.rbac.grants = [  # type: ignore[union-attr]
+        (where, [r for r in rules if r.get("verbs") != ["create"]
+                 or r.get("resources") != ["persistentvolumes"]])
+        for where, rules in emulator.rbac.grants  # type: ignore[union-attr]
+    ]  # fmt: skip
+    cluster = ProjectCluster(gateway, config)
+    try:
+        with pytest.raises(
+            LookupError, match=re.escape("10.96.0.99, not the NFS Service at 10.96.0.20")
+        ):
+            await cluster.create(PID, Quota(), "t" * 43, cpu_oc=1.0, mem_oc=1.0)
+    finally:
+        await cluster.close()
+    volume = emulator.store.get("persistentvolumes", "", config.nfs_volume)
+    assert volume is not None and volume["spec"]["nfs"]["server"] == "10.96.0.99"
+    assert emulator.store.get("pods", NS, f"project-{PID}") is None  # no pod without storage
+    assert emulator.refused == []  # no create was even tried
