@@ -54,6 +54,7 @@ from cocalc_k8s.keys import (
     ENGINE,
     FILES,
     HISTORY,
+    HISTORY_RETENTION,
     ISOLATION,
     LIFECYCLE,
     LIVE_CONNECTIONS,
@@ -90,6 +91,7 @@ from cocalc_k8s.services.disk_quota import DiskQuota, enforcement
 from cocalc_k8s.services.documents.service import DocumentPolicy, DocumentService
 from cocalc_k8s.services.documents.store import CHANNEL as DOCUMENTS_CHANNEL
 from cocalc_k8s.services.files import ProjectFiles
+from cocalc_k8s.services.history.retention import HistoryRetention, Retention
 from cocalc_k8s.services.history.service import HistoryPolicy, HistoryService
 from cocalc_k8s.services.history.store import HistoryStore
 from cocalc_k8s.services.lifecycle import REQUESTS_CHANNEL, LifecycleManager
@@ -302,12 +304,17 @@ def create_app(
             documents=app[DOCUMENTS],
             policy=HistoryPolicy(max_bytes=settings.history_max_kb * 1024),
         )
+        app[HISTORY_RETENTION] = HistoryRetention(
+            engine,
+            Retention(after_days=settings.history_thin_after_days, bucket=settings.history_thin_to),
+        )
         realtime.documents, realtime.projects = app[DOCUMENTS], app[PROJECTS]
         realtime.live = app[LIVE_CONNECTIONS]
         yield
         await app[WATCHER].close()
         await app[DOCUMENTS].close()
         await app[HISTORY].close()
+        await app[HISTORY_RETENTION].close()
         await app[COPIES].close()
         await app[CULLER].close()
         await app[DISK_QUOTA].close()
@@ -349,6 +356,7 @@ def create_app(
         leader.on_change(manager.on_leadership)
         leader.on_change(app[CULLER].on_leadership)
         leader.on_change(app[DISK_QUOTA].on_leadership)
+        leader.on_change(app[HISTORY_RETENTION].on_leadership)
         app[CONTENT_GATE] = ContentGate(
             secret=app[SECRET_KEY],
             hub_url=settings.public_url,

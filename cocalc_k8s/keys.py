@@ -22,6 +22,7 @@ from cocalc_k8s.services.culler import Culler
 from cocalc_k8s.services.disk_quota import DiskQuota
 from cocalc_k8s.services.documents.service import DocumentService
 from cocalc_k8s.services.files import ProjectFiles
+from cocalc_k8s.services.history.retention import HistoryRetention
 from cocalc_k8s.services.history.service import HistoryService
 from cocalc_k8s.services.lifecycle import LifecycleManager
 from cocalc_k8s.services.live_connections import LiveConnections
@@ -62,6 +63,7 @@ SIGNUP_TOKENS = web.AppKey("signup_tokens", SignupTokens)  # admin: sign-up by t
 DOCUMENTS = web.AppKey("documents", DocumentService)  # collaborative documents in memory
 WATCHER = web.AppKey("watcher", FileWatcher)  # which project files changed (agents' inotify)
 HISTORY = web.AppKey("history", HistoryService)  # TimeTravel: every version of text files
+HISTORY_RETENTION = web.AppKey("history_retention", HistoryRetention)  # thinning old versions
 ISOLATION = web.AppKey("isolation", Isolation)  # how projects are kept apart (start-up check)
 DISK_QUOTA = web.AppKey("disk_quota", DiskQuota)  # per-project disk accounting
 COPIES = web.AppKey("copies", CopyService)  # copies between projects

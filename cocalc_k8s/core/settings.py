@@ -276,6 +276,20 @@ class Settings:
         env="COCALC_HISTORY_MAX_KB",
         flag="--history-max-kb",
     )
+    history_thin_after_days: int = _setting(
+        0,
+        "Thin TimeTravel: versions older than this many days keep only the last of each "
+        "hour (or day, see --history-thin-to); newer versions, and the newest version of "
+        "every file, are always kept. 0 keeps every version.",
+        env="COCALC_HISTORY_THIN_AFTER_DAYS",
+        flag="--history-thin-after-days",
+    )
+    history_thin_to: str = _setting(
+        "hour",
+        "What thinning keeps of old versions: 'hour' (the last version of each hour) or 'day'.",
+        env="COCALC_HISTORY_THIN_TO",
+        flag="--history-thin-to",
+    )
     disk_reserve_mb: int = _setting(
         1024,
         "Free space, in MB, kept on the volume of the data directory (where the embedded "
@@ -563,6 +577,10 @@ def _validate(s: Settings) -> None:
             raise SettingsError(
                 "--base-url must not have a path: serving under a prefix is not supported"
             )
+    if s.history_thin_after_days < 0:
+        raise SettingsError("--history-thin-after-days must be 0 (keep everything) or more")
+    if s.history_thin_to not in ("hour", "day"):
+        raise SettingsError("--history-thin-to must be 'hour' or 'day'")
     if s.backend not in BACKENDS:
         raise SettingsError(f"--backend must be one of {', '.join(BACKENDS)}")
     if s.k8s_storage not in K8S_STORAGE_MODES:
