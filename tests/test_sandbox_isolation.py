@@ -1,6 +1,8 @@
 """Two projects of two accounts on one hub (the test suite's, as root): each in its own
-bubblewrap sandbox, neither can reach the other, the hub's data or the host's loopback;
-stopping or deleting a project leaves nothing of it running (daemons included)."""
+bubblewrap sandbox, neither can reach the other (home, /tmp, /dev/shm, loopback ports and
+Jupyter, abstract Unix sockets, /proc/net, the agent's socket, processes and signals), the
+hub's data or the host's loopback, and /sys is not there; stopping or deleting a project
+leaves nothing of it running (daemons included)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from cocalc_k8s.backends.agent_client import AgentClient
 from cocalc_k8s.keys import LIFECYCLE
 from tests.conftest import sign_up
 from tests.test_exec_terminals import origin, read_until
@@ -103,6 +106,30 @@ async def test_a_project_reaches_nothing_of_another_or_of_the_hub(
     async with asyncio.timeout(20):
         while (await run(bob, b, probe))["exit_code"] != 0:  # noqa: ASYNC110 (a poll)
             await asyncio.sleep(0.05)
+    # B's abstract Unix socket, B's Jupyter (a shared network namespace would show both).
+    abstract = (
+        "python3 -c 'import socket, time; s = socket.socket(socket.AF_UNIX); "
+        's.bind("\\0cocalc-b"); s.listen(); time.sleep(600)\''
+    )
+    await run(bob, b, f"setsid nohup {abstract} >/dev/null 2>&1 &")
+    reach_abstract = (
+        "python3 -c 'import socket; socket.socket(socket.AF_UNIX).connect(\"\\0cocalc-b\")'"
+    )
+    async with asyncio.timeout(20):
+        while (await run(bob, b, reach_abstract))["exit_code"] != 0:  # noqa: ASYNC110 (a poll)
+            await asyncio.sleep(0.05)
+    in_proc_net = "grep -q cocalc-b /proc/net/unix && grep -qi :494D /proc/net/tcp"
+    assert (await run(bob, b, in_proc_net))["exit_code"] == 0  # B's own view shows both
+    backend = bob.client.app[LIFECYCLE].backend
+    b_agent = backend.address(uuid.UUID(b))
+    assert b_agent is not None and b_agent.unix
+    agents = AgentClient()
+    try:
+        jupyter = await agents.call(
+            b_agent, "POST", "/servers/jupyter", body={"base_url": "/b/"}, seconds=90
+        )
+    finally:
+        await agents.close()
     postgres_dir = psycopg.conninfo.conninfo_to_dict(database_url)["host"]
     hub_port = alice.client.make_url("/").port
     for command in (
@@ -117,6 +144,12 @@ async def test_a_project_reaches_nothing_of_another_or_of_the_hub(
         "cat /tmp/b-tmp",
         "cat /dev/shm/b-shm",
         probe,  # B's port: A's loopback is its own
+        probe.replace("18765", str(jupyter["port"])),  # B's Jupyter
+        reach_abstract,
+        in_proc_net.replace("&&", "||"),
+        f"python3 -c 'import socket; socket.socket(socket.AF_UNIX).connect(\"{b_agent.unix}\")'",
+        f"ls {Path(b_agent.unix).parent.parent}",  # the hub's directory of agent sockets
+        "ls /sys/class/net",
         f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {hub_port}), 2)'",
     ):
         await fails(alice, a, command)

@@ -1,6 +1,9 @@
 """The local backend run by a normal user (`tester`): its projects share that user's uid,
-so only the sandbox keeps them apart. Two projects: A reaches nothing of B, of the hub's
-data directory or of the host's loopback; stopping A leaves none of its processes.
+so only the sandbox keeps them apart. Two projects (A with network, B without): A reaches
+nothing of B (its home, its loopback ports and Jupyter, its abstract Unix sockets, its
+entries in /proc/net, its agent's socket, its processes), of the hub's data directory or
+of the host's loopback, and sees no /sys; B's Jupyter answers only with its token, A's
+terminal works; stopping A leaves none of its processes.
 
 The backend runs in a subprocess as `tester` (the suite itself runs as root), in a private
 mount namespace where /root is a traversable tmpfs holding only /root/.pyenv, so that the
@@ -32,6 +35,7 @@ SCRIPT = r"""
 import asyncio, json, os, socket, sys, time, uuid
 from pathlib import Path
 from cocalc_k8s.backends.agent_client import AgentClient
+from cocalc_k8s.backends.agent_connect import open_port
 from cocalc_k8s.backends.base import ProjectSpec
 from cocalc_k8s.backends.local import LocalBackend
 from cocalc_k8s.core.quotas import Quota
@@ -62,7 +66,7 @@ async def main(root):
     address = {}
     for name, project_id in ids.items():
         spec = ProjectSpec(project_id=project_id, home=root / "projects" / str(project_id),
-                           quota=Quota(network=False))
+                           quota=Quota(network=name == "a"))
         address[name] = await backend.start(spec, lambda message, percent: None)
 
     async def run(name, command):
@@ -80,6 +84,44 @@ async def main(root):
     while (await run("b", probe))[0] != 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     out["b_serves"] = (await run("b", probe))[0] == 0
+    # B's abstract Unix socket (a shared network namespace would show it to everyone).
+    abstract = ("python3 -c 'import socket, time; s = socket.socket(socket.AF_UNIX); "
+                "s.bind(\"\\0cocalc-b\"); s.listen(); time.sleep(600)'")
+    await run("b", f"setsid nohup {abstract} >/dev/null 2>&1 &")
+    reach_abstract = ("python3 -c 'import socket; "
+                      "socket.socket(socket.AF_UNIX).connect(\"\\0cocalc-b\")'")
+    deadline = time.monotonic() + 20
+    while (await run("b", reach_abstract))[0] != 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    out["b_abstract"] = (await run("b", reach_abstract))[0] == 0
+    in_proc_net = "grep -q cocalc-b /proc/net/unix && grep -qi :494E /proc/net/tcp"
+    out["b_sees_own"] = (await run("b", in_proc_net))[0]
+    # B's Jupyter: through B's connect service with its token, refused without; not from A.
+    jupyter = await client.call(address["b"], "POST", "/servers/jupyter",
+                                body={"base_url": "/b/"}, seconds=90)
+
+    async def status(token):
+        sock = await open_port(address["b"].connect, address["b"].token, jupyter["port"])
+        reader, writer = await asyncio.open_connection(sock=sock)
+        auth = f"Authorization: token {token}\r\n" if token else ""
+        request = f"GET /b/api/status HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+        writer.write(request.encode())
+        line = await reader.readline()
+        writer.close()
+        return int(line.split()[1])
+
+    out["jupyter_with_token"] = await status(jupyter["token"])
+    out["jupyter_without"] = await status("")
+    # A's terminal works.
+    ws = await client.terminal(address["a"], "main")
+    await ws.send_str(json.dumps({"type": "input", "data": "echo term-$((6*7))\r"}))
+    seen = b""
+    async with asyncio.timeout(20):
+        while b"term-42" not in seen:
+            msg = await ws.receive()
+            seen += msg.data if isinstance(msg.data, bytes) else b""
+    out["a_terminal"] = True
+    await ws.close()
     checks = {
         "b_home": f"cat {b_home / 'notes.txt'}",
         "secret_key": f"cat {root / 'secret_key'}",
@@ -88,6 +130,13 @@ async def main(root):
         "b_log": f"cat {root / 'logs' / 'projects' / (str(ids['b']) + '.log')}",
         "b_port": probe,
         "host_loopback": probe.replace("18766", str(host_port)),
+        "b_jupyter": probe.replace("18766", str(jupyter["port"])),
+        "b_abstract": reach_abstract,
+        "b_in_proc_net": in_proc_net.replace("&&", "||"),
+        "b_agent_socket": ("python3 -c 'import socket; "
+                           f"socket.socket(socket.AF_UNIX).connect(\"{address['b'].unix}\")'"),
+        "sys": "ls /sys/class/net",
+        "hub_tmp": f"ls {address['b'].unix.rsplit('/', 2)[0]}",
     }
     out["a_exit_codes"] = {k: (await run("a", c))[0] for k, c in checks.items()}
     b_pids = members(os.readlink(f"/proc/{backend.sandbox_pid(ids['b'])}/ns/pid"))
@@ -163,7 +212,10 @@ def test_projects_of_a_rootless_hub_are_kept_apart(tester_root: Path) -> None:
     tester = pwd.getpwnam(USER).pw_uid
     assert out["hub_uid"] == tester
     assert out["a_id"] == str(tester)  # the hub's uid: there is no other to have
-    assert out["b_serves"]
+    assert out["b_serves"] and out["b_abstract"], out
+    assert out["b_sees_own"] == 0, out  # B's own /proc/net shows what A's must not
+    assert out["jupyter_with_token"] == 200 and out["jupyter_without"] == 403, out
+    assert out["a_terminal"]
     for check, code in out["a_exit_codes"].items():
         assert code != 0, (check, out)
     assert out["b_pids"] and all(code != 0 for code in out["a_kills_b"]), out
