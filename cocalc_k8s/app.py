@@ -369,6 +369,7 @@ def create_app(
             activity=app[ACTIVITY],
             agents=app[AGENTS],
             identities=identities,
+            history=app[HISTORY],
         )
         await listener.start()
         await leader.start()

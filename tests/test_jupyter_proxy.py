@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from typing import Any
 
@@ -18,6 +19,14 @@ from tests.test_projects_api import User, new_project
 pytest.importorskip("jupyter_server")
 pytest.importorskip("ipykernel")
 pytestmark = pytest.mark.timeout(120)
+
+
+NOTEBOOK = {
+    "cells": [{"cell_type": "markdown", "id": "a", "metadata": {}, "source": "saved"}],
+    "metadata": {},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
 
 
 def execute_request(code: str) -> dict[str, Any]:
@@ -79,6 +88,20 @@ async def test_jupyter_kernel_runs_through_the_proxy(make_client: Any) -> None:
                         break
         async with session.delete(f"{base}/api/kernels/{kernel_id}", headers=headers) as resp:
             assert resp.status == 204
+        # A save through Jupyter's contents API is a TimeTravel version by the saver.
+        notebook = {"type": "notebook", "format": "json", "content": NOTEBOOK}
+        async with session.put(f"{base}/api/contents/saved.ipynb", json=notebook) as resp:
+            assert resp.status in (200, 201), await resp.text()
+    history = f"/api/v2/projects/{project_id}/history?path=saved.ipynb"
+    deadline = time.monotonic() + 30
+    while True:
+        _, found = await owner.call("GET", history)
+        versions = found.get("versions", [])
+        if versions and versions[0]["kind"] == "jupyter":
+            break
+        assert time.monotonic() < deadline, found
+        await asyncio.sleep(0.2)  # the watcher records the save once it settles
+    assert versions[0]["authors"] == [{"account_id": owner.account_id, "name": "Test User"}]
 
     # Jupyter demands its own token, which only the proxy supplies: inside the project
     # (or on any network it shares) a request without it is refused, and the token is not

@@ -38,12 +38,14 @@ from cocalc_k8s.proxy import messages
 from cocalc_k8s.proxy.access import AccessCache
 from cocalc_k8s.proxy.decisions import Allow, Decision, Respond
 from cocalc_k8s.proxy.jupyter_identities import JupyterIdentities
+from cocalc_k8s.proxy.jupyter_saves import saved_path
 from cocalc_k8s.proxy.messages import RequestHead
 from cocalc_k8s.proxy.routing import Route, canonical_target, parse_route
 from cocalc_k8s.proxy.server_pages import server_failed
 from cocalc_k8s.proxy.upstream import agent_upstream, upstream_for
 from cocalc_k8s.services.activity import ActivityRecorder
 from cocalc_k8s.services.api_keys import ApiKeyService
+from cocalc_k8s.services.history.service import HistoryService
 from cocalc_k8s.services.lifecycle import LifecycleManager
 from cocalc_k8s.services.live_connections import LiveConnections
 
@@ -79,6 +81,7 @@ class ContentGate:
     activity: ActivityRecorder
     agents: AgentClient
     identities: JupyterIdentities
+    history: HistoryService | None = None  # TimeTravel: who saved through Jupyter
     # Set once the content origin is bound (one shared origin, or one per project).
     origins: ContentOrigins = field(default_factory=lambda: ContentOrigins(""))
     _named: dict[tuple[str, str | None, str], tuple[int, str]] = field(default_factory=dict)
@@ -208,6 +211,9 @@ class ContentGate:
             if route.name in JUPYTER_SERVERS:  # and who asks, signed by the hub
                 identity = await self.identities.header(account_id, route.project_id)
                 credential.append((IDENTITY_HEADER, identity))
+                saved = saved_path(head.method, route)
+                if saved is not None and self.history is not None:
+                    self.history.attribute(route.project_id, saved, account_id)
         elif not await self._shared(
             (route.project_id, port),
             lambda: self.lifecycle.backend.serves_port(route.project_id, port),
