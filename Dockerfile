@@ -83,11 +83,15 @@ RUN apt-get update \
     && useradd --uid 2001 --gid 2001 --home-dir /home/user --create-home --shell /bin/bash user
 # The user's environment: a virtualenv first on PATH (so `pip install` just works, with
 # either base), system packages visible, owned by root: users add theirs with --user.
+# It is the project environment of project-env/ (JupyterLab, Notebook 7, ipykernel,
+# jupyter-collaboration, the hub's identity module for Jupyter), as serve.sh installs it.
+COPY project-env /tmp/project-env
 RUN --mount=type=secret,id=ca-bundle,target=/run/secrets/ca-bundle \
     --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
     && python3 -m venv --system-site-packages /opt/python \
-    && /opt/python/bin/pip install "jupyterlab==${JUPYTERLAB_VERSION}"
+    && /opt/python/bin/pip install /tmp/project-env "jupyterlab==${JUPYTERLAB_VERSION}" \
+    && rm -rf /tmp/project-env
 # The agent in /opt/cocalc: only its own dependencies, out of reach of the user's pip.
 # Its dependencies come before the package, so a change of the package alone is one
 # small layer.
