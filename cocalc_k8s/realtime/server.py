@@ -27,6 +27,7 @@ from cocalc_k8s.core.errors import BadRequest, DomainError, Forbidden, NotFound
 from cocalc_k8s.core.identity import Credential, Principal
 from cocalc_k8s.realtime import awareness
 from cocalc_k8s.realtime.parts import PART_BYTES, Assembler, PartError, split
+from cocalc_k8s.services.documents.commits import CommitFailed
 from cocalc_k8s.services.documents.filetext import ReadOnly
 from cocalc_k8s.services.documents.live import BadUpdate, Change, LiveDocument
 from cocalc_k8s.services.documents.service import DocumentService, clean_path
@@ -270,6 +271,8 @@ class RealtimeHub:
             return _error("stale-epoch", "the document was rebuilt; resync")
         except BadUpdate as exc:
             return _error("bad-update", str(exc))
+        except CommitFailed:  # (logged once per outage by the group commit)
+            return _error("unavailable", "the update was not saved; send it again")
         except Exception:
             log.exception("document %s: update not committed", doc)
             return _error("unavailable", "the update was not saved; send it again")

@@ -174,11 +174,15 @@ class DocClient:
         finally:
             self._applying = False
 
-    async def insert(self, index: int, text: str) -> dict[str, Any]:
-        """A local edit, sent; returns the hub's ack."""
+    def edit(self, index: int, text: str) -> bytes:
+        """A local edit, not sent: its update."""
         self._local.clear()
         self.ytext.insert(index, text)
-        return await self.send(self._local.pop())
+        return self._local.pop()
+
+    async def insert(self, index: int, text: str) -> dict[str, Any]:
+        """A local edit, sent; returns the hub's ack."""
+        return await self.send(self.edit(index, text))
 
     async def append(self, text: str) -> dict[str, Any]:
         return await self.insert(len(self.ytext), text)

@@ -11,13 +11,15 @@ acknowledges or forwards an update a crash could take back.
 
 Contract of `append`: the entries are committed as the document's next updates and the
 seq of the last is returned; or StaleEpoch (the document's epoch moved on; nothing of
-this batch was committed); or the database's error (nothing of the round was committed;
-the caller keeps the updates and the client sends them again).
+this batch was committed); or CommitFailed (the database failed: nothing of the round was
+committed; the caller keeps the updates and the client sends them again). An outage is
+logged once when it starts and once when commits work again, not per update.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +30,12 @@ from cocalc_k8s.services.documents.store import DocumentStore, Entry, StaleEpoch
 # database's latency; rounds in flight never share a document, so each document's order
 # holds, and across hubs its row lock orders them.
 IN_FLIGHT = 3
+
+log = logging.getLogger(__name__)
+
+
+class CommitFailed(Exception):
+    """The database did not commit the round (down, restarting, unreachable)."""
 
 
 @dataclass(slots=True)
@@ -47,6 +55,7 @@ class GroupCommit:
         self._busy: set[uuid.UUID] = set()  # documents in a round being committed
         self._running: set[asyncio.Task[None]] = set()
         self._scheduled = False
+        self._failing = False  # the last round failed (an outage was logged)
 
     async def append(self, doc_id: uuid.UUID, epoch: int, entries: Sequence[Entry]) -> int:
         """Commit `entries` with the others of this round; see the module's contract."""
@@ -108,10 +117,17 @@ class GroupCommit:
                     request.done.cancel()
             raise
         except Exception as exc:
+            if not self._failing:
+                self._failing = True
+                log.warning("documents: updates not committed (%s); clients will resend", exc)
+            failed = CommitFailed(str(exc))
             for group in by_doc.values():
                 for request in group:
-                    _fail(request, exc)
+                    _fail(request, failed)
             return
+        if self._failing:
+            self._failing = False
+            log.info("documents: updates are committed again")
         for doc_id, group in by_doc.items():
             result = results[doc_id]
             if isinstance(result, StaleEpoch):
