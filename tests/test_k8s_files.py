@@ -128,7 +128,6 @@ def test_role_grants_exactly_what_the_hub_uses() -> None:
             "resources": ["pods"],
             "verbs": ["get", "list", "watch", "create", "delete"],
         },
-        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
         # get: adoption after a hub restart reads the pod's token Secret back; no list.
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "delete"]},
