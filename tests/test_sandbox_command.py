@@ -13,6 +13,7 @@ from cocalc_k8s.backends.sandbox import (
     minimal_roots,
     sandbox_available,
 )
+from cocalc_k8s.backends.seccomp import no_user_namespaces
 
 LAYOUT = {"/usr": None, "/bin": "usr/bin", "/lib": "usr/lib", "/lib64": "usr/lib64"}
 HOME = Path("/root/data/projects/p1")
@@ -109,3 +110,13 @@ def test_a_copy_of_etc_is_bound_in_one_mount_under_the_generated_files() -> None
     etc = [pair for pair in binds if pair[1].startswith("/etc")]
     assert etc[0] == ("/run/etc-1", "/etc")
     assert sorted(etc[1:]) == [(f"/run/p1/etc/{n}", f"/etc/{n}") for n in sorted(GENERATED_ETC)]
+
+
+def test_the_seccomp_filter_is_passed_and_known_only_for_known_architectures() -> None:
+    program = no_user_namespaces("x86_64")
+    assert program is not None and len(program) % 8 == 0  # struct sock_filter, 8 bytes each
+    assert no_user_namespaces("aarch64") not in (None, program)
+    assert no_user_namespaces("sparc") is None
+    spec = SandboxSpec(home=HOME, uid=2001, etc_dir=Path("/run/p1/etc"), seccomp_fd=9)
+    args = bwrap_command(spec, ["true"], is_link=LAYOUT)
+    assert args[args.index("--seccomp") + 1] == "9"

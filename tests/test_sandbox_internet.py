@@ -86,6 +86,9 @@ async def main(root):
         "metadata": ("169.254.169.254", 80),
     }
     out = {"uid": os.getuid(), "project_uid": (await run(True, "id -u"))[1].strip()}
+    # The project cannot lift its restrictions (no capability over its network namespace).
+    out["route_change"] = (await run(True, "ip route del unreachable 10.0.0.0/8"))[0]
+    out["new_namespace"] = (await run(True, "unshare --user --net true"))[0]
     for network in (True, False):
         out[f"connect_{network}"] = {
             name: (await run(network, f"{connect} {host} {port}"))[0]
@@ -154,6 +157,9 @@ def test_internet_but_not_the_host_nor_private_ranges(tester_root: Path, user: s
     out: dict[str, Any] = run_as_tester(tester_root, SCRIPT, user=user, setup=SETUP)
     assert (out["uid"] == 0) == (user is None)
     assert out["project_uid"] == ("2000101" if user is None else str(out["uid"]))
+    # No user namespace of its own either (rootless: bubblewrap's --disable-userns; as
+    # root: the seccomp filter), which would give it capabilities over a namespace.
+    assert out["route_change"] != 0 and out["new_namespace"] != 0, out
     online, offline = out["connect_True"], out["connect_False"]
     assert online.pop("internet") == 0, out
     assert all(code != 0 for code in online.values()), out

@@ -61,6 +61,7 @@ from cocalc_k8s.backends.sandbox import (
     sandbox_available,
     system_layout,
 )
+from cocalc_k8s.backends.seccomp import no_user_namespaces
 from cocalc_k8s.core.projectfs import give_home
 from cocalc_k8s.core.quotas import Quota
 
@@ -332,8 +333,9 @@ class LocalBackend(ProjectBackend):
 
     def _prepare_runtime(
         self, spec: ProjectSpec, sandboxed: bool, info_fd: int
-    ) -> tuple[Path, list[socket.socket], list[str]]:
-        """The runtime directory, the agent's two listening sockets, and its command line."""
+    ) -> tuple[Path, list[socket.socket], list[str], int | None]:
+        """The runtime directory, the agent's two listening sockets, its command line and
+        the descriptor of its seccomp filter, if any (the caller closes it)."""
         runtime = self._runtime_dir(spec.project_id)
         sockets = [_listen_unix(runtime / "api"), _listen_unix(runtime / "connect")]
         api, connect = (sock.fileno() for sock in sockets)
@@ -342,7 +344,7 @@ class LocalBackend(ProjectBackend):
             "--listen-fd", str(api), "--connect-fd", str(connect),
         ]  # fmt: skip
         if not sandboxed:
-            return runtime, sockets, argv
+            return runtime, sockets, argv, None
         etc = runtime / "etc"
         etc.mkdir(mode=0o755)
         hostname = f"project-{spec.project_id.hex[:8]}"
@@ -350,6 +352,8 @@ class LocalBackend(ProjectBackend):
         for name, text in etc_files(uid=uid, home=spec.home, hostname=hostname).items():
             (etc / name).write_text(text)
             (etc / name).chmod(0o644)
+        # As root there is no user namespace for --disable-userns: a filter instead.
+        seccomp_fd = _seccomp_fd() if spec.uid is not None else None
         sandbox = SandboxSpec(
             home=spec.home,
             uid=spec.uid,
@@ -359,8 +363,9 @@ class LocalBackend(ProjectBackend):
             tmp_mb=max(64, spec.quota.memory_mb // 2),
             hostname=hostname,
             info_fd=info_fd,
+            seccomp_fd=seccomp_fd,
         )
-        return runtime, sockets, bwrap_command(sandbox, argv, is_link=system_layout())
+        return runtime, sockets, bwrap_command(sandbox, argv, is_link=system_layout()), seccomp_fd
 
     async def _spawn(self, spec: ProjectSpec, token: str, *, sandboxed: bool) -> _Agent:
         await asyncio.to_thread(self.log_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
@@ -368,10 +373,12 @@ class LocalBackend(ProjectBackend):
         log_fd = await asyncio.to_thread(_open_log, log_path)
         info_read, info_write = os.pipe() if sandboxed else (-1, -1)
         sockets: list[socket.socket] = []
+        seccomp_fd: int | None = None
         try:
-            runtime, sockets, argv = await asyncio.to_thread(
+            runtime, sockets, argv, seccomp_fd = await asyncio.to_thread(
                 self._prepare_runtime, spec, sandboxed, info_write
             )
+            fds = [sock.fileno() for sock in sockets] + ([info_write] if sandboxed else [])
             process = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.PIPE,
@@ -380,7 +387,7 @@ class LocalBackend(ProjectBackend):
                 cwd=spec.home,
                 env=agent_environment(spec.home),
                 start_new_session=True,
-                pass_fds=[sock.fileno() for sock in sockets] + ([info_write] if sandboxed else []),
+                pass_fds=fds + ([seccomp_fd] if seccomp_fd is not None else []),
                 preexec_fn=lambda: _child_setup(spec.quota, None if sandboxed else spec.uid),
             )
         except BaseException:
@@ -391,6 +398,8 @@ class LocalBackend(ProjectBackend):
             # The agent has its copies now; the hub connects to the sockets by path.
             for sock in sockets:
                 sock.close()
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
             os.close(log_fd)
             if sandboxed:
                 os.close(info_write)
@@ -479,6 +488,18 @@ async def _outcome(
     with contextlib.suppress(asyncio.CancelledError, Exception):
         return await task
     return None
+
+
+def _seccomp_fd() -> int | None:
+    """A descriptor holding the sandbox's seccomp filter, at its start (None: no filter for
+    this architecture)."""
+    program = no_user_namespaces()
+    if program is None:
+        return None
+    fd = os.memfd_create("cocalc-seccomp", os.MFD_CLOEXEC)
+    os.write(fd, program)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def _listen_unix(path: Path) -> socket.socket:

@@ -21,7 +21,8 @@ Who the project runs as:
 
 - hub as root: no user namespace (one created by root would map the project to root);
   the sandbox is entered as root and `setpriv` drops to the project's own uid and gid, with
-  no supplementary groups, no capabilities (bounding set emptied) and no_new_privs;
+  no supplementary groups, no capabilities (bounding set emptied) and no_new_privs; a
+  seccomp filter keeps it from making user namespaces (`cocalc_k8s.backends.seccomp`);
 - hub as a normal user: a user namespace in which the project has the hub's uid (there is
   no other to have), with every capability dropped and no further user namespaces.
 
@@ -85,6 +86,8 @@ class SandboxSpec:
     `cocalc_k8s.backends.etc_view`), with an empty file for each generated name."""
     info_fd: int | None = None
     """A descriptor bubblewrap writes ``{"child-pid": N}`` to (for the network helper)."""
+    seccomp_fd: int | None = None
+    """A descriptor to read a seccomp filter from (`cocalc_k8s.backends.seccomp`)."""
 
 
 def etc_names(etc: Path = Path("/etc")) -> list[str]:
@@ -179,6 +182,8 @@ def bwrap_command(
     args += ["--die-with-parent", "--new-session", "--hostname", spec.hostname]
     if spec.info_fd is not None:
         args += ["--info-fd", str(spec.info_fd)]
+    if spec.seccomp_fd is not None:
+        args += ["--seccomp", str(spec.seccomp_fd)]
     args += ["--tmpfs", "/"]
     for name in spec.system_dirs:
         if name not in is_link:
