@@ -12,7 +12,8 @@ client → agent:
 agent → client: binary frames whose first byte says the stream (1 stdout, 2 stderr) and
 the rest is data; then one text frame ``{"type": "exit", "code": N}`` (``"signal":
 "NAME"`` instead of ``code`` when a signal ended it), and the socket closes. Closing the
-socket ends the process's session (SIGHUP, SIGTERM, SIGKILL).
+socket before the process exits ends its session (SIGHUP, SIGTERM, SIGKILL); what a
+command that exited left running in the background (``nohup server &``) keeps running.
 
 Flow control is the socket's: output is read from the process only as fast as the
 socket sends it, and stdin is read from the socket only as fast as the process takes it.
@@ -90,7 +91,8 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
     try:
         await _run(ws, process)
     finally:
-        process.kill()
+        if not process.exited:
+            process.kill()  # the hub went away first; what an exited command left running stays
         process.close()
     return ws
 

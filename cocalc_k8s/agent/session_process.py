@@ -129,6 +129,10 @@ class SessionProcess:
         return self
 
     @property
+    def exited(self) -> bool:
+        return self.proc is not None and self.proc.returncode is not None
+
+    @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid

@@ -65,26 +65,31 @@ class SshUser:
             "-F", "/dev/null",
         ]  # fmt: skip
 
-    def ssh_argv(self, login: str, *args: str) -> list[str]:
-        return ["ssh", "-p", str(self.port), *self.options(), *args[:-1], f"{login}@127.0.0.1"] + (
-            [args[-1]] if args else []
-        )
+    def ssh_argv(self, login: str, *options: str, command: str | None = None) -> list[str]:
+        argv = ["ssh", "-p", str(self.port), *self.options(), *options, f"{login}@127.0.0.1"]
+        return argv if command is None else [*argv, command]
 
     async def ssh(self, login: str, command: str, *options: str, stdin: bytes = b"") -> Result:
-        return await run([*self.ssh_argv(login, *options, command)], stdin=stdin)
+        return await run(self.ssh_argv(login, *options, command=command), stdin=stdin)
 
     def rsh(self) -> str:
         """What rsync's -e gets."""
         return " ".join(["ssh", "-p", str(self.port), *self.options()])
 
 
-async def run(argv: Sequence[str], *, stdin: bytes = b"", seconds: float = 60) -> Result:
+async def run(
+    argv: Sequence[str],
+    *,
+    stdin: bytes = b"",
+    seconds: float = 60,
+    env: dict[str, str] | None = None,
+) -> Result:
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "SSH_AUTH_SOCK": ""},
+        env={**os.environ, "SSH_AUTH_SOCK": "", **(env or {})},
     )
     async with asyncio.timeout(seconds):
         out, err = await proc.communicate(stdin)

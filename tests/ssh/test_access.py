@@ -45,7 +45,7 @@ async def test_only_collaborators_keys_open_a_project(
     # Passwords are never offered, so none can be tried.
     result = await run(
         alice.ssh_argv(
-            project, "-o", "PreferredAuthentications=password,keyboard-interactive", "true"
+            project, "-o", "PreferredAuthentications=password,keyboard-interactive", command="true"
         )
     )
     assert result.code == 255 and b"(publickey)" in result.stderr
