@@ -11,7 +11,8 @@ client → agent:
 
 agent → client: binary frames whose first byte says the stream (1 stdout, 2 stderr) and
 the rest is data; then one text frame ``{"type": "exit", "code": N}`` (``"signal":
-"NAME"`` instead of ``code`` when a signal ended it), and the socket closes. Closing the
+"NAME"`` instead of ``code`` when a signal ended it); the client then closes the socket
+(the agent does after `CLOSE_GRACE` seconds). Closing the
 socket before the process exits ends its session (SIGHUP, SIGTERM, SIGKILL); what a
 command that exited left running in the background (``nohup server &``) keeps running.
 
@@ -42,6 +43,7 @@ SIGNALS = {
     for name in ("HUP", "INT", "QUIT", "KILL", "TERM", "USR1", "USR2", "ALRM", "PIPE")
 }
 START_TIMEOUT = 10.0
+CLOSE_GRACE = 5.0
 
 
 def _dimension(value: Any) -> bool:
@@ -118,6 +120,9 @@ async def _run(ws: web.WebSocketResponse, process: SessionProcess) -> None:
             status = {"type": "exit", "signal": signal.Signals(-code).name.removeprefix("SIG")}
         with contextlib.suppress(ConnectionError):
             await ws.send_json(status)
+            # The hub closes once it has the status. Closing first could make its pending
+            # writes (stdin, an EOF) fail and lose the status still unread in its buffer.
+            await asyncio.wait([inputs], timeout=CLOSE_GRACE)
             await ws.close()
     finally:
         for task in (*outputs, inputs, exited):

@@ -109,7 +109,11 @@ class ProjectLogin(asyncssh.SSHServer):
                 "too many failed logins from this address; try again later",
             )
         self._authorised_at = time.monotonic()
-        self.project_id = await self.parts.ssh_keys.project_for_login(username)
+        try:
+            self.project_id = await self.parts.ssh_keys.project_for_login(username)
+        except Exception:
+            log.exception("ssh: could not look up the login %r of %s", username, self.address)
+            raise
         return True
 
     def password_auth_supported(self) -> bool:
@@ -132,7 +136,11 @@ class ProjectLogin(asyncssh.SSHServer):
         if self.project_id is None or self.parts.failures.retry_after(self.address):
             self.parts.failures.fail(self.address)
             return False
-        grant = await self.parts.ssh_keys.authorise(self.project_id, key.get_fingerprint())
+        try:
+            grant = await self.parts.ssh_keys.authorise(self.project_id, key.get_fingerprint())
+        except Exception:
+            log.exception("ssh: could not check a key of %s", self.address)
+            raise
         if grant is None:
             self.parts.failures.fail(self.address)
             return False
@@ -242,7 +250,8 @@ class SshGateway:
         try:
             login.touch()
             await session.relay(process, agent, login.touch)
-        except (OSError, asyncssh.Error, ConnectionError):
+        except (OSError, asyncssh.Error, ConnectionError) as exc:
+            log.warning("ssh: a session of %s ended: %r", login.address, exc)
             process.exit(255)
         finally:
             await agent.close()

@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import asyncssh
+
+log = logging.getLogger(__name__)
 
 READ_SIZE = 1 << 16
 STDOUT, STDERR = 1, 2
@@ -49,6 +52,7 @@ async def relay(
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await upstream
     if status is None:
+        log.warning("ssh: the project's agent ended a session without an exit status")
         process.exit(255)
     elif isinstance(status, str):
         process.exit_with_signal(status)

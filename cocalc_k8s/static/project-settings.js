@@ -1,8 +1,9 @@
-// The Settings tab: collaborators (add by email, remove, leave), the quota, the project
-// log, and deleting the project (owner).
+// The Settings tab: collaborators (add by email, remove, leave), the quota, SSH keys, the
+// project log, and deleting the project (owner).
 import { api, debounce, h } from "./api.js";
 import { ask } from "./dialog.js";
 import { projectLog } from "./project-log.js";
+import { sshKeys } from "./project-ssh-keys.js";
 
 const QUOTA_LABELS = {
   memory_mb: ["Memory", (v) => `${v} MB`],
@@ -19,6 +20,7 @@ export function mount(panel, project) {
   const quota = h("dl", { class: "quota", "data-testid": "quota" });
   const canManage = project.role === "owner" || project.role === "admin";
   const log = projectLog(project);
+  const ssh = sshKeys(project);
   let visible = false;
   // A start, stop or rename (by anyone: the state stream is shared) shows in the log.
   const refreshLog = debounce(() => { if (visible) log.refresh(); }, 250);
@@ -52,6 +54,7 @@ export function mount(panel, project) {
       quota,
       h("p", { class: "muted hint" }, "Admins can change a project's quota."),
     ),
+    ssh.section,
     log.section,
     project.role === "owner" ? danger : null,
   );
@@ -141,6 +144,7 @@ export function mount(panel, project) {
     async show() {
       visible = true;
       try { await load(); } catch (err) { say(`Could not load the settings: ${err.message}`, true); }
+      try { await ssh.refresh(); } catch (err) { say(`Could not load the SSH keys: ${err.message}`, true); }
       await log.refresh();
     },
     hide() { visible = false; },

@@ -8,27 +8,30 @@
     DELETE /api/v2/projects/{project_id}/ssh-keys/{key_id}
 
 A key is ``{"id", "name", "fingerprint", "public_key", "created", "last_used"}`` (project
-keys also ``"added_by": {"id", "name"}``); ``"ssh"`` says how to log in: the port (None
-when the SSH server is off) and the host key's fingerprint.
+keys also ``"added_by": {"id", "name"}``); ``"ssh"`` says how to log in (`ssh_info`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from cocalc_k8s.keys import SSH_HOST, SSH_KEYS
+from cocalc_k8s.keys import SETTINGS, SSH_HOST, SSH_KEYS
 from cocalc_k8s.web.access import project_access
 from cocalc_k8s.web.auth import require_account
 from cocalc_k8s.web.jsonio import json_response, read_json
 
 
 def ssh_info(app: web.Application) -> dict[str, Any]:
-    host = app.get(SSH_HOST)
-    if host is None:
-        return {"port": None, "host_key_fingerprint": None}
-    return {"port": host.port, "host_key_fingerprint": host.fingerprint}
+    """How to log in: ``{"port", "host_key_fingerprint", "host"}`` (port and fingerprint
+    None while the SSH server is off); `host` is the hub's public host name."""
+    endpoint = app.get(SSH_HOST)
+    host = urlsplit(app[SETTINGS].public_url).hostname or "localhost"
+    if endpoint is None:
+        return {"port": None, "host_key_fingerprint": None, "host": host}
+    return {"port": endpoint.port, "host_key_fingerprint": endpoint.fingerprint, "host": host}
 
 
 async def create_account_key(request: web.Request) -> web.Response:

@@ -14,9 +14,10 @@ from aiohttp import web
 from cocalc_k8s.core.errors import DomainError
 from cocalc_k8s.core.redirect_targets import local_target
 from cocalc_k8s.core.tokens import token_hash
-from cocalc_k8s.keys import ACCOUNTS, API_KEYS, SESSIONS, SITE_SETTINGS
+from cocalc_k8s.keys import ACCOUNTS, API_KEYS, SESSIONS, SITE_SETTINGS, SSH_KEYS
 from cocalc_k8s.web import pages_admin, pages_admin_site, pages_projects
 from cocalc_k8s.web.api_auth import client_address
+from cocalc_k8s.web.api_ssh_keys import ssh_info
 from cocalc_k8s.web.auth import (
     clear_session_cookie,
     principal_of,
@@ -143,13 +144,26 @@ async def _account_page(request: web.Request, *, status: int = 200, **context: A
     context.setdefault("error", None)
     context.setdefault("new_key", None)
     keys = await request.app[API_KEYS].list(principal.account_id)
-    return render(request, "account.html", status=status, page="account", keys=keys, **context)
+    context.setdefault("ssh_form", {})
+    ssh_keys = await request.app[SSH_KEYS].list_account(principal.account_id)
+    return render(
+        request,
+        "account.html",
+        status=status,
+        page="account",
+        keys=keys,
+        ssh_keys=ssh_keys,
+        ssh=ssh_info(request.app),
+        **context,
+    )
 
 
 _MESSAGES = {
     "name": "Your name was saved.",
     "password": "Your password was changed. Other sessions were signed out.",
     "revoked": "The API key was revoked.",
+    "ssh-added": "The SSH key was added.",
+    "ssh-deleted": "The SSH key was deleted. Sessions it opened were closed.",
 }
 
 
@@ -207,6 +221,27 @@ async def api_key_revoke_submit(request: web.Request) -> web.Response:
     return await _account_action(request, action, "revoked")
 
 
+async def ssh_key_add_submit(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    if principal is None:
+        raise web.HTTPSeeOther("/sign-in?next=/account")
+    form = await _form(request)
+    try:
+        await request.app[SSH_KEYS].add(
+            principal.account_id, name=form.get("name"), public_key=form.get("public_key")
+        )
+    except DomainError as exc:  # the form comes back with what was pasted
+        return await _account_page(request, status=exc.status, error=exc.message, ssh_form=form)
+    raise web.HTTPSeeOther("/account?done=ssh-added#ssh-keys-heading")
+
+
+async def ssh_key_delete_submit(request: web.Request) -> web.Response:
+    async def action(principal: Any, form: dict[str, str]) -> None:
+        await request.app[SSH_KEYS].delete(principal.account_id, request.match_info["key_id"])
+
+    return await _account_action(request, action, "ssh-deleted")
+
+
 def routes() -> list[web.AbstractRouteDef]:
     return [
         web.get("/", landing),
@@ -220,6 +255,8 @@ def routes() -> list[web.AbstractRouteDef]:
         web.post("/account/password", account_password_submit),
         web.post("/account/api-keys", api_key_create_submit),
         web.post("/account/api-keys/{key_id}/revoke", api_key_revoke_submit),
+        web.post("/account/ssh-keys", ssh_key_add_submit),
+        web.post("/account/ssh-keys/{key_id}/delete", ssh_key_delete_submit),
         *pages_projects.routes(),
         *pages_admin.routes(),
         *pages_admin_site.routes(),

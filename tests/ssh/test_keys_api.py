@@ -95,7 +95,7 @@ async def test_account_and_project_keys(make_client: Any) -> None:
     assert status == 400 and "error" in body
     status, listed = await alice.call("GET", "/api/v2/ssh-keys")
     assert [k["id"] for k in listed["ssh_keys"]] == [created["id"]]
-    assert listed["ssh"] == {"port": None, "host_key_fingerprint": None}  # the server is off
+    assert listed["ssh"] == {"port": None, "host_key_fingerprint": None, "host": "127.0.0.1"}
     # Bob sees none of it and cannot delete it.
     assert (await bob.call("GET", "/api/v2/ssh-keys"))[1]["ssh_keys"] == []
     assert (await bob.call("DELETE", f"/api/v2/ssh-keys/{created['id']}"))[0] == 404
