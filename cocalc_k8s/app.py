@@ -285,6 +285,7 @@ def create_app(
             max_bytes=settings.copy_max_mb * 1024**2,
         )
         app[WATCHER] = FileWatcher(
+            engine,
             backend,
             app[AGENTS],
             app[FILES],

@@ -27,9 +27,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from cocalc_k8s.backends.base import AgentAddress, ProjectBackend
 from cocalc_k8s.core.errors import DomainError, NotFound
 from cocalc_k8s.core.tasks import cancel
+from cocalc_k8s.db.models import Project
 from cocalc_k8s.services.files import ProjectFiles
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,7 @@ class _Project:
 class FileWatcher:
     def __init__(
         self,
+        engine: AsyncEngine,
         backend: ProjectBackend,
         agents: AgentWatch,
         files: ProjectFiles,
@@ -75,6 +80,7 @@ class FileWatcher:
         tick: float = 1.0,
         wait: float = 20.0,
     ) -> None:
+        self.engine = engine
         self.backend = backend
         self.agents = agents
         self.files = files
@@ -124,8 +130,15 @@ class FileWatcher:
                 log.exception("the file watcher's round failed")
             await asyncio.sleep(self.tick)
 
+    async def _running(self) -> set[uuid.UUID]:
+        """Projects whose agent this hub can reach now. (From the projects' states, not
+        `backend.running()`: that one adopts pods, the lifecycle manager's business.)"""
+        async with self.engine.connect() as conn:
+            ids = await conn.scalars(select(Project.project_id).where(Project.state == "running"))
+            return {i for i in ids if self.backend.address(i) is not None}
+
     async def _once(self) -> None:
-        running = await self.backend.running()
+        running = await self._running()
         for project_id in running:
             project = self._projects.setdefault(project_id, _Project())
             if project.follower is None:

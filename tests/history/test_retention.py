@@ -53,7 +53,7 @@ async def test_a_thinned_history_reads_and_records_on(team: Any, database_url: s
     listed, _ = await history.store.versions(found.id, before=None, limit=1000)
     numbers = sorted(v.version for v in listed)
     assert numbers == [*range(10, 101, 10), *range(101, 121)]
-    history.store._texts.clear()  # read from the rows, not the cache
+    history.store.forget_texts()  # read from the rows, not the cache
     for version in numbers:
         assert await history.store.text(found.id, version) == texts[version - 1]
     assert await history.store.record(pid, "f.txt", "after\n", authors=[], kind="disk") == 121

@@ -64,6 +64,7 @@ class HistoryStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._texts: OrderedDict[uuid.UUID, tuple[int, str]] = OrderedDict()
+        self._cached_chars = 0
 
     # -- finding ----------------------------------------------------------------------
 
@@ -208,11 +209,18 @@ class HistoryStore:
         chain = [(r.base, bytes(r.data)) for r in rows]
         return await asyncio.to_thread(_replay, chain)
 
+    def forget_texts(self) -> None:
+        """Drop the cached newest texts (they are only a shortcut)."""
+        self._texts.clear()
+        self._cached_chars = 0
+
     def _remember(self, history_id: uuid.UUID, version: int, text: str) -> None:
+        old = self._texts.pop(history_id, None)
+        self._cached_chars += len(text) - (len(old[1]) if old else 0)
         self._texts[history_id] = (version, text)
-        self._texts.move_to_end(history_id)
-        while sum(len(t) for _, t in self._texts.values()) > CACHED_CHARS and self._texts:
-            self._texts.popitem(last=False)
+        while self._cached_chars > CACHED_CHARS and len(self._texts) > 1:
+            _, (_, dropped) = self._texts.popitem(last=False)
+            self._cached_chars -= len(dropped)
 
     async def names(self, account_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
         if not account_ids:
