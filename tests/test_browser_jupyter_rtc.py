@@ -125,3 +125,29 @@ async def test_two_collaborators_edit_one_notebook_live(browser: Any, make_clien
     )
     assert len(sources) >= 2, sources
     await client.post(f"/api/v2/projects/{project_id}/stop", headers={"X-CSRF-Token": ada_csrf})
+
+
+async def test_a_notebook_in_the_file_manager_opens_in_jupyterlab(
+    browser: Any, make_client: Any
+) -> None:
+    client = await make_client()
+    hub = str(client.make_url("")).rstrip("/")
+    _, page, csrf = await signed_in(browser, hub, "Ada Lovelace", "nb@example.org")
+    response = await page.request.post(
+        hub + "/api/v2/projects", data={"title": "nb"}, headers={"X-CSRF-Token": csrf}
+    )
+    project_id = (await response.json())["project_id"]
+    api = f"{hub}/api/v2/projects/{project_id}"
+    for name, body in (("my nb.ipynb", json.dumps(NOTEBOOK).encode()), ("a.py", b"x = 1\n")):
+        response = await page.request.put(
+            f"{api}/files/{name}", data=body, headers={"X-CSRF-Token": csrf}
+        )
+        assert response.ok, await response.text()
+    await page.goto(f"{hub}/projects/{project_id}/files/")
+    notebook = page.locator("a.entry", has_text="my nb.ipynb")
+    content = client.app[CONTENT_ORIGINS].url_for(project_id)
+    expected = f"{content}/{project_id}/port/jupyterlab/lab/tree/my%20nb.ipynb"
+    assert await notebook.get_attribute("href") == expected
+    assert await notebook.get_attribute("target") == "_blank"
+    script = page.locator("a.entry", has_text="a.py")
+    assert await script.get_attribute("href") == f"/projects/{project_id}/edit/a.py"

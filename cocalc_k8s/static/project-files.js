@@ -104,10 +104,17 @@ export function mount(panel, project) {
     crumbs.replaceChildren(...items);
   }
 
+  // Notebooks open in the project's JupyterLab (on its content origin), with real-time
+  // collaboration; other text files in our editor.
+  const content = document.getElementById("port-form")?.dataset.content;
+  const notebooks = content ? `${content}/port/jupyterlab/lab/tree` : null;
+
   function row(entry) {
     const path = join(dir, entry.name);
     const link = entry.is_dir
       ? h("a", { href: `${project.base}/files/${encodePath(path)}/`, class: "entry dir", "data-path": path }, `${entry.name}/`)
+      : notebooks && entry.name.endsWith(".ipynb")
+        ? h("a", { href: `${notebooks}/${encodePath(path)}`, class: "entry file", target: "_blank", rel: "noopener", "data-notebook": path }, entry.name)
       : isText(entry.name, entry.size)
         ? h("a", { href: `${project.base}/edit/${encodePath(path)}`, class: "entry file", "data-edit": path }, entry.name)
         : viewerKind(entry.name)
