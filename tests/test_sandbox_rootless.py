@@ -176,13 +176,14 @@ def tester_root() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def run_as_tester(
-    root: Path, script: str = SCRIPT, *, user: str | None = USER, setup: str = ""
-) -> dict[str, Any]:
-    """Run `script` (argument: `root`) as `user` (None: as root), after the shell commands
-    `setup` (run as root, in the same private namespaces); its last line of output, JSON."""
+def as_tester(
+    root: Path, argv: list[str], *, user: str | None = USER, setup: str = ""
+) -> list[str]:
+    """The command line that runs `argv` as `user` (None: as root) in private namespaces
+    (mount; network too with `setup`, shell commands run there as root first), where a
+    pyenv interpreter under /root is traversable."""
     pyenv = Path("/root/.pyenv")
-    inner = [sys.executable, "-c", script, str(root)]
+    inner = argv
     if user is not None:
         inner = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--", *inner]
     shell = f"{setup} && " if setup else ""
@@ -194,13 +195,23 @@ def run_as_tester(
             f"mkdir /root/.pyenv && mount --bind {source} /root/.pyenv && "
         )
     namespaces = ["--mount", "--propagation", "private", *(["--net"] if setup else [])]
-    inner = ["unshare", *namespaces, "sh", "-c", shell + 'exec "$@"', "sh", *inner]
+    return ["unshare", *namespaces, "sh", "-c", shell + 'exec "$@"', "sh", *inner]
+
+
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": "/tmp"}
+
+
+def run_as_tester(
+    root: Path, script: str = SCRIPT, *, user: str | None = USER, setup: str = ""
+) -> dict[str, Any]:
+    """Run `script` (argument: `root`) as `user` (None: as root), after the shell commands
+    `setup` (see `as_tester`); its last line of output, JSON."""
     done = subprocess.run(
-        inner,
+        as_tester(root, [sys.executable, "-c", script, str(root)], user=user, setup=setup),
         capture_output=True,
         timeout=150,
         cwd=REPO,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": "/tmp"},
+        env=ENV,
         check=False,
     )
     assert done.returncode == 0, done.stderr.decode()[-3000:]
