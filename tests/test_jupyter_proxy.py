@@ -60,6 +60,14 @@ async def test_jupyter_kernel_runs_through_the_proxy(make_client: Any) -> None:
         async with session.get(f"{base}/api") as resp:
             assert resp.status == 200, await resp.text()
             assert "version" in await resp.json()
+        # The Notebook 7 interface is the same server's: /port/jupyter/ leads there.
+        jupyter = base.replace("/port/jupyterlab", "/port/jupyter")
+        async with session.get(f"{jupyter}/", allow_redirects=False) as resp:
+            assert resp.status == 307
+            assert resp.headers["Location"] == f"/{project_id}/port/jupyterlab/tree"
+        async with session.get(f"{base}/tree", headers={"Accept": "text/html"}) as resp:
+            page = await resp.text()
+            assert resp.status == 200 and '"appName": "Jupyter Notebook"' in page, page[:500]
         # Jupyter's user is the account, by the identity the proxy signs.
         async with session.get(f"{base}/api/me") as resp:
             assert resp.status == 200, await resp.text()
