@@ -88,6 +88,7 @@ from cocalc_k8s.services.copies import CopyService
 from cocalc_k8s.services.credential_status import CredentialStatus
 from cocalc_k8s.services.culler import Culler
 from cocalc_k8s.services.disk_quota import DiskQuota, enforcement
+from cocalc_k8s.services.documents.presence import CHANNEL as PRESENCE_CHANNEL
 from cocalc_k8s.services.documents.service import DocumentPolicy, DocumentService
 from cocalc_k8s.services.documents.store import CHANNEL as DOCUMENTS_CHANNEL
 from cocalc_k8s.services.files import ProjectFiles
@@ -311,6 +312,7 @@ def create_app(
         )
         realtime.documents, realtime.projects = app[DOCUMENTS], app[PROJECTS]
         realtime.live = app[LIVE_CONNECTIONS]
+        realtime.who.attach(app[DOCUMENTS].presence)
         yield
         await app[WATCHER].close()
         await app[DOCUMENTS].close()
@@ -342,6 +344,8 @@ def create_app(
         listener.subscribe(SITE_CHANNEL, app[SITE_SETTINGS].changed)
         listener.subscribe(COPIES_CHANNEL, app[COPIES].notified)
         listener.subscribe(DOCUMENTS_CHANNEL, app[DOCUMENTS].notified)
+        listener.subscribe(PRESENCE_CHANNEL, app[DOCUMENTS].presence.notified)
+        listener.on_connected(app[DOCUMENTS].presence.hello)
         listener.on_connected(app[DOCUMENTS].missed_notifications)
         listener.on_reset(principals.disable)
         listener.on_reset(live.status.forget)

@@ -27,9 +27,11 @@ from cocalc_k8s.core.errors import BadRequest, DomainError, Forbidden, NotFound
 from cocalc_k8s.core.identity import Credential, Principal
 from cocalc_k8s.realtime import awareness
 from cocalc_k8s.realtime.parts import PART_BYTES, Assembler, PartError, split
+from cocalc_k8s.realtime.who_is_here import WhoIsHere, doc_room, project_room
 from cocalc_k8s.services.documents.commits import CommitFailed
 from cocalc_k8s.services.documents.filetext import ReadOnly
 from cocalc_k8s.services.documents.live import BadUpdate, Change, LiveDocument
+from cocalc_k8s.services.documents.presence import Person
 from cocalc_k8s.services.documents.service import DocumentService, clean_path
 from cocalc_k8s.services.documents.store import StaleEpoch
 from cocalc_k8s.services.live_connections import LiveConnections
@@ -87,6 +89,7 @@ class RealtimeHub:
         self._owners: dict[str, dict[int, str]] = {}  # doc -> awareness client id -> sid
         self._forwarding: set[str] = set()  # docs whose changes this hub forwards
         self._tasks: set[asyncio.Task[None]] = set()  # closes scheduled by the registry
+        self.who = WhoIsHere(self._emit, self._people_here)
         for event in ("connect", "disconnect", "join", "update", "awareness", "leave"):
             self.sio.on(event, getattr(self, f"on_{event}"), namespace=NAMESPACE)
         self.sio.on("watch", self.on_watch, namespace=NAMESPACE)
@@ -187,7 +190,7 @@ class RealtimeHub:
             self.documents.retain(live)
             state.docs[doc] = live
             self._forward(live)
-        await self.sio.enter_room(sid, _room(doc), namespace=NAMESPACE)
+        await self.sio.enter_room(sid, doc_room(doc), namespace=NAMESPACE)
         try:
             update = live.missing(None if stale or epoch is None else vector)
         except BadUpdate:
@@ -197,7 +200,7 @@ class RealtimeHub:
         for part, piece in parts:
             await self._emit("update", {"doc": doc, "epoch": live.epoch, "update": piece,
                                         "seq": live.seq, "part": part}, to=sid)  # fmt: skip
-        await self._presence(live)
+        await self.who.changed(live)
         others = [s for s in self._awareness.get(doc, {}).values() if s.state is not None]
         return {
             "ok": True,
@@ -221,7 +224,7 @@ class RealtimeHub:
     async def _leave(self, sid: str, state: _Socket, doc: str) -> None:
         live = state.docs.pop(doc)
         state.parts.drop(doc)
-        await self.sio.leave_room(sid, _room(doc), namespace=NAMESPACE)
+        await self.sio.leave_room(sid, doc_room(doc), namespace=NAMESPACE)
         gone = state.client_ids.pop(doc, set())
         states = self._awareness.get(doc, {})
         owners = self._owners.get(doc, {})
@@ -233,13 +236,13 @@ class RealtimeHub:
                 removed.append(awareness.ClientState(client_id, old.clock + 1, None))
         if removed:
             await self._emit("awareness", {"doc": doc, "update": awareness.encode(removed)},
-                             room=_room(doc))  # fmt: skip
+                             room=doc_room(doc))  # fmt: skip
         self.documents.release(live)
         if live.clients <= 0:
             self._awareness.pop(doc, None)
             self._owners.pop(doc, None)
         self._let_go_of_project(state, live.project_id)
-        await self._presence(live)
+        await self.who.changed(live)
 
     # -- editing --------------------------------------------------------------------
 
@@ -291,14 +294,14 @@ class RealtimeHub:
             pieces = split(change.update)
             if not pieces:
                 await self._emit("update", {**message, "update": change.update},
-                                 room=_room(doc), skip_sid=skip)  # fmt: skip
+                                 room=doc_room(doc), skip_sid=skip)  # fmt: skip
             for part, piece in pieces:
                 await self._emit("update", {**message, "update": piece, "part": part},
-                                 room=_room(doc), skip_sid=skip)  # fmt: skip
+                                 room=doc_room(doc), skip_sid=skip)  # fmt: skip
 
         async def rebuilt(epoch: int) -> None:
             await self._emit("resync", {"doc": doc, "epoch": epoch, "reason": "rebuilt"},
-                             room=_room(doc))  # fmt: skip
+                             room=doc_room(doc))  # fmt: skip
 
         live.listeners.append(changed)
         live.resync_listeners.append(rebuilt)
@@ -331,27 +334,20 @@ class RealtimeHub:
             accepted.append(entry)
         if accepted:
             await self._emit("awareness", {"doc": doc, "update": awareness.encode(accepted)},
-                             room=_room(doc), skip_sid=sid)  # fmt: skip
+                             room=doc_room(doc), skip_sid=sid)  # fmt: skip
 
     # -- who is here ------------------------------------------------------------------
 
-    def _people(self, doc: str) -> list[dict[str, Any]]:
-        people: dict[uuid.UUID, dict[str, Any]] = {}
+    def _people_here(self, doc: str) -> list[Person]:
+        """This hub's people in `doc` (one per account, its sockets counted)."""
+        people: dict[uuid.UUID, Person] = {}
         for state in self._sockets.values():
             if doc in state.docs:
                 p = state.principal
-                person = people.setdefault(
-                    p.account_id, {"account_id": str(p.account_id), "name": p.name, "clients": 0}
-                )
-                person["clients"] += 1
+                known = people.get(p.account_id)
+                clients = known.clients + 1 if known else 1
+                people[p.account_id] = Person(str(p.account_id), p.name, clients)
         return list(people.values())
-
-    async def _presence(self, live: LiveDocument) -> None:
-        doc = str(live.id)
-        message = {"project_id": str(live.project_id), "path": live.path, "doc": doc,
-                   "people": self._people(doc)}  # fmt: skip
-        await self._emit("presence", message, room=_room(doc))
-        await self._emit("presence", message, room=_project_room(live.project_id))
 
     async def on_watch(self, sid: str, data: Any) -> Ack:
         state = self._sockets.get(sid)
@@ -367,12 +363,8 @@ class RealtimeHub:
             return _error("not-joined", "the socket closed")
         self._hold_project(sid, state, project_id, checked_at)
         state.watching.add(project_id)
-        await self.sio.enter_room(sid, _project_room(project_id), namespace=NAMESPACE)
-        files = {
-            live.path: self._people(str(live.id))
-            for live in self.documents.open_documents()
-            if live.project_id == project_id and live.clients > 0
-        }
+        await self.sio.enter_room(sid, project_room(project_id), namespace=NAMESPACE)
+        files = self.who.files(project_id, self.documents.open_documents())
         return {"ok": True, "files": files}
 
     async def on_unwatch(self, sid: str, data: Any) -> Ack:
@@ -384,7 +376,7 @@ class RealtimeHub:
                 return {"ok": True}
             state.watching.discard(project_id)
             self._let_go_of_project(state, project_id)
-            await self.sio.leave_room(sid, _project_room(project_id), namespace=NAMESPACE)
+            await self.sio.leave_room(sid, project_room(project_id), namespace=NAMESPACE)
         return {"ok": True}
 
     # -- revocation (called by the registry of live connections) ----------------------
@@ -403,7 +395,7 @@ class RealtimeHub:
                     "message": "You are no longer a collaborator of this project."},
                     to=sid)  # fmt: skip
         state.watching.discard(project_id)
-        await self.sio.leave_room(sid, _project_room(project_id), namespace=NAMESPACE)
+        await self.sio.leave_room(sid, project_room(project_id), namespace=NAMESPACE)
 
     async def _revoke(self, sid: str, state: _Socket) -> None:
         code = "signed-out" if state.principal.via == "session" else "key-revoked"
@@ -412,6 +404,7 @@ class RealtimeHub:
 
     async def close(self) -> None:
         """Disconnect every client (they reconnect, to this hub or another) and stop."""
+        self.who.close()
         for task in list(self._tasks):
             task.cancel()
         if self.sio.eio.sockets:  # (engine.io fails on none)
@@ -423,14 +416,6 @@ class RealtimeHub:
 
 
 REALTIME = web.AppKey("realtime", RealtimeHub)  # beside keys.py: web must not import it
-
-
-def _room(doc: str) -> str:
-    return f"doc:{doc}"
-
-
-def _project_room(project_id: uuid.UUID) -> str:
-    return f"project:{project_id}"
 
 
 def _domain_error(exc: DomainError) -> Ack:

@@ -46,7 +46,8 @@ def own_postgres() -> Iterator[EmbeddedPostgres]:
 
 @pytest.fixture
 async def hub(own_postgres: EmbeddedPostgres, make_settings: Any) -> AsyncIterator[Any]:
-    app = create_app(make_settings(content_port=0), database_url=own_postgres.admin_url(DATABASE))
+    settings = make_settings(content_port=0, ssh_port=0)  # (0: no SSH gateway)
+    app = create_app(settings, database_url=own_postgres.admin_url(DATABASE))
     client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     app[CONTENT_GATE].hub_url = str(client.make_url("")).rstrip("/")

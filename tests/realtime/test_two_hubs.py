@@ -38,3 +38,38 @@ async def test_clients_of_two_hubs_converge_and_one_hub_writes(team: Any, make_c
     assert sorted(writers) == [False, True]
     await a.close()
     await b.close()
+
+
+def people(events: list[tuple[str, Any]], path: str) -> list[tuple[str, int]]:
+    """The last `presence` of `path` a client got: (account id, clients) pairs."""
+    found = [d for e, d in events if e == "presence" and d.get("path") == path]
+    return sorted((p["account_id"], p["clients"]) for p in found[-1]["people"]) if found else []
+
+
+async def test_who_is_here_covers_every_hub(team: Any, make_client: Any) -> None:
+    project_id, (alice, bob) = await team(2)
+    other = await make_client()
+    other_url = str(other.make_url("")).rstrip("/")
+    a = alice.client()
+    b = DocClient(other_url, key=bob.key)
+    watcher = DocClient(other_url, key=bob.key)  # the file listing, on the other hub
+    for client in (a, b, watcher):
+        await client.connect()
+    assert (await watcher.call("watch", {"project_id": project_id}))["ok"]
+    await a.join(project_id, "here.txt")
+    ada, bea = alice.user.account_id, bob.user.account_id
+    await wait_for(lambda: people(watcher.events, "here.txt") == [(ada, 1)])
+    await b.join(project_id, "here.txt")
+    both = sorted([(ada, 1), (bea, 1)])
+    await wait_for(lambda: people(a.events, "here.txt") == both)
+    await wait_for(lambda: people(b.events, "here.txt") == both)
+    # A newcomer's `watch` answer includes the other hub's people.
+    late = DocClient(other_url, key=bob.key)
+    await late.connect()
+    ack = await late.call("watch", {"project_id": project_id})
+    assert sorted((p["account_id"], p["clients"]) for p in ack["files"]["here.txt"]) == both
+    await a.close()  # alice leaves: the other hub's clients see it
+    await wait_for(lambda: people(b.events, "here.txt") == [(bea, 1)])
+    await wait_for(lambda: people(watcher.events, "here.txt") == [(bea, 1)])
+    for client in (b, watcher, late):
+        await client.close()

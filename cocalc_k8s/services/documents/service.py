@@ -37,6 +37,7 @@ from cocalc_k8s.services.documents.disk import FileSync
 from cocalc_k8s.services.documents.filetext import read_text
 from cocalc_k8s.services.documents.live import TEXT, LiveDocument
 from cocalc_k8s.services.documents.locks import WriterLocks
+from cocalc_k8s.services.documents.presence import PresenceExchange
 from cocalc_k8s.services.documents.store import DocumentStore, Entry, StaleEpoch
 from cocalc_k8s.services.documents.textdiff import update_to
 from cocalc_k8s.services.files import ProjectFiles
@@ -92,6 +93,7 @@ class DocumentService:
     ) -> None:
         self.store = DocumentStore(engine)
         self.commits = GroupCommit(self.store)
+        self.presence = PresenceExchange(engine)
         self.watcher = watcher
         watcher.subscribe(self._files_changed)
         self.open_listeners: list[Callable[[LiveDocument, FileSync], Awaitable[None]]] = []
@@ -276,10 +278,12 @@ class DocumentService:
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._tick_forever())
+        self.presence.start()
 
     async def close(self) -> None:
         """Flush and forget every document; nothing of this service runs afterwards."""
         await cancel(self._task)
+        await self.presence.close()
         entries = list(self._open.values())
         self._open.clear()
         self._by_path.clear()
