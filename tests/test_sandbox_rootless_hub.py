@@ -93,6 +93,7 @@ def rootless_hub(tester_root: Path) -> Iterator[tuple[str, Path]]:  # noqa: F811
     argv = [
         sys.executable, "-m", "cocalc_k8s", "serve", "--data-dir", str(data),
         "--host", "127.0.0.1", "--port", str(port), "--content-port", str(_free_port()),
+        "--ssh-port", "0",  # not the default 2222, which another hub may hold
     ]  # fmt: skip
     hub = subprocess.Popen(
         as_tester(tester_root, argv),
