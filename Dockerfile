@@ -35,9 +35,10 @@ WORKDIR /src
 COPY pyproject.toml setup.cfg README.md ./
 COPY cocalc_k8s ./cocalc_k8s
 RUN --mount=type=secret,id=ca-bundle,target=/run/secrets/ca-bundle \
+    --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
     && python3 -m venv /opt/build \
-    && /opt/build/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+    && /opt/build/bin/pip wheel --no-deps --wheel-dir /wheels .
 
 FROM base AS hub
 # DL3008 (pin apt versions) does not apply: Debian replaces a package version on the

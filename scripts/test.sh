@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install the test dependencies (Python packages into .venv; checkov into .venv-checkov;
 # Debian's bubblewrap and slirp4netns for the project sandbox, chromium for the browser
-# tests, openssh-client and rsync for the SSH tests and, as root, nfs-ganesha and libnfs-utils for
-# the NFS export test) and run the whole suite: ruff, the import-layer contract, mypy, then pytest.
+# tests, openssh-client and rsync for the SSH tests and, as root, nfs-ganesha and libnfs-utils
+# for the NFS export test, podman, runc and mmdebstrap for the container tests), build the
+# images (scripts/build-images.sh) where podman works, and run the whole suite: ruff, the
+# import-layer contract, mypy, then pytest.
 # Extra arguments go to pytest. Exits non-zero on any failure, including "no tests ran".
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh"
@@ -30,6 +32,11 @@ command -v rsync >/dev/null || packages+=(rsync)
 if [ "$(id -u)" = 0 ]; then  # the NFS export test runs nfs-ganesha, which needs root
     command -v ganesha.nfsd >/dev/null || packages+=(nfs-ganesha nfs-ganesha-vfs)
     command -v nfs-ls >/dev/null || packages+=(libnfs-utils)
+    # The container tests (tests/container): podman with runc, and mmdebstrap for a base
+    # image where the official Python image cannot be pulled (scripts/build-images.sh).
+    command -v podman >/dev/null || packages+=(podman buildah)
+    command -v runc >/dev/null || packages+=(runc)
+    command -v mmdebstrap >/dev/null || packages+=(mmdebstrap)
 fi
 if [ "${#packages[@]}" -gt 0 ]; then
     echo "installing Debian packages for the tests: ${packages[*]}"
@@ -45,6 +52,18 @@ echo "== import layers"
 lint-imports
 echo "== mypy"
 mypy
+echo "== images"
+# Built here, before pytest, so that no test's time limit includes a cold build; the
+# container tests' session fixture then finds them (and rebuilds only what changed).
+podman_flags=()
+command -v runc >/dev/null && podman_flags=(--runtime runc --cgroup-manager cgroupfs)
+if ! command -v podman >/dev/null; then
+    echo "container tests will be skipped: podman is not installed (it is, when run as root)"
+elif ! podman_error="$(podman "${podman_flags[@]}" info 2>&1 >/dev/null)"; then
+    echo "container tests will be skipped: podman does not work here: ${podman_error: -300}"
+else
+    nice ./scripts/build-images.sh
+fi
 echo "== pytest"
 status=0
 python -m pytest "$@" || status=$?

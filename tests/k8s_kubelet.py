@@ -51,7 +51,7 @@ class TestKubelet:
             if task is not None:
                 task.cancel()
         for agent in self.agents.values():
-            await asyncio.to_thread(agent.stop, 5)
+            await self._stop_agent(agent)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -100,13 +100,12 @@ class TestKubelet:
         image = pod["spec"]["containers"][0]["image"]
         self._event(pod, "Scheduled", f"Successfully assigned {name} to {NODE}")
         self._event(pod, "Pulling", f'Pulling image "{image}"')
-        if image in self.broken_images:
+        if image in self.broken_images or not await self._image_present(image):
             await self._fail_pull(pod, image)
             return
         self._event(pod, "Pulled", f'Successfully pulled image "{image}"')
         token = await self._token(pod)
-        home = self.projects_root / pod["metadata"]["labels"]["project_id"]
-        agent = await asyncio.to_thread(start_agent, home, token=token)
+        agent = await self._start_agent(pod, token)
         self.agents[name] = agent
         pod = self._pod(name)
         if pod is None or pod["metadata"].get("deletionTimestamp"):
@@ -114,10 +113,12 @@ class TestKubelet:
             return
         self._event(pod, "Created", "Created container agent")
         self._event(pod, "Started", "Started container agent")
-        pod["metadata"].setdefault("annotations", {})["cocalc.io/agent-port"] = str(agent.port)
+        ip, port = self._address(agent)
+        if port is not None:
+            pod["metadata"].setdefault("annotations", {})["cocalc.io/agent-port"] = str(port)
         pod["status"].update(
             phase="Running",
-            podIP="127.0.0.1",
+            podIP=ip,
             conditions=[{"type": t, "status": "True"} for t in ("PodScheduled", "Ready")],
             containerStatuses=[_container(image, {"running": {"startedAt": now()}}, True)],
         )
@@ -143,20 +144,42 @@ class TestKubelet:
             self.store.watchers.remove(watcher)
         return base64.b64decode(secret["data"]["token"]).decode()
 
-    async def _monitor(self, name: str, agent: AgentProcess, image: str) -> None:
+    # How the pod's container runs: here a local agent process (TestKubelet); a real
+    # container in tests/container/kubelet.py.
+
+    async def _image_present(self, image: str) -> bool:
+        return True
+
+    async def _start_agent(self, pod: Obj, token: str) -> Any:
+        home = self.projects_root / pod["metadata"]["labels"]["project_id"]
+        return await asyncio.to_thread(start_agent, home, token=token)
+
+    def _address(self, agent: Any) -> tuple[str, int | None]:
+        """(podIP, the agent's port when it is not the configured one)."""
+        return "127.0.0.1", agent.port
+
+    async def _wait_agent(self, agent: Any) -> tuple[int, str]:
+        """(exit code, reason) once the container has ended."""
         code = await asyncio.to_thread(agent.process.wait)
+        reason = "OOMKilled" if code == -signal.SIGKILL else "Error"
+        return (137 if code < 0 else code), reason
+
+    async def _stop_agent(self, agent: Any) -> None:
+        await asyncio.to_thread(agent.stop, 5)
+
+    async def _monitor(self, name: str, agent: AgentProcess, image: str) -> None:
+        code, reason = await self._wait_agent(agent)
         pod = self._pod(name)
         if pod is None or pod["metadata"].get("deletionTimestamp"):
             return
-        reason = "OOMKilled" if code == -signal.SIGKILL else "Error"
-        done = {"terminated": {"exitCode": 137 if code < 0 else code, "reason": reason}}
+        done = {"terminated": {"exitCode": code, "reason": reason}}
         self._update(name, phase="Failed", containerStatuses=[_container(image, done)],
                      conditions=[{"type": "Ready", "status": "False"}])  # fmt: skip
 
     async def _terminate(self, name: str) -> None:
         agent = self.agents.pop(name, None)
         if agent is not None:
-            await asyncio.to_thread(agent.stop, 5)
+            await self._stop_agent(agent)
         with contextlib.suppress(KeyError):
             self.store.remove("pods", self.namespace, name)
 
