@@ -35,10 +35,9 @@ WORKDIR /src
 COPY pyproject.toml setup.cfg README.md ./
 COPY cocalc_k8s ./cocalc_k8s
 RUN --mount=type=secret,id=ca-bundle,target=/run/secrets/ca-bundle \
-    --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
     && python3 -m venv /opt/build \
-    && /opt/build/bin/pip wheel --no-deps --wheel-dir /wheels .
+    && /opt/build/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM base AS hub
 # DL3008 (pin apt versions) does not apply: Debian replaces a package version on the
@@ -50,14 +49,16 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 2001 cocalc \
     && useradd --uid 2001 --gid 2001 --home-dir /data --no-create-home --shell /usr/sbin/nologin cocalc
-COPY --from=wheel /wheels /opt/wheels
-# The pip cache (a build cache, in no layer) keeps the hub's dependencies between builds,
-# so a change of the package alone reinstalls in seconds.
+# The hub's dependencies (setup.cfg's install_requires) in a layer before the package, so
+# a change of the package alone rebuilds only the small layers after it.
+COPY setup.cfg /opt/wheels/setup.cfg
 RUN --mount=type=secret,id=ca-bundle,target=/run/secrets/ca-bundle \
-    --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
+    && python3 -c "import configparser as c; p = c.ConfigParser(); p.read('/opt/wheels/setup.cfg'); print(p['options']['install_requires'])" > /opt/wheels/requirements.txt \
     && python3 -m venv /opt/cocalc \
-    && /opt/cocalc/bin/pip install /opt/wheels/cocalc_k8s-*.whl
+    && /opt/cocalc/bin/pip install --no-cache-dir -r /opt/wheels/requirements.txt
+COPY --from=wheel /wheels /opt/wheels
+RUN /opt/cocalc/bin/pip install --no-cache-dir --no-deps /opt/wheels/cocalc_k8s-*.whl
 COPY docker/ganesha.conf /etc/ganesha/ganesha.conf
 COPY --chmod=0755 docker/hub-start.sh /usr/local/bin/cocalc-hub-start
 COPY --chmod=0755 docker/nfs-start.sh /usr/local/bin/cocalc-nfs-start
@@ -88,19 +89,18 @@ RUN apt-get update \
 # jupyter-collaboration, the hub's identity module for Jupyter), as serve.sh installs it.
 COPY project-env /tmp/project-env
 RUN --mount=type=secret,id=ca-bundle,target=/run/secrets/ca-bundle \
-    --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
     && python3 -m venv --system-site-packages /opt/python \
-    && /opt/python/bin/pip install /tmp/project-env "jupyterlab==${JUPYTERLAB_VERSION}" \
+    && /opt/python/bin/pip install --no-cache-dir /tmp/project-env "jupyterlab==${JUPYTERLAB_VERSION}" \
     && rm -rf /tmp/project-env
 # The agent in /opt/cocalc: only its own dependencies, out of reach of the user's pip.
 # Its dependencies come before the package, so a change of the package alone is one
 # small layer.
 RUN --mount=type=secret,id=ca-bundle,target=/run/secrets/ca-bundle \
-    --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
     && python3 -m venv /opt/cocalc \
-    && /opt/cocalc/bin/pip install "aiohttp>=3.14" "psutil>=5.9" "ptyprocess>=0.7"
+    && /opt/cocalc/bin/pip install --no-cache-dir \
+        "aiohttp>=3.14" "psutil>=5.9" "ptyprocess>=0.7" "watchfiles>=1.0"
 COPY --from=wheel /wheels /opt/wheels
 RUN /opt/cocalc/bin/pip install --no-cache-dir --no-deps /opt/wheels/cocalc_k8s-*.whl
 USER 2001

@@ -13,7 +13,7 @@
 # 20 s), imported as localhost/cocalc-k8s-base:bookworm and kept for later builds.
 #
 # Cache: the images are tagged with a digest of what goes into them (the Dockerfile,
-# docker/, the package and its metadata, the base image's id), so a second run with the
+# docker/, project-env/, the package and its metadata, the base image's id), so a second run with the
 # same sources builds nothing; a changed package rebuilds only the layers after it.
 #
 # CA bundle: when the host has one (COCALC_CA_BUNDLE, default
@@ -89,8 +89,8 @@ base_id="$(image_id "$base" 2>/dev/null || echo none)"
 # What goes into the images, as the build context sees it (.dockerignore).
 sources_digest() {
     {
-        find Dockerfile .dockerignore pyproject.toml setup.cfg README.md docker cocalc_k8s \
-            -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum
+        find Dockerfile .dockerignore pyproject.toml setup.cfg README.md docker cocalc_k8s project-env \
+            -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -path 'project-env/build/*' -print0 | sort -z | xargs -0 sha256sum
         echo "$base_id"
     } | sha256sum | cut -c1-16
 }

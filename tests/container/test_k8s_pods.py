@@ -19,25 +19,12 @@ from tests.container.kubelet import ContainerKubelet
 from tests.container.podman import Images
 from tests.k8s_emulator import KubernetesEmulator
 from tests.localhost import localhost_session
+from tests.test_k8s_backend import NS, emulator
 from tests.test_lifecycle import wait_state
 from tests.test_projects_api import User, new_project
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(600)]
-NS = "cocalc"
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[KubernetesEmulator]:
-    emulator = KubernetesEmulator()
-    await emulator.start()
-    emulator.store.put("services", {
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "cocalc-nfs", "namespace": NS, "uid": "nfs-uid"},
-        "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 2049}]},
-    }, added=True)  # fmt: skip
-    yield emulator
-    await emulator.close()
-    assert emulator.invalid == [], "the hub sent objects a real API server would refuse"
+__all__ = ["emulator"]
 
 
 @pytest.fixture
