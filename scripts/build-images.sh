@@ -13,8 +13,9 @@
 # 20 s), imported as localhost/cocalc-k8s-base:bookworm and kept for later builds.
 #
 # Cache: the images are tagged with a digest of what goes into them (the Dockerfile,
-# docker/, project-env/, the package and its metadata, the base image's id), so a second run with the
-# same sources builds nothing; a changed package rebuilds only the layers after it.
+# docker/, project-env/, the package and its metadata, the base image's id), so a second
+# run with the same sources builds nothing; a changed package rebuilds only the layers
+# after it.
 #
 # CA bundle: when the host has one (COCALC_CA_BUNDLE, default
 # /etc/ssl/certs/ca-certificates.crt) it is handed to the pip steps as the build secret
