@@ -57,7 +57,9 @@ echo "== images"
 # container tests' session fixture then finds them (and rebuilds only what changed).
 podman_flags=()
 command -v runc >/dev/null && podman_flags=(--runtime runc --cgroup-manager cgroupfs)
-if ! command -v podman >/dev/null; then
+if [ "${COCALC_BUILD_IMAGES:-1}" = 0 ]; then
+    echo "images not built (COCALC_BUILD_IMAGES=0): the container tests build them if they run"
+elif ! command -v podman >/dev/null; then
     echo "container tests will be skipped: podman is not installed (it is, when run as root)"
 elif ! podman_error="$(podman "${podman_flags[@]}" info 2>&1 >/dev/null)"; then
     echo "container tests will be skipped: podman does not work here: ${podman_error: -300}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,10 @@ class ContainerKubelet(TestKubelet):
         self.errors: list[str] = []
         self.agent_port = 6000
         self._secrets = Path(tempfile.mkdtemp(prefix="cocalc-test-secrets-"))
+
+    async def close(self) -> None:
+        await super().close()
+        shutil.rmtree(self._secrets, ignore_errors=True)
 
     async def run_podman(self, *args: str, check: bool = True) -> str:
         process = await asyncio.create_subprocess_exec(
