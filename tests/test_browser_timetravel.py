@@ -126,4 +126,23 @@ async def test_versions_by_two_people_viewed_compared_and_restored(
     ).to_have_count(4)
     await bea.keyboard.press("Escape")
     await expect(bea.get_by_test_id("timetravel")).to_have_count(0)
+
+    # Deleted, then brought back from the folder's deleted files.
+    await bea.locator('summary[aria-label="Actions for poem.py"]').click()
+    await bea.get_by_test_id("file-list").get_by_role("button", name="Delete", exact=True).click()
+    await bea.locator("dialog").get_by_role("button", name="Delete", exact=True).click()
+    await expect(bea.locator("a[data-edit='poem.py']")).to_have_count(0)
+    await bea.get_by_test_id("deleted-files-button").click()
+    deleted = bea.get_by_test_id("deleted-files")
+    await deleted.get_by_role("button", name="poem.py").click()
+    panel = bea.get_by_test_id("timetravel")
+    await expect(panel.get_by_test_id("tt-status")).to_contain_text("was deleted")
+    await panel.get_by_test_id("tt-restore").click()  # the newest: version 4's text
+    await bea.get_by_role("button", name="Restore", exact=True).click()
+    await expect(panel.get_by_test_id("tt-status")).to_contain_text(
+        "Restored version 4 as version 5"
+    )
+    await on_disk(file, original)
+    await panel.get_by_test_id("tt-close").click()
+    await expect(deleted.get_by_test_id("tt-deleted").locator("li")).to_have_count(0)
     assert ada_console.errors == [] and bea_console.errors == []

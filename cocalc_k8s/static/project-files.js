@@ -270,7 +270,7 @@ export function mount(panel, project) {
 
   async function remove(entry) {
     const what = entry.is_dir ? `the folder ${entry.name} and everything in it` : entry.name;
-    const ok = await ask({ title: "Delete?", message: `Delete ${what}? This cannot be undone.`, submit: "Delete", danger: true });
+    const ok = await ask({ title: "Delete?", message: `Delete ${what}? Text files can be restored from Deleted files (TimeTravel); anything else cannot be brought back.`, submit: "Delete", danger: true });
     if (!ok) return;
     await attempt("delete it", () => api("DELETE", fileUrl(join(dir, entry.name))));
     await load();

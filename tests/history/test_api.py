@@ -235,3 +235,17 @@ async def test_strangers_get_404_and_bad_input_a_clear_error(team: Any, make_cli
     assert status == 404 and "no version 9" in answer["error"]
     status, answer = await alice.user.call("POST", f"{base}/restore", {"path": "secret.txt"})
     assert status == 400 and "version" in answer["error"]
+
+
+async def test_a_file_deleted_while_open_is_written_again_not_emptied(team: Any) -> None:
+    project_id, (alice,) = await team(1)
+    file = home(alice, project_id) / "keep.md"
+    await put(alice, project_id, "keep.md", "# Keep me\n")
+    a = alice.client()
+    await a.connect()
+    await a.join(project_id, "keep.md")
+    file.unlink()  # a terminal's rm while the editor is open
+    await a.append("more\n")
+    await wait_for(lambda: file.exists() and file.read_text() == "# Keep me\nmore\n", within=8)
+    assert a.text == "# Keep me\nmore\n"
+    await a.close()

@@ -105,8 +105,10 @@ class FileSync:
         disk = await read_text(
             self.files, self.live.project_id, self.live.path, max_bytes=self.max_bytes
         )
-        if disk.digest != self.disk_hash:
-            await self._merge(disk.text or "", disk.digest, disk.stamp)
+        if disk.text is None:  # deleted on disk: written again, never merged as "empty"
+            self.disk_hash = None
+        elif disk.digest != self.disk_hash:
+            await self._merge(disk.text, disk.digest, disk.stamp)
             return  # _merge saved what it had to
         await self._write()
 

@@ -289,11 +289,22 @@ class HistoryService:
         text = await self.text(project_id, path, version)
         if len(text.encode()) > self.policy.max_bytes:
             raise BadRequest("this version is larger than the history's size limit")
+        history = await self.store.find(project_id, path)
+        was_deleted = history is not None and history.deleted is not None
         await self.store.undelete(project_id, path)
-        if not await self.documents.replace_text(project_id, path, text, account_id=account_id):
+        if was_deleted:  # the file first: an open document then merges it, nothing to lose
+            await write_text(self.files, project_id, path, text)
+            await self.documents.replace_text(project_id, path, text, account_id=account_id)
+        elif not await self.documents.replace_text(project_id, path, text, account_id=account_id):
             await write_text(self.files, project_id, path, text)
         recorded = await self.store.record(
-            project_id, path, text, authors=[account_id], kind="restore", restored_from=version
+            project_id,
+            path,
+            text,
+            authors=[account_id],
+            kind="restore",
+            restored_from=version,
+            always=was_deleted,
         )
         if recorded is None:  # it was the newest version already
             history = await self.store.find(project_id, path)

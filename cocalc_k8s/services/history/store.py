@@ -96,8 +96,10 @@ class HistoryStore:
         authors: list[uuid.UUID],
         kind: str,
         restored_from: int | None = None,
+        always: bool = False,
     ) -> int | None:
-        """Append `text` as the file's next version; None when it is the newest already."""
+        """Append `text` as the file's next version; None when it is the newest already
+        (unless `always`: a deleted file brought back is a version even so)."""
         data = text.encode()
         digest = hashlib.sha256(data).digest()
         async with self.engine.begin() as conn:
@@ -116,7 +118,7 @@ class HistoryStore:
                     .with_for_update()
                 )
             ).one()
-            if row.last_hash is not None and bytes(row.last_hash) == digest:
+            if not always and row.last_hash is not None and bytes(row.last_hash) == digest:
                 return None
             version = row.last_version + 1
             base: int | None = None
