@@ -116,6 +116,15 @@ if [ "$PRINT_ONLY" = 0 ]; then
         nice "${build[@]}" --target "$target" -t "$image" -t "${image%:*}:latest" . >&2
         log "built $image in $((SECONDS - started)) s"
     done
+    # Each change of the sources makes new images: keep the three newest of each (other
+    # checkouts of this machine may use them), remove older ones of these two names only.
+    newest_first=()  # docker lists newest first anyway; podman is told to
+    [ "$engine" = podman ] && newest_first=(--sort created)
+    for repo in "$HUB_REPO" "$PROJECT_REPO"; do
+        "${ENGINE[@]}" images --filter "reference=$repo" "${newest_first[@]}" --format '{{.Tag}}' \
+            | grep -vx latest | tail -n +4 | sed "s|^|$repo:|" \
+            | xargs -r "${ENGINE[@]}" rmi >/dev/null 2>&1 || true
+    done
 fi
 echo "hub=$hub"
 echo "project=$project"
