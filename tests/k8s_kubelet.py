@@ -67,7 +67,7 @@ class TestKubelet:
             if event["type"] == "ADDED":
                 self._spawn(self._run_pod(name))
             elif event["type"] == "MODIFIED" and pod["metadata"].get("deletionTimestamp"):
-                self._spawn(self._terminate(name))
+                self._spawn(self._terminate(name, pod["metadata"]["uid"]))
 
     def _pod(self, name: str) -> Obj | None:
         return self.store.get("pods", self.namespace, name)
@@ -94,6 +94,7 @@ class TestKubelet:
         pod = self._pod(name)
         if pod is None:
             return
+        uid = pod["metadata"]["uid"]
         pod["spec"]["nodeName"] = NODE
         pod["status"]["conditions"] = [{"type": "PodScheduled", "status": "True"}]
         self.store.put("pods", pod)
@@ -109,7 +110,7 @@ class TestKubelet:
         self.agents[name] = agent
         pod = self._pod(name)
         if pod is None or pod["metadata"].get("deletionTimestamp"):
-            await self._terminate(name)
+            await self._terminate(name, uid)
             return
         self._event(pod, "Created", "Created container agent")
         self._event(pod, "Started", "Started container agent")
@@ -172,16 +173,23 @@ class TestKubelet:
         pod = self._pod(name)
         if pod is None or pod["metadata"].get("deletionTimestamp"):
             return
+        if self.agents.get(name) is not agent:  # a new pod of the same name runs now
+            return
         done = {"terminated": {"exitCode": code, "reason": reason}}
         self._update(name, phase="Failed", containerStatuses=[_container(image, done)],
                      conditions=[{"type": "Ready", "status": "False"}])  # fmt: skip
 
-    async def _terminate(self, name: str) -> None:
+    async def _terminate(self, name: str, uid: str) -> None:
+        """Stop the agent of pod `uid` and remove the pod, unless a new pod of the same
+        name has been created meanwhile (each status update of a deleting pod is an event,
+        so several of these may run at once)."""
         agent = self.agents.pop(name, None)
         if agent is not None:
             await self._stop_agent(agent)
-        with contextlib.suppress(KeyError):
-            self.store.remove("pods", self.namespace, name)
+        pod = self._pod(name)
+        if pod is not None and pod["metadata"]["uid"] == uid:
+            with contextlib.suppress(KeyError):
+                self.store.remove("pods", self.namespace, name)
 
 
 def _container(image: str, state: dict[str, Any], ready: bool = False) -> dict[str, Any]:

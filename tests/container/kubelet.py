@@ -37,6 +37,10 @@ READY_TIMEOUT = 60
 
 @dataclass
 class Container:
+    """A pod's container, known by its id: a pod deleted and created again has the same
+    name, and the old container's removal must not reach the new one."""
+
+    id: str
     name: str
     ip: str
     grace: int
@@ -114,10 +118,10 @@ class ContainerKubelet(TestKubelet):
         container["image"] = self.aliases.get(container["image"], container["image"])
         args = pod_run_args(pod, storage=self.storage, secret=self._secret_file(pod, token))
         await self.run_podman("rm", "-f", "-t", "0", name, check=False)  # a leftover of a crash
-        await self.run_podman("run", *args)
-        ip = await self.run_podman("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name)
+        ident = (await self.run_podman("run", *args)).splitlines()[-1]
+        ip = await self.run_podman("inspect", "-f", "{{.NetworkSettings.IPAddress}}", ident)
         grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
-        container = Container(name, ip, grace)
+        container = Container(ident, name, ip, grace)
         await self._ready(container)
         return container
 
@@ -126,9 +130,9 @@ class ContainerKubelet(TestKubelet):
         url = f"http://{container.ip}:{self.agent_port}/health"
         async with asyncio.timeout(READY_TIMEOUT), aiohttp.ClientSession() as http:
             while True:
-                state = await self.run_podman("inspect", "-f", "{{.State.Status}}", container.name)
+                state = await self.run_podman("inspect", "-f", "{{.State.Status}}", container.id)
                 if state not in ("created", "running"):
-                    logs = await self.run_podman("logs", container.name, check=False)
+                    logs = await self.run_podman("logs", container.id, check=False)
                     raise RuntimeError(f"{container.name} ended at start: {logs[-2000:]}")
                 try:
                     async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)):
@@ -140,13 +144,11 @@ class ContainerKubelet(TestKubelet):
         return agent.ip, None
 
     async def _wait_agent(self, agent: Container) -> tuple[int, str]:
-        answer = await self.run_podman("wait", agent.name, check=False)
+        answer = await self.run_podman("wait", agent.id, check=False)
         code = int(answer) if answer.lstrip("-").isdigit() else 137
-        oom = await self.run_podman(
-            "inspect", "-f", "{{.State.OOMKilled}}", agent.name, check=False
-        )
+        oom = await self.run_podman("inspect", "-f", "{{.State.OOMKilled}}", agent.id, check=False)
         return code, "OOMKilled" if oom == "true" else "Error"
 
     async def _stop_agent(self, agent: Container) -> None:
-        await self.run_podman("stop", "-t", str(agent.grace), agent.name, check=False)
-        await self.run_podman("rm", "-f", agent.name, check=False)
+        await self.run_podman("stop", "-t", str(agent.grace), agent.id, check=False)
+        await self.run_podman("rm", "-f", agent.id, check=False)
