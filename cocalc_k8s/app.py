@@ -442,6 +442,7 @@ def create_app(
                 files=app[FILES],
                 live=app[LIVE_CONNECTIONS],
                 activity=app[ACTIVITY],
+                disk_quota=app[DISK_QUOTA],
                 failures=FailureWindow(limit=attempts, window=settings.login_window),
             )
         )

@@ -35,6 +35,7 @@ from cocalc_k8s.core.identity import Credential
 from cocalc_k8s.core.projectfs import ProjectFS
 from cocalc_k8s.core.ratelimit import FailureWindow
 from cocalc_k8s.services.activity import ActivityRecorder
+from cocalc_k8s.services.disk_quota import DiskQuota
 from cocalc_k8s.services.files import ProjectFiles
 from cocalc_k8s.services.lifecycle import LifecycleManager
 from cocalc_k8s.services.live_connections import LiveConnections
@@ -58,6 +59,7 @@ class GatewayParts:
     files: ProjectFiles
     live: LiveConnections
     activity: ActivityRecorder
+    disk_quota: DiskQuota
     failures: FailureWindow
 
 
@@ -259,9 +261,16 @@ class SshGateway:
     async def _sftp(self, chan: asyncssh.SSHServerChannel[bytes]) -> ProjectSFTPServer:
         login = self._login_of(chan)
         await login.ready.wait()
-        assert login.fs is not None
+        assert login.fs is not None and login.project_id is not None
+        project_id, quota = login.project_id, self.parts.disk_quota
         login.touch()
-        return ProjectSFTPServer(chan, login.fs, login.touch)
+        return ProjectSFTPServer(
+            chan,
+            login.fs,
+            login.touch,
+            room=lambda: quota.room(project_id),
+            wrote=lambda size: quota.wrote(project_id, size),
+        )
 
     async def start(self, *, host_key: asyncssh.SSHKey, sockets: list[socket.socket]) -> None:
         """Listen on `sockets` (bound, not yet listening)."""

@@ -19,7 +19,7 @@ import errno
 import os
 import posixpath
 import stat
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncssh
@@ -104,15 +104,27 @@ def _existing(loc: Location, rel_path: str) -> str:
 
 
 class ProjectSFTPServer(asyncssh.SFTPServer):
-    """One SFTP session on one project's home (`fs`); `touch` marks activity."""
+    """One SFTP session on one project's home (`fs`); `touch` marks activity. Writes are
+    hub-side writes and count against the disk quota like uploads: `room()` is the bytes
+    the project may still take (raising a DomainError when none), asked at each open for
+    writing; `wrote(n)` reports what was added."""
 
     def __init__(
-        self, chan: asyncssh.SSHServerChannel[bytes], fs: ProjectFS, touch: Callable[[], None]
+        self,
+        chan: asyncssh.SSHServerChannel[bytes],
+        fs: ProjectFS,
+        touch: Callable[[], None],
+        *,
+        room: Callable[[], Awaitable[int]],
+        wrote: Callable[[int], None],
     ) -> None:
         super().__init__(chan)
         self.fs = fs
         self.touch = touch
+        self.room = room
+        self.wrote = wrote
         self._files: set[int] = set()
+        self._budget: dict[int, int] = {}  # per file open for writing: bytes it may add
 
     # Paths are mapped by `relative`, never by asyncssh's chroot (which follows links).
     def map_path(self, path: bytes) -> bytes:
@@ -155,6 +167,12 @@ class ProjectSFTPServer(asyncssh.SFTPServer):
         rel = relative(path)
         flags = _open_flags(pflags)
         mode = (attrs.permissions if attrs.permissions is not None else 0o644) & _PERMISSIONS
+        budget = None
+        if pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_APPEND):
+            try:
+                budget = await self.room()
+            except DomainError as exc:
+                raise _sftp_error(exc) from None
 
         def run() -> int:
             with self.fs.locate(rel, follow_last=True) as loc:
@@ -175,6 +193,8 @@ class ProjectSFTPServer(asyncssh.SFTPServer):
 
         fd = await _off_loop(run, rel)
         self._files.add(fd)
+        if budget is not None:
+            self._budget[fd] = budget
         self.touch()
         return fd
 
@@ -185,16 +205,26 @@ class ProjectSFTPServer(asyncssh.SFTPServer):
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         fd = self._fd(file_obj)
         self.touch()
+        budget = self._budget.get(fd)
+        if budget is not None:
+            if len(data) > budget:
+                raise asyncssh.SFTPNoSpaceOnFilesystem("the project is over its disk quota")
+            # Taken before the write: clients pipeline writes, so several are under way at
+            # once. Rewrites count too: an over-estimate, on the safe side.
+            self._budget[fd] = budget - len(data)
         try:
-            return await asyncio.to_thread(os.pwrite, fd, data, offset)
+            written = await asyncio.to_thread(os.pwrite, fd, data, offset)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise asyncssh.SFTPNoSpaceOnFilesystem("no space left in the project") from None
             raise
+        self.wrote(written)
+        return written
 
     async def close(self, file_obj: object) -> None:
         fd = self._fd(file_obj)
         self._files.discard(fd)
+        self._budget.pop(fd, None)
         os.close(fd)
 
     async def fsync(self, file_obj: object) -> None:
