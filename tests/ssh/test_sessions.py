@@ -3,6 +3,9 @@ their output streams and exit status, logins by short id, the project log."""
 
 from __future__ import annotations
 
+import asyncio
+
+import psycopg
 import pytest
 
 from tests.ssh.conftest import SshUser
@@ -20,3 +23,23 @@ async def test_command_output_and_exit_status(alice: SshUser, project: str) -> N
     status, log = await alice.user.call("GET", f"/api/v2/projects/{project}/events")
     assert status == 200
     assert any(event["kind"] == "ssh.login" for event in log["events"])
+
+
+async def test_a_session_is_activity_for_the_idle_culler(
+    alice: SshUser, project: str, database_url: str
+) -> None:
+    def last_active() -> object:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT last_active FROM projects WHERE project_id = %s", (project,)
+            ).fetchone()
+        assert row is not None
+        return row[0]
+
+    assert await asyncio.to_thread(last_active) is None
+    assert (await alice.ssh(project, "true")).code == 0
+    async with asyncio.timeout(10):  # written in the background, right after the touch
+        while True:
+            if await asyncio.to_thread(last_active) is not None:
+                return
+            await asyncio.sleep(0.05)
