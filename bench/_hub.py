@@ -108,7 +108,8 @@ def running_hub(
             command = [sys.executable, "-c", prelude + "; main(sys.argv[1:])"]
         process = subprocess.Popen(
             [*command, "serve", "--data-dir", str(data_dir),
-             "--host", "127.0.0.1", "--port", str(port), *args],
+             "--host", "127.0.0.1", "--port", str(port),
+             "--ssh-port", "0", *args],  # no SSH server (2222 may be taken); args win
             env=env,
             stdout=subprocess.DEVNULL,
             preexec_fn=None if nofile is None else lambda: _set_nofile(nofile),

@@ -15,12 +15,19 @@
 
     python bench/collab.py [--docs 50] [--seconds 10] [--trace-ops 259778] [--idle 1000]
 
-Measured (2 shared cores, load average 2-6, 50 documents, 10 s, 50,000-op trace): relay
-p50 9 ms / p99 385 ms; hub p50 1,058 ms / p99 2,337 ms: the goal is MISSED, the hub
-saturates at a few hundred updates/s because every document commits its own transaction
-(~1,000 updates/s offered, in one-update batches); a commit per tick across documents is
-the next step. Trace: 731 updates/s through the hub (64 in flight), 30 B per row, open
-17 ms. 25.5 KiB per idle client (~41,000 in 1 GiB), 7.2 KiB per open empty document.
+    python bench/collab.py --only propagation   # one part (repeatable)
+
+Measured before the group commit (2 shared cores, load average 2-6, 50 documents, 10 s,
+50,000-op trace): relay p50 9 ms / p99 385 ms; hub p50 1,058 ms / p99 2,337 ms, saturated
+by a transaction per document per tick. Trace: 731 updates/s, 30 B per row, open 17 ms.
+25.5 KiB per idle client, 7.2 KiB per open empty document.
+
+Measured after it (one statement per tick for every document; the same machine at load
+average 9-11 from other sessions, so the relay itself is CPU-starved: read the ratios):
+relay p50 389 ms / p99 1,216 ms; hub p50 470 ms / p99 2,369 ms, 1.21x / 1.95x the relay
+(before: ~100x at p50). A/B in alternation, 25 documents: before p50 998 / 890 ms, after
+450 / 591 ms, with ~1.8x the deliveries. 17.4 KiB per idle client (~60,000 in 1 GiB),
+6.6 KiB per open empty document. The p50 < 30 ms goal needs a quiet machine to check.
 """
 
 from __future__ import annotations
