@@ -67,8 +67,14 @@ else
     nice ./scripts/build-images.sh
 fi
 echo "== pytest"
+# Two workers by default (COCALC_TEST_WORKERS; 0 runs in this process): most tests wait
+# on servers, browsers and PostgreSQL rather than compute, so two halve the wall time on
+# two cores. --dist loadfile keeps each file in one worker, as its module fixtures expect.
+workers="${COCALC_TEST_WORKERS:-2}"
+xdist=()
+[ "$workers" != 0 ] && xdist=(-n "$workers" --dist loadfile)
 status=0
-python -m pytest "$@" || status=$?
+python -m pytest "${xdist[@]}" "$@" || status=$?
 if [ "$status" = 5 ]; then
     echo "error: pytest collected no tests" >&2
     exit 1
