@@ -88,7 +88,9 @@ def pod_lists(emulator: KubernetesEmulator) -> int:
 async def start(owner: User, project_id: str) -> None:
     status, _ = await owner.call("POST", f"/api/v2/projects/{project_id}/start")
     assert status == 202
-    await wait_state(owner, project_id, "running")
+    # Longer than the hubs' k8s_start_timeout (30 s in these tests), so that a start that
+    # fails shows as the hub's own failure, not as this wait's: loaded CI machines are slow.
+    await wait_state(owner, project_id, "running", deadline=45)
 
 
 async def test_start_use_and_stop_a_project_pod(

@@ -232,12 +232,13 @@ def test_hub_deployment_shape() -> None:
 
 def test_services_reach_named_container_ports() -> None:
     ports = {p["name"]: p["containerPort"] for c in containers().values() for p in c["ports"]}
-    assert ports == {"https": 8443, "content": 8444, "http": 8080, "nfs": 2049}
+    assert ports == {"https": 8443, "content": 8444, "http": 8080, "ssh": 2222, "nfs": 2049}
     hub_service = one("Service", "cocalc")
     assert {(p["port"], p["targetPort"]) for p in hub_service["spec"]["ports"]} == {
         (443, "https"),
         (80, "http"),
         (8444, "content"),
+        (22, "ssh"),
     }
     nfs_service = one("Service", "cocalc-nfs")
     assert nfs_service["spec"]["ports"] == [
@@ -249,6 +250,7 @@ def test_services_reach_named_container_ports() -> None:
         "8444",
         "8080",
     )
+    assert env["COCALC_SSH_PORT"] == "2222"
     for service in (hub_service, nfs_service):
         assert service["spec"]["selector"] == dict(HUB_LABELS)
 
@@ -296,6 +298,7 @@ def test_the_hub_pod_admits_the_web_from_anywhere_nfs_from_the_nodes_only() -> N
         ("TCP", "https"),
         ("TCP", "content"),
         ("TCP", "http"),
+        ("TCP", "ssh"),
     }
     assert nfs["ports"] == [{"protocol": "TCP", "port": "nfs"}]
     clients = {e["name"]: e["value"] for e in containers()["nfs"]["env"]}["COCALC_NFS_CLIENTS"]

@@ -95,10 +95,12 @@ async def main(root):
             for name, (host, port) in targets.items()
         }
     index = f"http://{INTERNET}:{web.server_port}/simple/"
-    pip = ("python3 -m pip install --user --no-cache-dir --disable-pip-version-check "
+    # Debian's Python (the test runner's PATH may start with a virtualenv, whose pip
+    # refuses --user: its user site is switched off).
+    pip = ("/usr/bin/python3 -m pip install --user --no-cache-dir --disable-pip-version-check "
            f"--index-url {index} --trusted-host {INTERNET} cocalc-probe")
     out["pip"] = await run(True, pip, 120)
-    answer = "python3 -c 'import cocalc_probe; print(cocalc_probe.ANSWER)'"
+    answer = "/usr/bin/python3 -c 'import cocalc_probe; print(cocalc_probe.ANSWER)'"
     out["import"] = await run(True, f"cd /tmp && {answer}")
     offline = pip.replace("install", "install --retries 0 --timeout 3")
     out["offline_pip"] = await run(False, offline, 60)
