@@ -80,7 +80,9 @@ def empty_database_url(postgres: EmbeddedPostgres) -> Iterator[str]:
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Any:
     def make(**overrides: Any) -> Settings:
-        return Settings(**{"data_dir": tmp_path / "data", **overrides})
+        # The SSH server off unless asked: the default port 2222 is one for the machine,
+        # and test workers run side by side.
+        return Settings(**{"data_dir": tmp_path / "data", "ssh_port": 0, **overrides})
 
     return make
 
