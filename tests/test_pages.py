@@ -69,6 +69,9 @@ async def test_account_page_renders_for_signed_in_user(client: Client) -> None:
     assert user["email"] in html
     assert "No API keys yet" in html
     assert 'data-testid="sign-out"' in html
+    # The page's title is its name, and each section is on the page once.
+    assert re.search(r"<title>Account · [^<]*</title>", html), html[:500]
+    assert html.count('id="ssh-keys-heading"') == 1
 
 
 async def test_landing_greets_signed_in_user(client: Client) -> None:
