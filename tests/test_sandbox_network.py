@@ -6,20 +6,27 @@ gateway, which would lead there."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cocalc_k8s.backends.base import ProjectSpec
+from cocalc_k8s.backends.local import LocalBackend
 from cocalc_k8s.backends.network import (
     blocked_routes,
     route_batch,
     route_command,
     slirp_command,
 )
+from cocalc_k8s.core.quotas import Quota
 from tests.conftest import sign_up
 from tests.test_lifecycle import wait_state
 from tests.test_projects_api import User, new_project
@@ -66,6 +73,8 @@ async def test_network_when_the_quota_allows_it_and_never_the_hosts_loopback(
 ) -> None:
     client = await make_client(first_account_admin=True)
     admin = User(client, await sign_up(client))
+    # Projects of other tests in this worker may still be running: count only this test's.
+    others = set(_network_helpers())
     online, offline = await new_project(admin, "online"), await new_project(admin, "offline")
     status, body = await admin.call(
         "PATCH", f"/api/v2/projects/{offline}", {"quota": {"network": False}}
@@ -93,11 +102,38 @@ async def test_network_when_the_quota_allows_it_and_never_the_hosts_loopback(
             )
             body = await run(admin, project_id, connect)
             assert body["exit_code"] != 0, (project_id, host, body)
-    assert len(_network_helpers()) == 1
+    assert len(set(_network_helpers()) - others) == 1
     for project_id in (online, offline):
         await admin.call("POST", f"/api/v2/projects/{project_id}/stop")
         await wait_state(admin, project_id, "stopped")
-    assert not _network_helpers()  # stop ends slirp4netns with the namespace
+    assert not set(_network_helpers()) - others  # stop ends slirp4netns with the namespace
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a root hub gives projects network")
+async def test_a_start_cancelled_while_the_network_is_made_leaves_no_helper(
+    tmp_path: Path,
+) -> None:
+    # slirp4netns holds the project's network namespace open: one a cancelled start (a
+    # stop during the start, a hub shutting down) forgot would run forever.
+    backend = LocalBackend(log_dir=tmp_path / "logs", sandbox=True)
+    others = set(_network_helpers())
+    spec = ProjectSpec(
+        project_id=uuid.uuid4(),
+        home=tmp_path / "home",
+        quota=Quota(network=True),
+        uid=2_000_301 if backend.wants_uid else None,
+    )
+    start = asyncio.create_task(backend.start(spec, lambda message, percent: None))
+    deadline = time.monotonic() + 30
+    while not set(_network_helpers()) - others and not start.done():
+        assert time.monotonic() < deadline, "no network helper started"
+        await asyncio.sleep(0.002)
+    start.cancel()  # while the helper is being attached (or just after the start)
+    with contextlib.suppress(asyncio.CancelledError):
+        await start
+    await backend.stop(spec.project_id)
+    await backend.close()
+    assert not set(_network_helpers()) - others
 
 
 def _network_helpers() -> list[int]:

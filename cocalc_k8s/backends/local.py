@@ -96,6 +96,11 @@ class _Agent:
     """The sandbox's PID 1 (as the host sees it): ending it ends the whole project."""
     runtime: Path | None = None
     network: asyncio.subprocess.Process | None = field(default=None, repr=False)
+    network_start: asyncio.Task[asyncio.subprocess.Process | None] | None = field(
+        default=None, repr=False
+    )
+    """The network helper while it is being made: whatever ends the agent (a failed or
+    cancelled start included) collects and ends it too."""
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
     drainer: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -274,6 +279,7 @@ class LocalBackend(ProjectBackend):
             # returns): off the critical path of a start.
             progress("Connecting the project to the internet", 40)
             network = asyncio.create_task(self._network(spec, agent.sandbox_pid))
+            agent.network_start = network
         try:
             async with asyncio.timeout(START_TIMEOUT):
                 await self._read_ready(agent, spec.project_id)
@@ -290,8 +296,6 @@ class LocalBackend(ProjectBackend):
                 progress("Waiting for the project to answer", 70)
                 await self._health.wait(agent.address)
         except (TimeoutError, BackendError, OSError) as exc:
-            if network is not None and agent.network is None:
-                agent.network = await _outcome(network)
             await self.stop(spec.project_id)
             if isinstance(exc, TimeoutError):
                 raise BackendError(
@@ -466,6 +470,8 @@ class LocalBackend(ProjectBackend):
         then kills every process of its PID namespace), the network helper, the sockets."""
         if agent.sandbox_pid is not None:
             await asyncio.to_thread(_kill_and_wait, agent.sandbox_pid)
+        if agent.network is None and agent.network_start is not None:
+            agent.network = await _outcome(agent.network_start)
         if agent.network is not None and agent.network.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 agent.network.kill()

@@ -153,15 +153,19 @@ async def start_network(pid: int) -> asyncio.subprocess.Process:
     userns = None if userns_fd is None else f"/proc/self/fd/{userns_fd}"
     try:
         process = await _start_slirp(netns, userns, fds)
-        routes = blocked_routes(await asyncio.to_thread(host_addresses))
-        done = await asyncio.create_subprocess_exec(
-            *route_command(netns, userns=userns),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            pass_fds=fds,
-        )
-        _, err = await done.communicate(route_batch(routes))
+        try:
+            routes = blocked_routes(await asyncio.to_thread(host_addresses))
+            done = await asyncio.create_subprocess_exec(
+                *route_command(netns, userns=userns),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=fds,
+            )
+            _, err = await done.communicate(route_batch(routes))
+        except BaseException:
+            await _end_helper(process)
+            raise
     finally:
         for fd in fds:
             os.close(fd)
@@ -194,6 +198,9 @@ async def _start_slirp(
         ready = await asyncio.wait_for(asyncio.to_thread(os.read, ready_read, 1), READY_TIMEOUT)
     except TimeoutError:
         ready = b""
+    except BaseException:  # cancelled (the start was): it holds the namespace open
+        await _end_helper(process)
+        raise
     finally:
         os.close(ready_read)
     if ready != b"1":
@@ -202,3 +209,10 @@ async def _start_slirp(
         last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no reason given"]
         raise NetworkError(f"the project's network did not start: {last[0]}")
     return process
+
+
+async def _end_helper(process: asyncio.subprocess.Process) -> None:
+    """Kill a network helper that will not be handed over, and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    await asyncio.shield(process.wait())

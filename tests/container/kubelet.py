@@ -33,6 +33,7 @@ from tests.k8s_emulator import Obj, Store
 from tests.k8s_kubelet import TestKubelet, _container
 
 READY_TIMEOUT = 60
+RUN_ATTEMPTS = 3
 
 
 @dataclass
@@ -118,12 +119,26 @@ class ContainerKubelet(TestKubelet):
         container["image"] = self.aliases.get(container["image"], container["image"])
         args = pod_run_args(pod, storage=self.storage, secret=self._secret_file(pod, token))
         await self.run_podman("rm", "-f", "-t", "0", name, check=False)  # a leftover of a crash
-        ident = (await self.run_podman("run", *args)).splitlines()[-1]
+        ident = (await self._run_container(name, args)).splitlines()[-1]
         ip = await self.run_podman("inspect", "-f", "{{.NetworkSettings.IPAddress}}", ident)
         grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
         container = Container(ident, name, ip, grace)
         await self._ready(container)
         return container
+
+    async def _run_container(self, name: str, args: list[str]) -> str:
+        """`podman run`, tried again when runc itself failed to create the container (it
+        does now and then on a loaded machine: "can't get final child's PID from pipe"),
+        as a kubelet retries a container that failed to create. A refused spec is never
+        tried again."""
+        for attempt in range(RUN_ATTEMPTS):
+            try:
+                return await self.run_podman("run", *args)
+            except RuntimeError as error:
+                if "OCI runtime error" not in str(error) or attempt == RUN_ATTEMPTS - 1:
+                    raise
+                await self.run_podman("rm", "-f", "-t", "0", name, check=False)
+        raise AssertionError("unreachable")
 
     async def _ready(self, container: Container) -> None:
         """Until the agent answers HTTP (401 without the token is an answer)."""

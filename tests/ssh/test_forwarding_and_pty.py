@@ -27,7 +27,10 @@ def drive_shell(argv: list[str]) -> int:
         child.setwinsize(40, 120)
         child.sendline("stty size")
         child.expect("40 120")
-        child.sendline("sleep 60")
+        # Ctrl-C once the command is the terminal's foreground job (a Ctrl-C that reaches
+        # bash between reading the line and starting the job is bash's, not the job's).
+        child.sendline("sh -c 'echo sleep\"\"ing; exec sleep 60'")
+        child.expect("sleeping")
         child.sendintr()
         child.sendline("echo back=$((1+1))")
         child.expect("back=2")
