@@ -230,6 +230,39 @@ async def test_a_change_on_disk_reaches_both_editors(hub: Hub, browser: Browser)
     await on_disk(file, "first line typed more\nfrom the shell\n")
 
 
+async def test_keys_typed_before_the_shared_document_binds_stay_where_they_were_typed(
+    hub: Hub, browser: Browser
+) -> None:
+    # The editor shows the file before Yjs has loaded; what is typed meanwhile is merged in
+    # when the shared document binds, and the cursor must stay where the user is typing
+    # (it once jumped before the merged text: the next keys landed in front of it).
+    console = Console()
+    ada = await signed_up(browser, console, hub, "Ada")
+    bea = await signed_up(browser, Console(), hub, "Bea")
+    project_id = await shared_project(ada, bea, hub)
+    file = home_of(hub, project_id) / "early.txt"
+    await asyncio.to_thread(file.parent.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(file.write_text, "first\n")
+    release = asyncio.Event()
+
+    async def held(route: Any) -> None:
+        await release.wait()
+        await route.continue_()
+
+    await ada.route(re.compile(r"/vendor/yjs-[^/]*\.js$"), held)
+    await ada.goto(f"{hub.base}/projects/{project_id}/edit/early.txt")
+    save_state = ada.get_by_test_id("save-state")
+    await expect(save_state).to_have_text("Connecting…")
+    await put_cursor_at_end_of_line(ada, 1)
+    await type_each(ada, " early")
+    release.set()
+    await expect(save_state).to_have_text("Saved")
+    await type_each(ada, " late")
+    await same_text([ada], "first early late\n")
+    await on_disk(file, "first early late\n")
+    assert console.errors == [], console.errors
+
+
 async def test_undo_undoes_only_ones_own_edits(hub: Hub, browser: Browser) -> None:
     ada, bea, _, *_ = await two_editors(browser, hub, "\n\n")
     await put_cursor_at_end_of_line(ada, 1)

@@ -236,22 +236,24 @@ function sharedSource(project, path) {
     rebind(theirs, mine);
   }
 
-  /** Binds the (unbound) editor to the current Y.Text: its text becomes the document's,
-   * then the edit from `theirs` to `mine` (what the hub does not have) is made again. */
+  /** Binds the (unbound) editor to the current Y.Text once the edit from `theirs` to
+   * `mine` (what the hub does not have) is made again in it. The editor goes from its
+   * text to the result by one minimal change, so its cursor stays where the user is
+   * typing (resetting it to the hub's text and re-inserting the edit would leave the
+   * cursor before the re-inserted text, and the next keys would land there). */
   function rebind(theirs, mine) {
-    const fresh = ytext.toString();
-    if (view) {
-      const change = textChange(view.state.doc.toString(), fresh);
-      if (change) view.dispatch({ changes: change });
-      view.dispatch({ effects: binding.reconfigure(collaboration()) });
-    }
     const edit = textChange(theirs, mine);
     if (edit) {
-      const placed = place(edit, theirs, fresh);
+      const placed = place(edit, theirs, ytext.toString());
       ydoc.transact(() => {
         if (placed.to > placed.from) ytext.delete(placed.from, placed.to - placed.from);
         if (placed.insert) ytext.insert(placed.from, placed.insert);
       }, RESYNC);
+    }
+    if (view) {
+      const change = textChange(view.state.doc.toString(), ytext.toString());
+      if (change) view.dispatch({ changes: change });
+      view.dispatch({ effects: binding.reconfigure(collaboration()) });
     }
   }
 
