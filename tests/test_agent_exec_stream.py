@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from cocalc_k8s.agent.launch import AgentProcess, start_agent
+from cocalc_k8s.agent.session_process import PtyRequest, SessionProcess
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -111,3 +112,24 @@ async def test_the_token_is_required(agent: AgentProcess) -> None:
 async def test_commands_run_in_the_home(http: aiohttp.ClientSession, home: Path) -> None:
     out, _, final = await session(http, {"command": "pwd", "pty": None}, [])
     assert out.strip().decode() == str(home) and final["code"] == 0
+
+
+async def test_a_pty_keeps_the_output_of_a_command_that_has_ended(tmp_path: Path) -> None:
+    # The output is read only after the pty said its last process had gone (as a loaded
+    # machine schedules it): it was lost then, raised over as EIO.
+    process = await SessionProcess.start(
+        tmp_path, "echo the-output; exit 3", PtyRequest("xterm", 24, 80)
+    )
+    try:
+        assert await process.wait() == 3
+        stdout = process.stdout
+        assert stdout is not None
+        for _ in range(1000):  # until the reader has heard the end (10 s at most)
+            if stdout._eof or stdout.exception() is not None:  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the pty never ended")
+        assert b"the-output" in await stdout.read()
+    finally:
+        process.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import pty
@@ -43,12 +44,21 @@ def _take_terminal() -> None:  # runs in the child, after setsid (start_new_sess
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+class _ReaderProtocol(asyncio.StreamReaderProtocol):
+    """A pty's master reads EIO once its last process has gone: that is its end of file.
+    (As an error it would be raised by the reader's next read before the output still
+    buffered in it: under load, all of a short command's output was lost.)"""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if isinstance(exc, OSError) and exc.errno == errno.EIO:
+            exc = None
+        super().connection_lost(exc)
+
+
 async def _reader(fd: int) -> asyncio.StreamReader:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=READ_SIZE)
-    await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
-    )
+    await loop.connect_read_pipe(lambda: _ReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0))
     return reader
 
 
