@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import io
 import os
 import shutil
 import tempfile
@@ -113,7 +114,30 @@ async def make_client(make_settings: Any, database_url: str) -> AsyncIterator[An
 
     yield make
     for client in clients:
-        await client.close()
+        await closed_within(client.close(), "the hub")
+
+
+CLOSE_DEADLINE = 45.0
+
+
+async def closed_within(closing: Any, what: str) -> None:
+    """Await `closing`; if it hangs, fail with what every task of the loop was waiting on
+    (a teardown that hung once under CI said nothing about where)."""
+    try:
+        async with asyncio.timeout(CLOSE_DEADLINE):
+            await closing
+    except TimeoutError:
+        current = asyncio.current_task()
+        stacks = []
+        for task in asyncio.all_tasks():
+            if task is not current:
+                out = io.StringIO()
+                task.print_stack(limit=8, file=out)
+                stacks.append(out.getvalue())
+        pytest.fail(
+            f"{what} did not close within {CLOSE_DEADLINE:.0f} s; the loop's tasks:\n"
+            + "\n".join(stacks)
+        )
 
 
 @pytest.fixture
@@ -197,4 +221,4 @@ async def browser(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
             yield chromium
             await _screenshots_of_failure(request, chromium)
         finally:
-            await chromium.close()
+            await closed_within(chromium.close(), "Chromium")
