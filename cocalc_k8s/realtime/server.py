@@ -27,6 +27,7 @@ from cocalc_k8s.core.errors import BadRequest, DomainError, Forbidden, NotFound
 from cocalc_k8s.core.identity import Credential, Principal
 from cocalc_k8s.realtime import awareness
 from cocalc_k8s.realtime.parts import PART_BYTES, Assembler, PartError, split
+from cocalc_k8s.realtime.room_sender import send_to_room
 from cocalc_k8s.realtime.who_is_here import WhoIsHere, doc_room, project_room
 from cocalc_k8s.services.documents.commits import CommitFailed
 from cocalc_k8s.services.documents.filetext import ReadOnly
@@ -292,9 +293,10 @@ class RealtimeHub:
             skip = change.origin if isinstance(change.origin, str) else None
             message = {"doc": doc, "epoch": change.epoch, "seq": change.seq}
             pieces = split(change.update)
-            if not pieces:
-                await self._emit("update", {**message, "update": change.update},
-                                 room=doc_room(doc), skip_sid=skip)  # fmt: skip
+            if not pieces:  # one keystroke's update, typically: the hot path
+                await send_to_room(self.sio, "update", {**message, "update": change.update},
+                                   namespace=NAMESPACE, room=doc_room(doc),
+                                   skip_sid=skip)  # fmt: skip
             for part, piece in pieces:
                 await self._emit("update", {**message, "update": piece, "part": part},
                                  room=doc_room(doc), skip_sid=skip)  # fmt: skip
@@ -333,8 +335,10 @@ class RealtimeHub:
             states[entry.client_id] = entry
             accepted.append(entry)
         if accepted:
-            await self._emit("awareness", {"doc": doc, "update": awareness.encode(accepted)},
-                             room=doc_room(doc), skip_sid=sid)  # fmt: skip
+            await send_to_room(self.sio, "awareness",
+                               {"doc": doc, "update": awareness.encode(accepted)},
+                               namespace=NAMESPACE, room=doc_room(doc),
+                               skip_sid=sid)  # fmt: skip
 
     # -- who is here ------------------------------------------------------------------
 

@@ -324,37 +324,52 @@ class _EditGroups:
         self.recorded = (live.epoch, live.seq)
         self.count = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._last_change = 0.0
         self._lock = asyncio.Lock()
         live.listeners.append(self._changed)
         sync.saved_listeners.append(self._saved)
 
     async def _changed(self, change: Change) -> None:
+        # Called for every committed update, before the sender hears its ack: nothing here
+        # waits (the version is recorded by a task of its own), and one timer serves a
+        # whole burst (it looks again when it fires instead of being re-armed per update).
         if change.source == "load":
             return
         self.count += 1
+        loop = asyncio.get_running_loop()
+        self._last_change = loop.time()
+        if self.count >= self.history.policy.group_updates:
+            self.count = 0
+            self._cancel_timer()
+            self.history._spawn(self.flush())
+        elif self._timer is None:
+            self._timer = loop.call_later(self.history.policy.pause, self._pause_over)
+
+    def _pause_over(self) -> None:
+        self._timer = None
+        quiet_for = asyncio.get_running_loop().time() - self._last_change
+        if quiet_for < self.history.policy.pause:
+            remaining = self.history.policy.pause - quiet_for
+            self._timer = asyncio.get_running_loop().call_later(remaining, self._pause_over)
+        else:
+            self.history._spawn(self.flush())
+
+    def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.count >= self.history.policy.group_updates:
-            await self.flush()
-        else:
-            self._timer = asyncio.get_running_loop().call_later(
-                self.history.policy.pause, lambda: self.history._spawn(self.flush())
-            )
 
     async def _saved(self, _text: str) -> None:
         await self.flush()
 
     async def flush(self) -> None:
         async with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._cancel_timer()
             live = self.live
             epoch, seq, text = live.epoch, live.seq, str(live.text)
             after = self.recorded[1] if self.recorded[0] == epoch else 0
+            self.count = 0  # the updates from here on make the next version
             if seq <= after or not self.sync.writer:
-                self.count = 0
                 return
             if len(text.encode()) > self.history.policy.max_bytes:
                 return
@@ -366,4 +381,4 @@ class _EditGroups:
                 authors=authors,
                 kind="edit" if authors else "disk",
             )
-            self.recorded, self.count = (epoch, seq), 0
+            self.recorded = (epoch, seq)
