@@ -41,6 +41,7 @@ from cocalc_k8s.services.projects import ProjectService, parse_project_id
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/documents"
+DISCONNECT_WAIT = 5.0  # seconds a closing hub gives its sockets to say goodbye
 MAX_HTTP_BUFFER = 1024**2  # = the hub's request-body cap: a polling POST is no larger
 
 Identify = Callable[[web.Request], Principal | None]
@@ -411,9 +412,25 @@ class RealtimeHub:
         self.who.close()
         for task in list(self._tasks):
             task.cancel()
-        if self.sio.eio.sockets:  # (engine.io fails on none)
-            await self.sio.eio.disconnect()  # or aiohttp waits for their handlers
+        await self._disconnect_all()  # or aiohttp waits for their handlers
         await self.sio.shutdown()
+
+    async def _disconnect_all(self) -> None:
+        """engine.io's `disconnect()` of every socket, but bounded: a socket whose writer
+        has already gone (its client closed the connection just before) waits for ever
+        for its close packet to be written (python-engineio's close waits for its queue
+        to drain); a hub's shutdown hung on one under load."""
+        eio = self.sio.eio
+        sockets = list(eio.sockets.values())
+        if not sockets:
+            return
+        reason = eio.reason.SERVER_DISCONNECT
+        closing = [asyncio.create_task(socket.close(reason=reason)) for socket in sockets]
+        _, stuck = await asyncio.wait(closing, timeout=DISCONNECT_WAIT)
+        for task in stuck:
+            task.cancel()
+        await asyncio.gather(*stuck, return_exceptions=True)
+        eio.sockets = {}
 
     async def _emit(self, event: str, data: Any, **target: Any) -> None:
         await self.sio.emit(event, data, namespace=NAMESPACE, **target)

@@ -28,9 +28,15 @@ def _podman(command: list[str], *args: str) -> str:
     return result.stdout.strip()
 
 
-def _published(command: list[str], name: str, port: int) -> str:
-    """127.0.0.1:N, where the container's port is published."""
-    return _podman(command, "port", name, str(port)).splitlines()[0]
+def _address(command: list[str], name: str, port: int) -> str:
+    """IP:port of the container on podman's bridge. Never a published port: podman
+    publishes a port of 127.0.0.1 by a DNAT rule, without holding the port, so the
+    kernel hands the same port to a server of a test running beside (the other test
+    worker's hubs bind port 0), whose clients then reach the container instead, or
+    nothing (EHOSTUNREACH) once it is gone."""
+    ip = _podman(command, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", name)
+    assert ip, f"{name} has no address on podman's bridge"
+    return f"{ip}:{port}"
 
 
 @pytest.fixture
@@ -63,10 +69,10 @@ async def test_the_hub_image_serves_readyz_and_a_page(
     started = time.monotonic()
     _podman(
         podman_command, "run", "--detach", "--name", container_name, "--label", LABEL,
-        *limit_flags(), "--publish", "127.0.0.1::8443", "--volume", f"{data}:/data",
+        *limit_flags(), "--volume", f"{data}:/data",
         images.hub, "serve", "--backend", "local",
     )  # fmt: skip
-    hub = f"https://{_published(podman_command, container_name, 8443)}"
+    hub = f"https://{_address(podman_command, container_name, 8443)}"
     ready = await _until_answers(f"{hub}/readyz", 120, ssl=False)  # a self-signed certificate
     print(f"hub container: /readyz {ready.status} after {time.monotonic() - started:.1f} s")
     assert ready.status == 200
@@ -93,10 +99,10 @@ async def test_the_project_image_runs_the_agent_as_the_pod_does(
         *limit_flags(), "--user", f"{UID}:{UID}", "--cap-drop", "ALL",
         "--security-opt", "no-new-privileges", "--read-only", "--read-only-tmpfs=false",
         "--tmpfs", "/tmp:rw,nosuid,nodev,mode=1777", "--volume", f"{home}:/home/user:rw",
-        "--volume", f"{token}:/var/run/cocalc/token:ro", "--publish", "127.0.0.1::6000",
+        "--volume", f"{token}:/var/run/cocalc/token:ro",
         images.project,  # its own CMD: the agent, as cocalc_k8s.k8s.manifests runs it
     )  # fmt: skip
-    agent = f"http://{_published(podman_command, container_name, 6000)}"
+    agent = f"http://{_address(podman_command, container_name, 6000)}"
     auth = {"Authorization": f"Bearer {TOKEN}"}
     health = await _until_answers(f"{agent}/health", 60, headers=auth)
     assert health.status == 200
