@@ -31,6 +31,14 @@ relay p50 389 ms / p99 1,216 ms; hub p50 470 ms / p99 2,369 ms, 1.21x / 1.95x th
 The full B4-sized trace (259,778 ops, load 7-9): 469 updates/s through the hub from one
 python-socketio client with 64 in flight (553 s; in-process pycrdt 1.29 s), 259,778 rows,
 8.2 MB (31 B per operation); opening it afterwards 170 ms (goal < 1 s: met).
+
+Session 5, after forwarding a keystroke without a task per recipient and recording
+TimeTravel versions off the document's path (A/B in alternation, 25 documents, 10 s,
+load average ~2): CPU per delivery (hub + PostgreSQL) 0.81 / 0.78 ms before, 0.62 /
+0.64 ms after (relay 0.30-0.33 ms); hub p50 145 / 123 ms before, 87 / 82 ms after (relay
+6-11 ms). One document: hub p50 17 ms. Latency on this 2-core machine, shared with the
+load generator and other sessions, moves by 5x between identical runs (10 documents: p50
+14 to 98 ms); only the CPU figures are steady enough to compare.
 """
 
 from __future__ import annotations
