@@ -19,6 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from cocalc_k8s.app import create_app
+from cocalc_k8s.cli import SHUTDOWN_TIMEOUT
 from cocalc_k8s.core.settings import Settings
 from cocalc_k8s.db.embedded import EmbeddedPostgres
 from cocalc_k8s.db.migrate import upgrade
@@ -105,7 +106,11 @@ async def make_client(make_settings: Any, database_url: str) -> AsyncIterator[An
             clients.append(client)
             return client
         app = create_app(make_settings(**overrides), database_url=database_url)
-        client = TestClient(TestServer(app, host="127.0.0.1"))
+        # As `serve` (cli.SHUTDOWN_TIMEOUT): requests still open when the hub stops are
+        # cancelled after a bound, not awaited for aiohttp's default minute (a WebSocket
+        # whose browser has stalled never finishes its close).
+        server = TestServer(app, host="127.0.0.1", shutdown_timeout=SHUTDOWN_TIMEOUT)
+        client = TestClient(server)
         await client.start_server()
         # The hub's port is known only now: the content origin sends browsers back here.
         app[CONTENT_GATE].hub_url = str(client.make_url("")).rstrip("/")

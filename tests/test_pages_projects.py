@@ -146,6 +146,19 @@ async def test_project_page_renders_each_tab(client: Client, tab: str, path: str
         assert sum("/codemirror-" in url for url in preloaded) >= 3
 
 
+async def test_lifecycle_buttons_wait_for_the_script(client: Client) -> None:
+    # A click before project.js wired the buttons did nothing (a loaded machine loads the
+    # module late): they come disabled, and only the ones for the state are shown.
+    await account(client)
+    project_id = await create(client)
+    html = await (await client.get(f"/projects/{project_id}")).text()
+    buttons = dict(re.findall(r'<button [^>]*data-action="(\w+)"([^>]*)>', html))
+    assert set(buttons) == {"start", "restart", "stop"}
+    assert all(attrs.rstrip().endswith("disabled") for attrs in buttons.values()), buttons
+    assert "hidden" not in buttons["start"]
+    assert "hidden" in buttons["restart"] and "hidden" in buttons["stop"]  # stopped
+
+
 async def test_edit_without_a_path_goes_to_files(client: Client) -> None:
     await account(client)
     project_id = await create(client)
