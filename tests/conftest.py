@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -77,6 +78,14 @@ def empty_database_url(postgres: EmbeddedPostgres) -> Iterator[str]:
     name = _create_database(postgres, template="template0")
     yield postgres.admin_url(name)
     _drop_database(postgres, name)
+
+
+@pytest.fixture
+async def http(agent: Any) -> AsyncIterator[aiohttp.ClientSession]:
+    """A session to the test module's own `agent` fixture (a real agent process) that
+    sends the agent's token."""
+    async with aiohttp.ClientSession(agent.url, headers=agent.headers) as session:
+        yield session
 
 
 @pytest.fixture

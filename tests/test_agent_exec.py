@@ -7,7 +7,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,6 @@ def agent(home: Path) -> Iterator[AgentProcess]:
     process = start_agent(home, args=["--exec-output-bytes", str(CAP)], env=env)
     yield process
     assert process.stop() == 0
-
-
-@pytest.fixture
-async def http(agent: AgentProcess) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(agent.url, headers=agent.headers) as session:
-        yield session
 
 
 async def run(http: aiohttp.ClientSession, body: dict[str, Any], status: int = 200) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,6 @@ def agent(home: Path) -> Iterator[AgentProcess]:
     process = start_agent(home)
     yield process
     assert process.stop() == 0
-
-
-@pytest.fixture
-async def http(agent: AgentProcess) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(agent.url, headers=agent.headers) as session:
-        yield session
 
 
 async def session(

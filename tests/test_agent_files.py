@@ -45,12 +45,6 @@ def home(root: Path) -> Path:
     return root / "projects" / "p1"
 
 
-@pytest.fixture
-async def http(agent: AgentProcess) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(agent.url, headers=agent.headers) as session:
-        yield session
-
-
 def files_url(agent: AgentProcess, path: str) -> URL:
     """The URL of /files/PATH with the path sent as is (dots encoded: no client-side
     normalisation of '..')."""

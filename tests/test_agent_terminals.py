@@ -10,7 +10,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,6 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     process = start_agent(home, env=env)
     yield process
     assert process.stop() == 0
-
-
-@pytest.fixture
-async def http(agent: AgentProcess) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(agent.url, headers=agent.headers) as session:
-        yield session
 
 
 async def expect(ws: Socket, needle: bytes, within: float = 10.0) -> bytes:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,6 @@ def agent(root: Path) -> Iterator[AgentProcess]:
     process = start_agent(root)
     yield process
     assert process.stop() == 0
-
-
-@pytest.fixture
-async def http(agent: AgentProcess) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(agent.url, headers=agent.headers) as session:
-        yield session
 
 
 async def poll(http: aiohttp.ClientSession, **query: Any) -> dict[str, Any]:
