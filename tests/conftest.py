@@ -118,7 +118,9 @@ async def make_client(make_settings: Any, database_url: str) -> AsyncIterator[An
         # As `serve` (cli.SHUTDOWN_TIMEOUT): requests still open when the hub stops are
         # cancelled after a bound, not awaited for aiohttp's default minute (a WebSocket
         # whose browser has stalled never finishes its close).
-        server = TestServer(app, host="127.0.0.1", shutdown_timeout=SHUTDOWN_TIMEOUT)
+        server = TestServer(app, host="127.0.0.1")
+        # (TestServer ignores runner options given to its constructor: they go here.)
+        await server.start_server(shutdown_timeout=SHUTDOWN_TIMEOUT)
         client = TestClient(server)
         await client.start_server()
         # The hub's port is known only now: the content origin sends browsers back here.
