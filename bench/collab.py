@@ -68,8 +68,11 @@ KEYS_PER_SECOND = 5
 # -- the baseline: a bare relay ---------------------------------------------------------
 
 
-def serve_echo(port: int) -> None:
-    sio = socketio.AsyncServer(async_mode="aiohttp", max_http_buffer_size=1 << 20)
+def serve_echo(port: int, encoding: str) -> None:
+    serializer = "msgpack" if encoding == "msgpack" else "default"
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp", max_http_buffer_size=1 << 20, serializer=serializer
+    )
     app = web.Application()
     sio.attach(app, socketio_path="socket.io")
 
@@ -100,9 +103,11 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def start_echo() -> tuple[subprocess.Popen[bytes], str]:
+def start_echo(encoding: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, __file__, "--echo-server", str(port)])
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--echo-server", str(port), "--encoding", encoding]
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -120,8 +125,11 @@ class Typist:
     """One client of one document: sends keys, timestamps what arrives (a lean client:
     python-socketio's own would saturate this process first, see _socketio_wire)."""
 
-    def __init__(self, url: str, headers: dict[str, str], arrivals: dict[Any, float]) -> None:
+    def __init__(
+        self, url: str, headers: dict[str, str], arrivals: dict[Any, float], encoding: str
+    ) -> None:
         self.url, self.headers, self.arrivals = url, headers, arrivals
+        self.encoding = encoding
         self.doc: Doc[Text] = Doc()
         self.text = self.doc.get("text", type=Text)
         self.doc_id = ""
@@ -134,7 +142,9 @@ class Typist:
         self.arrivals[(data["doc"], data["seq"], id(self))] = time.perf_counter()
 
     async def open(self, project_id: str, path: str) -> None:
-        self.sio = await WireClient.connect(self.url, namespace=NS, headers=self.headers)
+        self.sio = await WireClient.connect(
+            self.url, namespace=NS, headers=self.headers, encoding=self.encoding
+        )
         self.sio.on("update", self._arrived)
         ack = await self.sio.call(
             "join", {"project_id": project_id, "path": path, "epoch": None, "state_vector": None}
@@ -160,10 +170,11 @@ class Typist:
 
 
 async def propagation(
-    url: str, headers: dict[str, str], project_id: str, docs: int, seconds: float
-) -> list[float]:
+    url: str, headers: dict[str, str], project_id: str, docs: int, seconds: float,
+    encoding: str,
+) -> list[float]:  # fmt: skip
     arrivals: dict[Any, float] = {}
-    typists = [Typist(url, headers, arrivals) for _ in range(docs * CLIENTS_PER_DOC)]
+    typists = [Typist(url, headers, arrivals, encoding) for _ in range(docs * CLIENTS_PER_DOC)]
     for i, typist in enumerate(typists):
         await typist.open(project_id, f"bench/doc{i // CLIENTS_PER_DOC}.txt")
     await asyncio.gather(*(t.type_for(seconds) for t in typists))
@@ -339,17 +350,23 @@ def main() -> None:
         "--only", choices=["propagation", "trace", "memory"], action="append",
         help="run only these parts (repeatable; default: all)",
     )  # fmt: skip
+    parser.add_argument(
+        "--encoding", choices=["msgpack", "default"], default="msgpack",
+        help="the typists' Socket.IO encoding (msgpack: the web app's; default: JSON and"
+        " binary attachments, any stock client's); the relay speaks the same",
+    )  # fmt: skip
     parser.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_server:
-        serve_echo(args.echo_server)
+        serve_echo(args.echo_server, args.encoding)
         return
     parts = set(args.only or ["propagation", "trace", "memory"])
     with running_hub() as hub:
         headers = sign_up(hub.base).key_headers
         project_id = create_project(hub.base, headers)
         if "propagation" in parts:
-            run_propagation(hub.base, headers, project_id, args.docs, args.seconds, hub_pids(hub))
+            run_propagation(hub.base, headers, project_id, args.docs, args.seconds,
+                            hub_pids(hub), args.encoding)  # fmt: skip
         if "trace" in parts:
             run_trace(hub.base, headers, project_id, args.trace_ops)
         if "memory" in parts:
@@ -370,20 +387,20 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def run_propagation(
     url: str, headers: dict[str, str], project_id: str, docs: int, seconds: float,
-    hub_pids: list[int],
+    hub_pids: list[int], encoding: str,
 ) -> None:  # fmt: skip
     print(f"propagation: {docs} documents x {CLIENTS_PER_DOC} clients x"
-          f" {KEYS_PER_SECOND} keys/s for {seconds:.0f} s")  # fmt: skip
-    echo, echo_url = start_echo()
+          f" {KEYS_PER_SECOND} keys/s for {seconds:.0f} s, {encoding} encoding")  # fmt: skip
+    echo, echo_url = start_echo(encoding)
     try:
         before = cpu_seconds([echo.pid])
-        base = asyncio.run(propagation(echo_url, {}, "-", docs, seconds))
+        base = asyncio.run(propagation(echo_url, {}, "-", docs, seconds, encoding))
         relay_cpu = cpu_seconds([echo.pid]) - before
     finally:
         echo.terminate()
         echo.wait(10)
     before = cpu_seconds(hub_pids)
-    ours = asyncio.run(propagation(url, headers, project_id, docs, seconds))
+    ours = asyncio.run(propagation(url, headers, project_id, docs, seconds, encoding))
     hub_cpu = cpu_seconds(hub_pids) - before
     b50, b99 = summarize("bare python-socketio relay", base)
     h50, h99 = summarize("hub (committed before forwarded)", ours)

@@ -27,8 +27,8 @@ from cocalc_k8s.core.errors import BadRequest, DomainError, Forbidden, NotFound
 from cocalc_k8s.core.identity import Credential, Principal
 from cocalc_k8s.realtime import awareness
 from cocalc_k8s.realtime.parts import PART_BYTES, Assembler, PartError, split
-from cocalc_k8s.realtime.room_sender import send_to_room
 from cocalc_k8s.realtime.who_is_here import WhoIsHere, doc_room, project_room
+from cocalc_k8s.realtime.wire import DualServer
 from cocalc_k8s.services.documents.commits import CommitFailed
 from cocalc_k8s.services.documents.filetext import ReadOnly
 from cocalc_k8s.services.documents.live import BadUpdate, Change, LiveDocument
@@ -81,7 +81,7 @@ class RealtimeHub:
         self.identify = identify
         self.authenticated_at = authenticated_at
         self.trusted_origins = trusted_origins
-        self.sio = socketio.AsyncServer(
+        self.sio = DualServer(
             async_mode="aiohttp",
             max_http_buffer_size=MAX_HTTP_BUFFER,
             cors_allowed_origins=self._origin_allowed,
@@ -295,9 +295,9 @@ class RealtimeHub:
             message = {"doc": doc, "epoch": change.epoch, "seq": change.seq}
             pieces = split(change.update)
             if not pieces:  # one keystroke's update, typically: the hot path
-                await send_to_room(self.sio, "update", {**message, "update": change.update},
-                                   namespace=NAMESPACE, room=doc_room(doc),
-                                   skip_sid=skip)  # fmt: skip
+                await self.sio.send_to_room("update", {**message, "update": change.update},
+                                            namespace=NAMESPACE, room=doc_room(doc),
+                                            skip_sid=skip)  # fmt: skip
             for part, piece in pieces:
                 await self._emit("update", {**message, "update": piece, "part": part},
                                  room=doc_room(doc), skip_sid=skip)  # fmt: skip
@@ -336,10 +336,10 @@ class RealtimeHub:
             states[entry.client_id] = entry
             accepted.append(entry)
         if accepted:
-            await send_to_room(self.sio, "awareness",
-                               {"doc": doc, "update": awareness.encode(accepted)},
-                               namespace=NAMESPACE, room=doc_room(doc),
-                               skip_sid=sid)  # fmt: skip
+            await self.sio.send_to_room("awareness",
+                                        {"doc": doc, "update": awareness.encode(accepted)},
+                                        namespace=NAMESPACE, room=doc_room(doc),
+                                        skip_sid=sid)  # fmt: skip
 
     # -- who is here ------------------------------------------------------------------
 

@@ -18,8 +18,16 @@ NS = "/documents"
 
 
 class DocClient:
-    def __init__(self, url: str, *, key: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        url: str,
+        *,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+        encoding: str = "default",
+    ):
         self.url = url
+        self.encoding = encoding  # Socket.IO's: "default" (JSON + attachments) or "msgpack"
         self.headers = dict(headers or {})
         if key:
             self.headers["Authorization"] = f"Bearer {key}"
@@ -37,7 +45,7 @@ class DocClient:
         self.confirmed = ""  # the text without local edits the hub has not acknowledged
 
     def _new_socket(self) -> socketio.AsyncClient:
-        sio = socketio.AsyncClient(reconnection=False)
+        sio = socketio.AsyncClient(reconnection=False, serializer=self.encoding)
         for event in ("presence", "awareness", "closed", "revoked", "resync", "connect_error"):
             sio.on(event, self._recorder(event), namespace=NS)
         sio.on("update", self._on_update, namespace=NS)

@@ -18,8 +18,8 @@ class Member:
     key: str
     url: str
 
-    def client(self, url: str | None = None) -> DocClient:
-        return DocClient(url or self.url, key=self.key)
+    def client(self, url: str | None = None, *, encoding: str = "default") -> DocClient:
+        return DocClient(url or self.url, key=self.key, encoding=encoding)
 
 
 async def member(client: Any, email: str | None = None) -> Member:

@@ -6,7 +6,9 @@ with one or two updates each per tick. So every open document hands its batch to
 one `GroupCommit` of the hub, which commits all batches queued during an event-loop tick
 in one transaction (`DocumentStore.append_many`: one statement); while that commits, the
 next tick's batches make the next round (up to IN_FLIGHT rounds at once; beyond that
-they gather until one ends). Callers learn their seqs only after the commit: nobody
+they gather until one ends), each on a connection of the group commit's own (psycopg,
+autocommit, outside SQLAlchemy's pool; a broken one is dropped and the next round
+connects anew). Callers learn their seqs only after the commit: nobody
 acknowledges or forwards an update a crash could take back.
 
 Contract of `append`: the entries are committed as the document's next updates and the
@@ -23,6 +25,9 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import psycopg
 
 from cocalc_k8s.services.documents.store import DocumentStore, Entry, StaleEpoch
 
@@ -46,9 +51,40 @@ class _Request:
     done: asyncio.Future[int]
 
 
+Connection = psycopg.AsyncConnection[tuple[Any, ...]]
+
+
+class _Connections:
+    """The group commit's connections: at most one per round in flight, kept idle
+    between rounds; one that failed is closed, never reused."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._idle: list[Connection] = []
+
+    async def take(self) -> Connection:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed:
+                return conn
+        return await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+
+    def give_back(self, conn: Connection) -> None:
+        if not conn.closed:
+            self._idle.append(conn)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
+
+
 class GroupCommit:
-    def __init__(self, store: DocumentStore, *, in_flight: int = IN_FLIGHT) -> None:
+    def __init__(
+        self, store: DocumentStore, database_url: str, *, in_flight: int = IN_FLIGHT
+    ) -> None:
         self.store = store
+        self.connections = _Connections(database_url)
         self.in_flight = in_flight
         self.rounds = 0  # transactions committed (or tried), for tests
         self._queue: list[_Request] = []
@@ -109,14 +145,21 @@ class GroupCommit:
             doc_id: (group[0].epoch, [e for r in group for e in r.entries])
             for doc_id, group in by_doc.items()
         }
+        conn: Connection | None = None
         try:
-            results = await self.store.append_many(batches)
+            conn = await self.connections.take()
+            results = await self.store.append_many(conn, batches)
+            self.connections.give_back(conn)
         except asyncio.CancelledError:  # the hub is stopping
             for group in by_doc.values():
                 for request in group:
                     request.done.cancel()
+            if conn is not None:
+                await conn.close()
             raise
         except Exception as exc:
+            if conn is not None:
+                await conn.close()
             if not self._failing:
                 self._failing = True
                 log.warning("documents: updates not committed (%s); clients will resend", exc)
@@ -139,6 +182,10 @@ class GroupCommit:
                 seq += len(request.entries)
                 if not request.done.done():
                     request.done.set_result(seq)
+
+    async def close(self) -> None:
+        """After the last round (the documents are flushed): close the connections."""
+        await self.connections.close()
 
 
 def _fail(request: _Request, exc: Exception) -> None:

@@ -92,7 +92,7 @@ class DocumentService:
         policy: DocumentPolicy | None = None,
     ) -> None:
         self.store = DocumentStore(engine)
-        self.commits = GroupCommit(self.store)
+        self.commits = GroupCommit(self.store, database_url)
         self.presence = PresenceExchange(engine)
         self.watcher = watcher
         watcher.subscribe(self._files_changed)
@@ -291,6 +291,7 @@ class DocumentService:
             if entry.closing is not None:
                 entry.closing.cancel()
         await asyncio.gather(*(self._retire(e) for e in entries), *self._retiring)
+        await self.commits.close()
         await self.locks.close()
 
     async def _tick_forever(self) -> None:
