@@ -214,6 +214,49 @@ async def test_two_collaborators_type_into_one_file_at_once(hub: Hub, browser: B
     assert errors == [], errors
 
 
+ENGINE_IO_TEXT = re.compile(r"^(0\{.*|[23](probe)?|5|6)$")  # open, ping/pong, upgrade, noop
+
+
+async def test_the_page_speaks_msgpack_one_binary_frame_per_message(
+    hub: Hub, browser: Browser
+) -> None:
+    """The web app's Socket.IO encoding is msgpack (docs/realtime.md): every Socket.IO
+    message on its WebSocket, a keystroke's update and its ack included, is one binary
+    frame; text frames are engine.io's own (open, pings)."""
+    ada_console, bea_console = Console(), Console()
+    ada = await signed_up(browser, ada_console, hub, "Ada")
+    bea = await signed_up(browser, bea_console, hub, "Bea")
+    project_id = await shared_project(ada, bea, hub)
+    file = home_of(hub, project_id) / "frames.txt"
+    await asyncio.to_thread(file.parent.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(file.write_text, "x\n")
+    frames: list[tuple[str, str | bytes]] = []
+
+    def record(ws: Any) -> None:
+        if "/socket.io/" in ws.url:
+            ws.on("framesent", lambda payload: frames.append(("sent", payload)))
+            ws.on("framereceived", lambda payload: frames.append(("received", payload)))
+
+    ada.on("websocket", record)
+    await open_file(ada, hub, project_id, "frames.txt")
+    await open_file(bea, hub, project_id, "frames.txt")
+    before = len([f for f in frames if f[0] == "sent" and isinstance(f[1], bytes)])
+    await put_cursor_at_end_of_line(ada, 1)
+    await type_each(ada, "abc")
+    await same_text([ada, bea], "xabc\n")
+    await put_cursor_at_end_of_line(bea, 1)
+    await type_each(bea, "!")
+    await same_text([ada, bea], "xabc!\n")
+    sent = [p for d, p in frames if d == "sent" and isinstance(p, bytes)]
+    received = [p for d, p in frames if d == "received" and isinstance(p, bytes)]
+    assert len(sent) - before >= 3  # a binary frame per keystroke (and per cursor move)
+    assert received  # the acks, Bea's keystroke and cursors
+    texts = [p for _, p in frames if isinstance(p, str)]
+    assert texts and all(ENGINE_IO_TEXT.match(t) for t in texts), texts
+    errors = ada_console.errors + bea_console.errors
+    assert errors == [], errors
+
+
 async def test_a_change_on_disk_reaches_both_editors(hub: Hub, browser: Browser) -> None:
     ada, bea, file, *_ = await two_editors(browser, hub, "first line\n")
     await put_cursor_at_end_of_line(ada, 1)

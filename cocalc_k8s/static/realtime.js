@@ -2,8 +2,9 @@
 // socket on the `/documents` namespace of the page's own origin, authenticated by the
 // session cookie. Every shared document of the page and the file listing's presence
 // share it. socket.io-client reconnects by itself; whoever registered here is told on
-// each (re)connect, so that it joins again.
-import { io } from "./vendor/socket.io-client-4.8.4.js";
+// each (re)connect, so that it joins again. It speaks Socket.IO's msgpack encoding (one
+// binary frame per message, a keystroke included; docs/realtime.md, "Encodings").
+import { io, msgpackParser } from "./vendor/socket.io-client-4.8.4.js";
 
 /** No message carries more binary data than this (the hub's limit; docs/realtime.md). */
 export const PART_BYTES = 256 * 1024;
@@ -25,6 +26,7 @@ function channel() {
   socket = io("/documents", {
     path: "/socket.io/",
     withCredentials: true,
+    parser: msgpackParser,
     // WebSocket first: one round trip less to the first sync than polling-then-upgrade;
     // long-polling still works behind proxies that refuse WebSockets.
     transports: ["websocket", "polling"],
@@ -94,6 +96,18 @@ export function onReconnect(fn) {
 export const connectionGeneration = () => generation;
 export const isConnected = () => Boolean(socket?.connected);
 
+/** The payload as msgpack carries it: typed arrays (Yjs's updates) as ArrayBuffers, which
+ * it encodes as binary (a Uint8Array it would send as a map of numbers). */
+function onWire(payload) {
+  const out = {};
+  for (const [key, value] of Object.entries(payload)) {
+    out[key] = ArrayBuffer.isView(value)
+      ? value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength)
+      : value;
+  }
+  return out;
+}
+
 /** Emits `event` with `payload`; resolves to the ack object (an error ack included), or
  * to {ok: false, error: {code: "disconnected"}} when the connection ended first. */
 export function request(event, payload) {
@@ -104,7 +118,7 @@ export function request(event, payload) {
       resolve({ ok: false, error: { code: "disconnected", message: "not connected" } });
       return;
     }
-    s.timeout(ACK_TIMEOUT_MS).emit(event, payload, (err, ack) => {
+    s.timeout(ACK_TIMEOUT_MS).emit(event, onWire(payload), (err, ack) => {
       if (err || asked !== generation || !ack) {
         resolve({ ok: false, error: { code: "disconnected", message: "no answer from the hub" } });
       } else {
@@ -116,7 +130,7 @@ export function request(event, payload) {
 
 /** Sends a fire-and-forget message (awareness), only while connected. */
 export function send(event, payload) {
-  if (socket?.connected) socket.emit(event, payload);
+  if (socket?.connected) socket.emit(event, onWire(payload));
 }
 
 /** Sends one update, cut into parts when it is larger than PART_BYTES; resolves to the
