@@ -1,5 +1,6 @@
 """Two hubs on one database serve the same document: their clients converge (update rows
-plus NOTIFY), and exactly one of them writes the file."""
+plus NOTIFY), exactly one of them writes the file, and its TimeTravel versions name the
+authors of both hubs' updates."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import uuid
 from typing import Any
 
 from cocalc_k8s.keys import DOCUMENTS
+from tests.history.test_api import history, wait_async
 from tests.realtime.client import DocClient, wait_for
 from tests.realtime.test_files import home, read
 
@@ -36,8 +38,17 @@ async def test_clients_of_two_hubs_converge_and_one_hub_writes(team: Any, make_c
     doc_id = uuid.UUID(a.doc_id or "")
     writers = [hub.server.app[DOCUMENTS].locks.holds(doc_id) for hub in (alice.user.client, other)]
     assert sorted(writers) == [False, True]
+    # The writer heard the other hub's updates without their authors (NOTIFY carries
+    # none): its versions still name both.
     await a.close()
-    await b.close()
+    await b.close()  # both flush a version
+
+    async def both_authors() -> bool:
+        versions = (await history(alice, project_id, "shared.txt"))["versions"]
+        named = {x["account_id"] for v in versions if v["kind"] == "edit" for x in v["authors"]}
+        return named == {alice.user.account_id, bob.user.account_id}
+
+    await wait_async(both_authors, within=10)
 
 
 def people(events: list[tuple[str, Any]], path: str) -> list[tuple[str, int]]:

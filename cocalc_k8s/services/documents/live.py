@@ -38,13 +38,15 @@ class BadUpdate(ValueError):
 @dataclass(frozen=True, slots=True)
 class Change:
     """A committed update, as applied: `origin` is whoever submitted it on this hub
-    (None: another hub, or the hub itself)."""
+    (None: another hub, or the hub itself); `author` its account (None: the hub's own,
+    or not known here: another hub's, source "hub")."""
 
     update: bytes
     seq: int
     epoch: int
     source: str
     origin: object | None
+    author: uuid.UUID | None = None
 
 
 Listener = Callable[[Change], Awaitable[None]]
@@ -185,7 +187,10 @@ class LiveDocument:
             seq = first + i
             self.doc.apply_update(p.entry.data)
             self.seq = seq
-            await self._tell(Change(p.entry.data, seq, self.epoch, p.entry.source, p.origin))
+            entry = p.entry
+            await self._tell(
+                Change(entry.data, seq, self.epoch, entry.source, p.origin, entry.account_id)
+            )
             if not p.done.done():
                 p.done.set_result(seq)
 

@@ -323,6 +323,9 @@ class _EditGroups:
         self.sync = sync
         self.recorded = (live.epoch, live.seq)
         self.count = 0
+        # (seq, author) of each update since the last version, in order; an author of
+        # None from another hub ("hub") is not known here: the store is asked instead.
+        self._authors: list[tuple[int, uuid.UUID | None, bool]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._last_change = 0.0
         self._lock = asyncio.Lock()
@@ -335,6 +338,7 @@ class _EditGroups:
         # whole burst (it looks again when it fires instead of being re-armed per update).
         if change.source == "load":
             return
+        self._authors.append((change.seq, change.author, change.source != "hub"))
         self.count += 1
         loop = asyncio.get_running_loop()
         self._last_change = loop.time()
@@ -359,6 +363,13 @@ class _EditGroups:
             self._timer.cancel()
             self._timer = None
 
+    def _authors_of(self, after: int, upto: int) -> list[uuid.UUID] | None:
+        """Who wrote updates `after` < seq <= `upto`, if this hub saw each of them."""
+        seen = [entry for entry in self._authors if after < entry[0] <= upto]
+        if len(seen) != upto - after or not all(known for _, _, known in seen):
+            return None
+        return sorted({author for _, author, _ in seen if author is not None})
+
     async def _saved(self, _text: str) -> None:
         await self.flush()
 
@@ -369,11 +380,14 @@ class _EditGroups:
             epoch, seq, text = live.epoch, live.seq, str(live.text)
             after = self.recorded[1] if self.recorded[0] == epoch else 0
             self.count = 0  # the updates from here on make the next version
+            authors = self._authors_of(after, seq)
+            self._authors = [entry for entry in self._authors if entry[0] > seq]
             if seq <= after or not self.sync.writer:
                 return
             if len(text.encode()) > self.history.policy.max_bytes:
                 return
-            authors = await self.history.store.document_authors(live.id, epoch, after, seq)
+            if authors is None:
+                authors = await self.history.store.document_authors(live.id, epoch, after, seq)
             await self.history.store.record(
                 live.project_id,
                 live.path,
