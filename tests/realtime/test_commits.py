@@ -1,6 +1,6 @@
 """Group commit: the updates of many documents queued in one tick are one transaction;
 each document gets its own consecutive seqs, a stale epoch fails only its own batch, and
-every moved document is announced by a NOTIFY pointer."""
+every moved document is announced by a NOTIFY pointer (one notification per round)."""
 
 from __future__ import annotations
 
@@ -48,13 +48,15 @@ async def test_one_round_commits_every_document_queued_in_a_tick(
             assert [r[0] for r in rows] == list(range(1, len(expected) + 1))
             (seq,) = conn.execute("SELECT seq FROM documents WHERE id = %s", (d,)).fetchone()
             assert seq == len(expected)
-    payloads: set[str] = set()
+    notifications: list[list[str]] = []
     async with asyncio.timeout(10):
         async for note in listener.notifies():
-            payloads.add(note.payload)
-            if len(payloads) == 60:
+            notifications.append(note.payload.split(","))
+            if sum(map(len, notifications)) == 60:
                 break
-    assert f"{docs[4]} 1 {lasts[4]}" in payloads and f"{docs[4]} 1 {again[4]}" in payloads
+    assert len(notifications) == 2  # a round's documents share one
+    pointers = {p for n in notifications for p in n}
+    assert f"{docs[4]} 1 {lasts[4]}" in pointers and f"{docs[4]} 1 {again[4]}" in pointers
     await listener.close()
 
 
@@ -80,3 +82,27 @@ async def test_a_stale_epoch_fails_only_its_own_batch(team: Any, database_url: s
     assert count == 1  # only its rebuild's own row
     with pytest.raises(StaleEpoch):
         await service.commits.append(uuid.uuid4(), 1, entries(1, "gone"))
+
+
+async def test_a_round_of_many_documents_splits_its_notification(
+    team: Any, database_url: str
+) -> None:
+    """NOTIFY refuses payloads of 8,000 bytes or more (the whole round would fail): 250
+    documents' pointers go out in three notifications."""
+    project_id, (alice,) = await team(1)
+    service = alice.user.client.server.app[DOCUMENTS]
+    docs = [await service.store.ensure(uuid.UUID(project_id), f"m{i}.txt") for i in range(250)]
+    listener = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    await listener.execute(f"LISTEN {CHANNEL}")
+    rounds = service.commits.rounds
+    lasts = await asyncio.gather(*(service.commits.append(d, 1, entries(1, "m")) for d in docs))
+    assert lasts == [1] * 250 and service.commits.rounds == rounds + 1
+    notifications: list[str] = []
+    async with asyncio.timeout(10):
+        async for note in listener.notifies():
+            notifications.append(note.payload)
+            if sum(len(n.split(",")) for n in notifications) == 250:
+                break
+    assert len(notifications) == 3 and all(len(n.encode()) < 8000 for n in notifications)
+    assert {p.split()[0] for n in notifications for p in n.split(",")} == set(map(str, docs))
+    await listener.close()

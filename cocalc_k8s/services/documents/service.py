@@ -260,14 +260,16 @@ class DocumentService:
     # -- other hubs -------------------------------------------------------------------
 
     def notified(self, payload: str) -> None:
-        """NOTIFY callback (`<document id> <epoch> <seq>`)."""
-        try:
-            raw_id, epoch, seq = payload.split()
-            entry = self._open.get(uuid.UUID(raw_id))
-            if entry is not None:
-                entry.live.behind(int(epoch), int(seq))
-        except ValueError:
-            log.warning("bad document notification %r", payload)
+        """NOTIFY callback: `<document id> <epoch> <seq>`, one or more, comma-separated
+        (a group commit sends one notification for its documents)."""
+        for pointer in payload.split(","):
+            try:
+                raw_id, epoch, seq = pointer.split()
+                entry = self._open.get(uuid.UUID(raw_id))
+                if entry is not None:
+                    entry.live.behind(int(epoch), int(seq))
+            except ValueError:
+                log.warning("bad document notification %r", pointer)
 
     def missed_notifications(self) -> None:
         """The listener reconnected: catch up every open document."""

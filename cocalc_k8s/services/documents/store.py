@@ -4,7 +4,8 @@ Updates of a document are numbered 1, 2, ... (`seq`) in commit order: `append` b
 document row's `seq` first, so concurrent appends (two hubs) serialise on that row and
 every number below a committed one is committed too; a reader that has applied up to `n`
 misses nothing by reading `seq > n`. Every append sends a NOTIFY on `cocalc_documents`
-whose payload is a pointer (`<document id> <epoch> <seq>`), never the bytes.
+whose payload is a pointer (`<document id> <epoch> <seq>`), never the bytes; a group
+commit sends one NOTIFY for its documents, their pointers comma-separated.
 """
 
 from __future__ import annotations
@@ -56,12 +57,21 @@ inserted AS (
     INSERT INTO document_updates (document_id, seq, epoch, account_id, source, data)
     SELECT b.document_id, m.seq - m.n + b.ordinal, b.epoch, b.account_id, b.source, b.data
     FROM batch AS b JOIN moved AS m ON m.id = b.document_id
+),
+notified AS (
+    SELECT pg_notify(%(channel)s, string_agg(p.pointer, ','))
+    FROM (
+        SELECT id::text || ' ' || epoch || ' ' || seq AS pointer,
+               (row_number() OVER ()) / %(per_notification)s AS chunk
+        FROM moved
+    ) AS p
+    GROUP BY p.chunk
 )
-SELECT l.id, l.epoch, m.seq,
-       CASE WHEN m.id IS NOT NULL
-            THEN pg_notify(%(channel)s, m.id::text || ' ' || m.epoch || ' ' || m.seq) END
+SELECT l.id, l.epoch, m.seq, (SELECT count(*) FROM notified) AS notifications
 FROM locked AS l LEFT JOIN moved AS m ON m.id = l.id
 """
+# Pointers per notification: NOTIFY's payload is under 8,000 bytes; a pointer is ~50.
+_PER_NOTIFICATION = 100
 
 
 class StaleEpoch(Exception):
@@ -203,7 +213,8 @@ class DocumentStore:
                     strict=True,
                 ):
                     columns[name].append(value)
-        params = {**columns, "ids": list(batches), "channel": CHANNEL}
+        params = {**columns, "ids": list(batches), "channel": CHANNEL,
+                  "per_notification": _PER_NOTIFICATION}  # fmt: skip
         cursor = await conn.execute(_APPEND_MANY, params)
         results: dict[uuid.UUID, int | StaleEpoch] = dict.fromkeys(batches, StaleEpoch(0))
         for doc_id, epoch, seq, _ in await cursor.fetchall():
