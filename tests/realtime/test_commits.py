@@ -19,14 +19,25 @@ def entries(n: int, tag: str) -> list[Entry]:
     return [Entry(f"{tag}-{i}".encode(), None, "client") for i in range(n)]
 
 
+async def documents_and_listener(
+    team: Any, database_url: str, count: int, prefix: str
+) -> tuple[Any, list[uuid.UUID], psycopg.AsyncConnection[Any]]:
+    """A hub's document service, `count` new documents, and a connection listening to
+    their notifications."""
+    project_id, (alice,) = await team(1)
+    service = alice.user.client.server.app[DOCUMENTS]
+    docs = [
+        await service.store.ensure(uuid.UUID(project_id), f"{prefix}{i}.txt") for i in range(count)
+    ]
+    listener = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    await listener.execute(f"LISTEN {CHANNEL}")
+    return service, docs, listener
+
+
 async def test_one_round_commits_every_document_queued_in_a_tick(
     team: Any, database_url: str
 ) -> None:
-    project_id, (alice,) = await team(1)
-    service = alice.user.client.server.app[DOCUMENTS]
-    docs = [await service.store.ensure(uuid.UUID(project_id), f"g{i}.txt") for i in range(30)]
-    listener = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
-    await listener.execute(f"LISTEN {CHANNEL}")
+    service, docs, listener = await documents_and_listener(team, database_url, 30, "g")
     rounds = service.commits.rounds
 
     lasts = await asyncio.gather(
@@ -89,11 +100,7 @@ async def test_a_round_of_many_documents_splits_its_notification(
 ) -> None:
     """NOTIFY refuses payloads of 8,000 bytes or more (the whole round would fail): 250
     documents' pointers go out in three notifications."""
-    project_id, (alice,) = await team(1)
-    service = alice.user.client.server.app[DOCUMENTS]
-    docs = [await service.store.ensure(uuid.UUID(project_id), f"m{i}.txt") for i in range(250)]
-    listener = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
-    await listener.execute(f"LISTEN {CHANNEL}")
+    service, docs, listener = await documents_and_listener(team, database_url, 250, "m")
     rounds = service.commits.rounds
     lasts = await asyncio.gather(*(service.commits.append(d, 1, entries(1, "m")) for d in docs))
     assert lasts == [1] * 250 and service.commits.rounds == rounds + 1
