@@ -1,9 +1,11 @@
-"""Documents and their files: saves reach the disk, changes on disk come in as minimal
-diffs by "disk", a save never overwrites a disk change it has not merged, binary and
+"""Documents and their files: saves reach the disk (also while someone keeps typing),
+changes on disk come in as minimal diffs by "disk", a save never overwrites a disk change it has not merged, binary and
 over-size files open read-only."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,28 @@ async def test_typing_is_saved_and_a_disk_change_arrives_as_a_diff(
     assert rows[2][1] is None and rows[2][2] < 200  # a diff, not the 50 KB text again
     await a.close()
     await b.close()
+
+
+async def test_a_document_typed_into_without_a_pause_is_saved_all_the_same(team: Any) -> None:
+    """Saves wait for 1.5 s without a change, but no more than 5 s after the first unsaved
+    one: a key every 0.3 s (never a pause of 1.5 s) still reaches the file."""
+    project_id, (alice,) = await team(1)
+    file = home(alice, project_id) / "busy.txt"
+    a = alice.client()
+    await a.connect()
+    await a.join(project_id, "busy.txt")
+    typed, saved_while_typing = "", None
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        assert (await a.append("k"))["ok"]
+        typed += "k"
+        on_disk = read(file)
+        if on_disk and len(on_disk) > 5:  # a save since the typing began
+            saved_while_typing = on_disk
+            break
+        await asyncio.sleep(0.3)
+    assert saved_while_typing is not None and typed.startswith(saved_while_typing)
+    await a.close()
 
 
 async def test_a_save_never_overwrites_an_unmerged_disk_change(team: Any) -> None:

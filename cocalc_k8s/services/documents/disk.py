@@ -1,8 +1,9 @@
 """Keeping a document and its file in step, by the one hub that holds its lease.
 
-Saves: 1.5 s after the last change, the text is written to the file (atomic rename), but
-only if the file still holds what the document last wrote or merged (its digest): a file
-changed meanwhile is merged first. Disk changes (reported by the hub's file watcher,
+Saves: 1.5 s after the last change (and at least every 5 s while people keep typing, so
+the file never lags far behind a busy document), the text is written to the file (atomic
+rename), but only if the file still holds what the document last wrote or merged (its
+digest): a file changed meanwhile is merged first. Disk changes (reported by the hub's file watcher,
 confirmed by the file's stamp) come in as a minimal diff by "disk", committed like any
 update: the disk's own change (from the text last in step, `base`, to the file's new
 text) is carried over onto the document (`merge3`), then the document is saved at once
@@ -44,6 +45,7 @@ class FileSync:
         *,
         max_bytes: int,
         save_delay: float,
+        save_within: float,
         disk_hash: bytes | None,
         disk_seq: int,
     ) -> None:
@@ -51,13 +53,16 @@ class FileSync:
         self.files = files
         self.store = store
         self.max_bytes = max_bytes
-        self.save_delay = save_delay
+        self.save_delay = save_delay  # seconds without a change before a save
+        self.save_within = save_within  # ... but no longer than this after the first
         self.disk_hash = disk_hash
         self.disk_seq = disk_seq
         self.base: str | None = None  # the text last in step with the file, if known
         self.stamp: Stamp | None = None
         self.writer = False  # holds the lease: the only hub that saves and merges
         self._timer: asyncio.TimerHandle | None = None
+        self._first_change: float | None = None  # of those not yet saved (loop time)
+        self._last_change = 0.0
         self._saving: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         # Called after each save with the text written (TimeTravel: a save is a version).
@@ -69,20 +74,36 @@ class FileSync:
             self.schedule()
 
     def schedule(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(self.save_delay, self._due)
+        """A change to save. One timer serves a burst of them: it looks again when it
+        fires instead of being re-armed per keystroke."""
+        loop = asyncio.get_running_loop()
+        self._last_change = loop.time()
+        if self._first_change is None:
+            self._first_change = self._last_change
+        if self._timer is None:
+            self._timer = loop.call_later(self.save_delay, self._due)
 
     def _due(self) -> None:
+        loop = asyncio.get_running_loop()
         self._timer = None
+        now = loop.time()
+        first = self._first_change if self._first_change is not None else now
+        wait = min(self._last_change + self.save_delay, first + self.save_within) - now
+        if wait > 0:
+            self._timer = loop.call_later(wait, self._due)
+            return
+        self._first_change = None
         if self._saving is None or self._saving.done():
-            self._saving = asyncio.get_running_loop().create_task(self.save())
+            self._saving = loop.create_task(self.save())
+        else:  # a save is running: the changes since it began get their own
+            self.schedule()
 
     async def flush(self) -> None:
         """Save now if a save is pending (the document is leaving memory)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+            self._first_change = None
             await self.save()
         elif self._saving is not None:
             await asyncio.wait([self._saving])

@@ -51,7 +51,8 @@ LOAD_CLIENT_ID = 1  # every build from disk inserts the file's text as this Yjs 
 @dataclass(frozen=True, slots=True)
 class DocumentPolicy:
     max_bytes: int = 10 * 1024**2
-    save_delay: float = 1.5
+    save_delay: float = 1.5  # seconds after the last change, a document is saved
+    save_within: float = 5.0  # ... and at most this long after the first unsaved one
     grace: float = 5.0
     tick: float = 1.0  # the writer locks' period
     checkpoint_every: int = 500  # updates
@@ -152,6 +153,7 @@ class DocumentService:
             self.store,
             max_bytes=self.policy.max_bytes,
             save_delay=self.policy.save_delay,
+            save_within=self.policy.save_within,
             disk_hash=stored.disk_hash,
             disk_seq=stored.disk_seq,
         )
