@@ -1,7 +1,9 @@
 """Keeping a document and its file in step, by the one hub that holds its lease.
 
-Saves: 1.5 s after the last change (and at least every 5 s while people keep typing, so
-the file never lags far behind a busy document), the text is written to the file (atomic
+Saves: 1.5 s after the last change (and at least every 5-6 s while people keep typing, so
+the file never lags far behind a busy document; the spread keeps documents that started
+together from all saving at once, which stalled every document's edits for a moment), the
+text is written to the file (atomic
 rename), but only if the file still holds what the document last wrote or merged (its
 digest): a file changed meanwhile is merged first. Disk changes (reported by the hub's file watcher,
 confirmed by the file's stamp) come in as a minimal diff by "disk", committed like any
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 
 from pycrdt import Doc, Text
@@ -61,7 +64,7 @@ class FileSync:
         self.stamp: Stamp | None = None
         self.writer = False  # holds the lease: the only hub that saves and merges
         self._timer: asyncio.TimerHandle | None = None
-        self._first_change: float | None = None  # of those not yet saved (loop time)
+        self._save_by: float | None = None  # loop time: the latest save of this burst
         self._last_change = 0.0
         self._saving: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -78,8 +81,9 @@ class FileSync:
         fires instead of being re-armed per keystroke."""
         loop = asyncio.get_running_loop()
         self._last_change = loop.time()
-        if self._first_change is None:
-            self._first_change = self._last_change
+        if self._save_by is None:
+            spread = random.uniform(1, 1.2)  # noqa: S311 - spreading saves, not a secret
+            self._save_by = self._last_change + self.save_within * spread
         if self._timer is None:
             self._timer = loop.call_later(self.save_delay, self._due)
 
@@ -87,12 +91,12 @@ class FileSync:
         loop = asyncio.get_running_loop()
         self._timer = None
         now = loop.time()
-        first = self._first_change if self._first_change is not None else now
-        wait = min(self._last_change + self.save_delay, first + self.save_within) - now
+        save_by = self._save_by if self._save_by is not None else now
+        wait = min(self._last_change + self.save_delay, save_by) - now
         if wait > 0:
             self._timer = loop.call_later(wait, self._due)
             return
-        self._first_change = None
+        self._save_by = None
         if self._saving is None or self._saving.done():
             self._saving = loop.create_task(self.save())
         else:  # a save is running: the changes since it began get their own
@@ -103,7 +107,7 @@ class FileSync:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-            self._first_change = None
+            self._save_by = None
             await self.save()
         elif self._saving is not None:
             await asyncio.wait([self._saving])
@@ -123,6 +127,11 @@ class FileSync:
                 log.warning("document %s: not saved: %s", self.live.id, exc)
 
     async def _save(self) -> None:
+        if self.stamp is not None and self.disk_hash is not None:
+            now = await stamp(self.files, self.live.project_id, self.live.path)
+            if now == self.stamp:  # the file is as this hub last wrote or read it
+                await self._write()
+                return
         disk = await read_text(
             self.files, self.live.project_id, self.live.path, max_bytes=self.max_bytes
         )
