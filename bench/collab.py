@@ -39,6 +39,19 @@ load average ~2): CPU per delivery (hub + PostgreSQL) 0.81 / 0.78 ms before, 0.6
 6-11 ms). One document: hub p50 17 ms. Latency on this 2-core machine, shared with the
 load generator and other sessions, moves by 5x between identical runs (10 documents: p50
 14 to 98 ms); only the CPU figures are steady enough to compare.
+
+Session 6, a quiet machine (load average ~1.4), A/B against 0ab5908 (default encoding: it
+has no other) in alternation. The web app now speaks msgpack (one frame per message; the
+relay of the same run speaks it too), the group commit runs on its own psycopg
+connections, one NOTIFY per round, authors of versions from memory, saves and versions
+spread per document:
+  50 documents: relay p50 25-29 / p99 203-225 ms (default) -> 5-7 / 29-41 ms (msgpack),
+  0.31 -> 0.21 ms CPU per delivery; hub p50 132-182 -> 47-76 ms, p99 705-811 -> 589-766
+  ms, 0.55-0.57 -> 0.51-0.53 ms CPU: the hub's one process is still saturated (a core),
+  beside the load generator, on 2 cores.
+  25 documents: hub p50 17-18 -> 8-11 ms, p99 299-300 -> 58-186 ms (before spreading the
+  saves and versions: 228-236 ms; a second in which 25 documents saved at once held every
+  document's edits), CPU 0.67-0.74 -> 0.57-0.58 ms.
 """
 
 from __future__ import annotations
