@@ -49,7 +49,7 @@ spread per document:
   0.31 -> 0.21 ms CPU per delivery; hub p50 132-182 -> 47-76 ms, p99 705-811 -> 589-766
   ms, 0.55-0.57 -> 0.51-0.53 ms CPU: the hub's one process is still saturated (a core),
   beside the load generator, on 2 cores.
-  25 documents: hub p50 17-18 -> 8-11 ms, p99 299-300 -> 58-186 ms (before spreading the
+  25 documents: hub p50 17-18 -> 8-10 ms, p99 299-300 -> 108-110 ms (before spreading the
   saves and versions: 228-236 ms; a second in which 25 documents saved at once held every
   document's edits), CPU 0.67-0.74 -> 0.57-0.58 ms.
 """
