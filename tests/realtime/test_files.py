@@ -1,6 +1,6 @@
 """Documents and their files: saves reach the disk (also while someone keeps typing),
-changes on disk come in as minimal diffs by "disk", a save never overwrites a disk change it has not merged, binary and
-over-size files open read-only."""
+changes on disk come in as minimal diffs by "disk", a save never overwrites a disk change
+it has not merged, binary and over-size files open read-only."""
 
 from __future__ import annotations
 
