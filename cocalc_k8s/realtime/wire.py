@@ -21,10 +21,13 @@ long-polling client collect them a few at a time (python-engineio's client refus
 polling response of more than 16 packets, `Payload.max_decode_packets`, and drops the
 connection).
 
-This leans on three internal methods of python-socketio's AsyncServer
-(`_handle_eio_message`, `_handle_eio_disconnect`, `_send_packet`), which every packet
-passes through; tests/realtime/test_encodings.py exercises each of them in both
-encodings.
+Long-polling POSTs. python-engineio read a POST body with one read of what had arrived
+(about 100 KiB); `_EngineServer` gives it the whole body.
+
+This leans on internals: python-socketio's AsyncServer methods `_handle_eio_message`,
+`_handle_eio_disconnect`, `_send_packet` and `_engineio_server_class`, and python-engineio's
+`_async["translate_request"]`, which every packet or request passes through;
+tests/realtime/test_encodings.py exercises each of them in both encodings.
 """
 
 from __future__ import annotations
