@@ -159,8 +159,23 @@ class ContainerKubelet(TestKubelet):
         return agent.ip, None
 
     async def _wait_agent(self, agent: Container) -> tuple[int, str]:
-        answer = await self.run_podman("wait", agent.id, check=False)
-        code = int(answer) if answer.lstrip("-").isdigit() else 137
+        """The container's exit code, once it has exited. `podman wait` itself fails now
+        and then on a loaded machine (it printed an error, and a running agent was taken
+        for one killed, exit 137): a container still running is waited for again."""
+        while True:
+            answer = await self.run_podman("wait", agent.id, check=False)
+            if answer.lstrip("-").isdigit():
+                code = int(answer)
+                break
+            state = await self.run_podman(
+                "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", agent.id, check=False
+            )
+            status, _, exit_code = state.partition(" ")
+            if status in ("created", "running", "paused", "stopping"):
+                await asyncio.sleep(0.5)
+                continue
+            code = int(exit_code) if exit_code.lstrip("-").isdigit() else 137  # gone
+            break
         oom = await self.run_podman("inspect", "-f", "{{.State.OOMKilled}}", agent.id, check=False)
         return code, "OOMKilled" if oom == "true" else "Error"
 
