@@ -6,6 +6,7 @@ inside the container opens through the hub's proxy on the project's content orig
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -57,6 +58,21 @@ async def _inspect(kubelet: ContainerKubelet, name: str) -> dict[str, Any]:
     return inspected[0]  # type: ignore[no-any-return]
 
 
+async def _address(kubelet: ContainerKubelet, name: str) -> str:
+    """The running container's IP. podman's inspect now and then showed an empty address
+    for a container the kubelet had just read it from (once, in a full run on a loaded
+    machine): read it again until it shows, and say the container's state if it never
+    does."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        container = await _inspect(kubelet, name)
+        address = str(container["NetworkSettings"]["IPAddress"])
+        if address or asyncio.get_running_loop().time() > deadline:
+            assert address, f"no IP address: {container['State']}"
+            return address
+        await asyncio.sleep(0.2)
+
+
 async def test_a_project_pod_runs_as_a_container_of_the_project_image(
     owner: User, kubelet: ContainerKubelet, emulator: KubernetesEmulator
 ) -> None:
@@ -72,7 +88,7 @@ async def test_a_project_pod_runs_as_a_container_of_the_project_image(
     assert "no-new-privileges" in host["SecurityOpt"]
     assert host["Memory"] == 2000 * 2**20  # the default quota's limit
     pod = emulator.store.get("pods", NS, name)
-    assert pod is not None and pod["status"]["podIP"] == container["NetworkSettings"]["IPAddress"]
+    assert pod is not None and pod["status"]["podIP"] == await _address(kubelet, name)
 
     base = f"/api/v2/projects/{project_id}"
     resp = await owner.client.put(
