@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -48,6 +48,48 @@ class VersionInfo:
     restored_from: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    """What a new version's row says besides its text."""
+
+    kind: str
+    authors: list[uuid.UUID]
+    size: int
+    hash: bytes
+    restored_from: int | None
+
+
+# The next version of a history whose newest version this hub knows, in one round trip:
+# the history's row is bumped only if that version is still its newest (and the text is
+# new), which also locks it, so two hubs appending at once cannot both succeed.
+_APPEND_TO_KNOWN = text("""
+WITH bumped AS (
+    UPDATE file_histories SET last_version = last_version + 1, last_hash = :hash
+    WHERE id = :id AND project_id = :project_id AND path = :path AND deleted IS NULL
+      AND last_version = :last AND last_hash IS DISTINCT FROM :hash
+    RETURNING id, last_version
+)
+INSERT INTO file_versions (history_id, version, kind, authors, size, hash, base, data,
+                           restored_from)
+SELECT id, last_version, CAST(:kind AS varchar), CAST(:authors AS uuid[]),
+       CAST(:size AS bigint), :hash, CAST(:base AS integer), :data,
+       CAST(:restored_from AS integer)
+FROM bumped
+RETURNING version
+""")
+
+
+def _pack(previous: str | None, last_version: int, text: str) -> tuple[bytes, int | None]:
+    """(data, base) of the version after `last_version`: a delta from `previous` (its
+    text), unless there is none or the delta is no smaller than the whole text."""
+    if previous is None:
+        return pack_text(text), None
+    packed = pack_delta(previous, text)
+    if len(packed) > 4096 and len(packed) >= len(whole := pack_text(text)):
+        return whole, None
+    return packed, last_version
+
+
 def live(project_id: uuid.UUID, path: str) -> Any:
     return and_(
         FileHistory.project_id == project_id,
@@ -63,7 +105,10 @@ def at_or_under(path: str) -> Any:
 class HistoryStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._texts: OrderedDict[uuid.UUID, tuple[int, str]] = OrderedDict()
+        # The newest version's text of recently recorded histories, and the (project,
+        # path) each was recorded at: the next version's delta needs no read.
+        self._texts: OrderedDict[uuid.UUID, tuple[int, str, tuple[uuid.UUID, str]]] = OrderedDict()
+        self._ids: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
         self._cached_chars = 0
 
     # -- finding ----------------------------------------------------------------------
@@ -102,6 +147,11 @@ class HistoryStore:
         (unless `always`: a deleted file brought back is a version even so)."""
         data = text.encode()
         digest = hashlib.sha256(data).digest()
+        version = VersionRow(kind, sorted(set(authors)), len(data), digest, restored_from)
+        if not always:
+            appended = await self._append_to_known(project_id, path, text, version)
+            if appended is not None:
+                return appended
         async with self.engine.begin() as conn:
             await conn.execute(
                 pg_insert(FileHistory)
@@ -120,23 +170,18 @@ class HistoryStore:
             ).one()
             if not always and row.last_hash is not None and bytes(row.last_hash) == digest:
                 return None
-            version = row.last_version + 1
-            base: int | None = None
-            if row.last_version and (version - 1) % SNAPSHOT_EVERY:
+            number = row.last_version + 1
+            previous = None
+            if row.last_version and (number - 1) % SNAPSHOT_EVERY:
                 previous = await self._text(conn, row.id, row.last_version)
-                packed = await asyncio.to_thread(pack_delta, previous, text)
-                base = row.last_version
-                if len(packed) > 4096 and len(packed) >= len(whole := pack_text(text)):
-                    packed, base = whole, None
-            else:
-                packed = await asyncio.to_thread(pack_text, text)
+            packed, base = await asyncio.to_thread(_pack, previous, row.last_version, text)
             await conn.execute(
                 insert(FileVersion).values(
                     history_id=row.id,
-                    version=version,
+                    version=number,
                     kind=kind,
-                    authors=sorted(set(authors)),
-                    size=len(data),
+                    authors=version.authors,
+                    size=version.size,
                     hash=digest,
                     base=base,
                     data=packed,
@@ -146,10 +191,40 @@ class HistoryStore:
             await conn.execute(
                 update(FileHistory)
                 .where(FileHistory.id == row.id)
-                .values(last_version=version, last_hash=digest)
+                .values(last_version=number, last_hash=digest)
             )
-        self._remember(row.id, version, text)
-        return int(version)
+        self._remember(row.id, number, text, (project_id, path))
+        return int(number)
+
+    async def _append_to_known(
+        self, project_id: uuid.UUID, path: str, text: str, version: VersionRow
+    ) -> int | None:
+        """The common case in one statement: the file's history and newest text are known
+        here (this hub recorded it) and still newest. None: not known, or no longer
+        newest, or the same text (`record` then takes the general way, which knows)."""
+        key = (project_id, path)
+        history_id = self._ids.get(key)
+        cached = self._texts.get(history_id) if history_id is not None else None
+        if cached is None:
+            return None
+        last, previous, _ = cached
+        if previous == text:
+            return None
+        number = last + 1
+        packed, base = await asyncio.to_thread(
+            _pack, previous if (number - 1) % SNAPSHOT_EVERY else None, last, text
+        )
+        async with self.engine.begin() as conn:
+            appended = await conn.scalar(_APPEND_TO_KNOWN, {
+                "id": history_id, "project_id": project_id, "path": path, "last": last,
+                "kind": version.kind, "authors": version.authors, "size": version.size,
+                "hash": version.hash, "base": base, "data": packed,
+                "restored_from": version.restored_from,
+            })  # fmt: skip
+        if appended is None:
+            return None
+        self._remember(history_id, number, text, key)  # type: ignore[arg-type]
+        return number
 
     # -- reading ----------------------------------------------------------------------
 
@@ -214,14 +289,21 @@ class HistoryStore:
     def forget_texts(self) -> None:
         """Drop the cached newest texts (they are only a shortcut)."""
         self._texts.clear()
+        self._ids.clear()
         self._cached_chars = 0
 
-    def _remember(self, history_id: uuid.UUID, version: int, text: str) -> None:
+    def _remember(
+        self, history_id: uuid.UUID, version: int, text: str, key: tuple[uuid.UUID, str]
+    ) -> None:
         old = self._texts.pop(history_id, None)
+        if old is not None and old[2] != key:  # renamed since
+            self._ids.pop(old[2], None)
         self._cached_chars += len(text) - (len(old[1]) if old else 0)
-        self._texts[history_id] = (version, text)
+        self._texts[history_id] = (version, text, key)
+        self._ids[key] = history_id
         while self._cached_chars > CACHED_CHARS and len(self._texts) > 1:
-            _, (_, dropped) = self._texts.popitem(last=False)
+            _, (_, dropped, dropped_key) = self._texts.popitem(last=False)
+            self._ids.pop(dropped_key, None)
             self._cached_chars -= len(dropped)
 
     async def names(self, account_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
