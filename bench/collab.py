@@ -186,9 +186,9 @@ class Typist:
 async def propagation(
     url: str, headers: dict[str, str], project_id: str, docs: int, seconds: float,
     encoding: str, cpu: Callable[[], tuple[float, float]],
-) -> tuple[list[float], tuple[float, float]]:  # fmt: skip
-    """The latencies, and the CPU `cpu()` counted while the typists typed (not while
-    they connected and joined)."""
+) -> tuple[list[tuple[float, float]], tuple[float, float]]:  # fmt: skip
+    """The (send time, latency) of each delivery, and the CPU `cpu()` counted while the
+    typists typed (not while they connected and joined)."""
     arrivals: dict[Any, float] = {}
     typists = [Typist(url, headers, arrivals, encoding) for _ in range(docs * CLIENTS_PER_DOC)]
     for i, typist in enumerate(typists):
@@ -209,7 +209,7 @@ async def propagation(
                     if receiver is not sender:
                         arrived = arrivals.get((doc, seq, id(receiver)))
                         if arrived is not None:
-                            latencies.append((arrived - start) * 1000)
+                            latencies.append((start, (arrived - start) * 1000))
     for t in typists:
         await t.sio.close()
     return latencies, used
@@ -333,7 +333,20 @@ async def memory(
         await c.disconnect()
 
 
-def summarize(name: str, latencies: list[float]) -> tuple[float, float]:
+def timeline(deliveries: list[tuple[float, float]]) -> None:
+    """p50 / p99 per second of sending: a stall shows as one bad second."""
+    first = min(start for start, _ in deliveries)
+    seconds: dict[int, list[float]] = {}
+    for start, latency in deliveries:
+        seconds.setdefault(int(start - first), []).append(latency)
+    for second, latencies in sorted(seconds.items()):
+        p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+        print(f"  second {second:3d}: {len(latencies):5d} deliveries,"
+              f" p50 {p50:7.1f} ms, p99 {p99:7.1f} ms")  # fmt: skip
+
+
+def summarize(name: str, deliveries: list[tuple[float, float]]) -> tuple[float, float]:
+    latencies = [latency for _, latency in deliveries]
     p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
     print(f"{name:<34} deliveries {len(latencies):6d}   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
     return p50, p99
@@ -375,6 +388,8 @@ def main() -> None:
         help="the typists' Socket.IO encoding (msgpack: the web app's; default: JSON and"
         " binary attachments, any stock client's); the relay speaks the same",
     )  # fmt: skip
+    parser.add_argument("--timeline", action="store_true",
+                        help="the hub's p50 / p99 per second of the run")  # fmt: skip
     parser.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_server:
@@ -386,7 +401,7 @@ def main() -> None:
         project_id = create_project(hub.base, headers)
         if "propagation" in parts:
             run_propagation(hub.base, headers, project_id, args.docs, args.seconds,
-                            lambda: hub_pids(hub), args.encoding)  # fmt: skip
+                            lambda: hub_pids(hub), args.encoding, args.timeline)  # fmt: skip
         if "trace" in parts:
             run_trace(hub.base, headers, project_id, args.trace_ops)
         if "memory" in parts:
@@ -407,7 +422,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def run_propagation(
     url: str, headers: dict[str, str], project_id: str, docs: int, seconds: float,
-    hub_pids: Callable[[], list[int]], encoding: str,
+    hub_pids: Callable[[], list[int]], encoding: str, show_timeline: bool = False,
 ) -> None:  # fmt: skip
     print(f"propagation: {docs} documents x {CLIENTS_PER_DOC} clients x"
           f" {KEYS_PER_SECOND} keys/s for {seconds:.0f} s, {encoding} encoding")  # fmt: skip
@@ -432,6 +447,8 @@ def run_propagation(
     )
     b50, b99 = summarize("bare python-socketio relay", base)
     h50, h99 = summarize("hub (committed before forwarded)", ours)
+    if show_timeline:
+        timeline(ours)
     print(f"{'ratio hub / relay':<34} {'':17} p50 {h50 / b50:7.2f}x    p99 {h99 / b99:7.2f}x")
     # CPU per delivery: steadier than latency on a shared machine (the hub's includes
     # its PostgreSQL).

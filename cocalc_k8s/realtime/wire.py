@@ -21,25 +21,37 @@ long-polling client collect them a few at a time (python-engineio's client refus
 polling response of more than 16 packets, `Payload.max_decode_packets`, and drops the
 connection).
 
+Writing. python-engineio puts every packet on its socket's queue, for the socket's
+writer task to take (with a `wait_for`, a task per packet) and write. `_Socket` writes a
+packet itself when the socket is a WebSocket whose writer holds nothing, queued or in
+hand (aiohttp writes frames in the order they are sent): at 50 documents this cut the
+hub's CPU per delivered keystroke by a fifth (bench/collab.py). Every other packet is
+queued as before.
+
 Long-polling POSTs. python-engineio read a POST body with one read of what had arrived
 (about 100 KiB); `_EngineServer` gives it the whole body.
 
 This leans on internals: python-socketio's AsyncServer methods `_handle_eio_message`,
-`_handle_eio_disconnect`, `_send_packet` and `_engineio_server_class`, and python-engineio's
-`_async["translate_request"]`, which every packet or request passes through;
-tests/realtime/test_encodings.py exercises each of them in both encodings.
+`_handle_eio_disconnect`, `_send_packet` and `_engineio_server_class`; python-engineio's
+`_async["translate_request"]` and `_trigger_event("connect")` (where a new socket becomes
+a `_Socket`), and its AsyncSocket's `send`, `poll`, `_websocket_handler`, `queue`,
+`upgraded`/`upgrading` and `last_ping`. Every packet or request passes through them;
+tests/realtime/test_encodings.py exercises each in both encodings and transports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import engineio
 import msgpack
 import socketio
 from aiohttp import web
+from engineio import async_socket as eio_socket
+from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from socketio import packet
 
@@ -48,6 +60,9 @@ log = logging.getLogger(__name__)
 DEFAULT, MSGPACK = "default", "msgpack"
 _PLAIN = {packet.BINARY_EVENT: packet.EVENT, packet.BINARY_ACK: packet.ACK}
 _FROM_CLIENTS = (packet.CONNECT, packet.DISCONNECT, packet.EVENT, packet.ACK)
+# The largest frame `_Socket.send` writes itself: far under the transport's high-water
+# mark (64 KiB), so writing it into an empty buffer never waits for the reader.
+DIRECT_BYTES = 16 * 1024
 
 
 def encode_msgpack(kind: int, namespace: str | None, data: Any, ack_id: int | None) -> bytes:
@@ -153,6 +168,78 @@ class _Body:
         return data
 
 
+class _Socket(eio_socket.AsyncSocket):  # type: ignore[misc]
+    """python-engineio's socket, writing a packet out the moment it is sent when it
+    can: on a WebSocket whose writer task holds nothing (queued or in hand) and whose
+    connection has nothing waiting to go out, a small frame is written by `send` itself
+    (it goes straight to the kernel: nothing waits, so a slow reader holds up no one),
+    instead of a queue, a wake of the writer task and its `poll` (whose `wait_for`
+    starts a task per packet). Otherwise (long-polling, an upgrade under way, a busy
+    writer, a backed-up connection, a large frame) the packet is queued as the library
+    does. The writer's `poll` waits with `asyncio.timeout` instead of `wait_for`."""
+
+    _request: web.Request | None = None  # the WebSocket's request, while its handler runs
+    _ws: Any = None  # engine.io's WebSocket of this socket, likewise
+    _writer_busy = False  # the writer task holds packets it has not written yet
+
+    async def _websocket_handler(self, ws: Any) -> Any:
+        self._ws, self._request = ws, ws.environ.get("aiohttp.request")
+        try:
+            return await super()._websocket_handler(ws)
+        finally:
+            self._ws = self._request = None
+
+    async def send(self, pkt: eio_packet.Packet) -> None:
+        if self.closed:
+            raise eio_exceptions.SocketIsClosedError()
+        last_ping = self.last_ping
+        if last_ping and time.time() - last_ping > self.server.ping_timeout:
+            await self.check_ping_timeout()  # closes the socket
+            return
+        ws, request = self._ws, self._request
+        if (
+            ws is None
+            or request is None
+            or not self.upgraded
+            or self.upgrading
+            or self._writer_busy
+            or not self.queue.empty()
+        ):
+            self.queue.put_nowait(pkt)
+            return
+        frame = pkt.encode()
+        transport = request.transport
+        if len(frame) > DIRECT_BYTES or transport is None or transport.get_write_buffer_size() > 0:
+            self.queue.put_nowait(pkt)
+            return
+        try:
+            await ws.send(frame)
+        except Exception as exc:  # the connection is gone: its reader loop ends the socket
+            log.debug("realtime: socket %s: a write failed (%s)", self.sid, exc)
+
+    async def poll(self) -> list[eio_packet.Packet]:
+        queue = self.queue
+        self._writer_busy = False  # (the writer wrote what it had before asking again)
+        try:
+            async with asyncio.timeout(self.server.ping_interval + self.server.ping_timeout):
+                first = await queue.get()
+            queue.task_done()
+        except (TimeoutError, asyncio.CancelledError):
+            raise eio_exceptions.QueueEmpty() from None
+        if first is None:
+            return []
+        packets = [first]
+        while not queue.empty():
+            pkt = queue.get_nowait()
+            queue.task_done()
+            if pkt is None:
+                queue.put_nowait(None)
+                break
+            packets.append(pkt)
+        self._writer_busy = True
+        return packets
+
+
 class _EngineServer(engineio.AsyncServer):  # type: ignore[misc]
     """python-engineio's server, given long-polling POST bodies whole: it reads one with
     a single `request.content.read(length)`, which returns only what has arrived (about
@@ -171,6 +258,13 @@ class _EngineServer(engineio.AsyncServer):  # type: ignore[misc]
             return environ
 
         self._async = {**drivers, "translate_request": translate_whole}
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "connect":  # the socket was just made: give it the cheaper ways
+            socket = self.sockets.get(args[0])
+            if type(socket) is eio_socket.AsyncSocket:
+                socket.__class__ = _Socket
+        return await super()._trigger_event(event, *args, **kwargs)
 
 
 class DualServer(socketio.AsyncServer):  # type: ignore[misc]

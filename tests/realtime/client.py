@@ -195,6 +195,12 @@ class DocClient:
     async def append(self, text: str) -> dict[str, Any]:
         return await self.insert(len(self.ytext), text)
 
+    async def delete(self, index: int, length: int) -> dict[str, Any]:
+        """Delete `length` characters at `index`, sent; returns the hub's ack."""
+        self._local.clear()
+        del self.ytext[index : index + length]
+        return await self.send(self._local.pop())
+
 
 async def wait_for(condition: Callable[[], bool], within: float = 10.0) -> None:
     deadline = time.monotonic() + within

@@ -4,6 +4,10 @@ socket that sends what is not a packet of its encoding is closed, and only it.""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import os
+import socket
 import time
 from typing import Any
 
@@ -70,6 +74,44 @@ async def test_a_large_file_goes_up_and_down_over_polling(team: Any, encoding: s
     assert ack["ok"] and ack["update"] is None and c.text == big
     await c.close()
     await a.close()
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling", "websocket"]])
+async def test_updates_arrive_in_order_written_at_once_or_queued(
+    team: Any, transports: list[str]
+) -> None:
+    """The hub writes a packet to a WebSocket itself when the socket's writer task has
+    nothing queued or in hand, and queues it otherwise (realtime/wire.py `_Socket`): a
+    receiver, on WebSocket or upgraded from polling, sees every update once, in
+    sequence order, a large one's parts together, while the sender keeps 20 updates in
+    flight and pastes now and then."""
+    project_id, (alice, bob) = await team(2)
+    a, b = alice.client(encoding="msgpack"), bob.client(encoding="msgpack")
+    await a.connect()
+    await b.connect(transports)  # polling first: the first updates arrive during the upgrade
+    await a.join(project_id, "order.txt")
+    await b.join(project_id, "order.txt")
+    seen: list[tuple[int, int]] = []
+    deliver = b.sio.handlers[NS]["update"]
+
+    def record(data: dict[str, Any]) -> None:
+        seen.append((data["seq"], data.get("part", {}).get("index", 0)))
+        deliver(data)
+
+    b.sio.handlers[NS]["update"] = record
+    window = asyncio.Semaphore(20)
+    paste = "p" * 600_000  # three parts
+
+    async def type_one(i: int) -> None:
+        async with window:
+            ack = await a.append(paste if i % 50 == 25 else f"k{i} ")
+            assert ack["ok"], ack
+
+    await asyncio.gather(*(type_one(i) for i in range(200)))
+    await wait_for(lambda: b.text == a.text, within=30)
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) == 200 + 4 * 2
+    await a.close()
+    await b.close()
 
 
 async def _raw_socket(
@@ -150,6 +192,72 @@ async def test_a_msgpack_socket_joins_by_hand_and_gets_plain_packets(team: Any) 
         for p in packets:
             assert set(p) <= {"type", "nsp", "data", "id"} and isinstance(p["data"], list)
         await ws.close()
+
+
+class _StalledReader:
+    """A WebSocket client by hand on a socket with a 4 KiB receive buffer, which reads
+    only when told: once it stops, its connection backs up (asyncio's stream stops
+    taking data past its limit, the kernel's buffers fill)."""
+
+    async def open(self, url: str, key: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        self.reader, self.writer = await asyncio.open_connection(sock=sock, limit=4096)
+        self.writer.write(
+            f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            f"Authorization: Bearer {key}\r\n\r\n".encode()
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        assert (await self.frame()).startswith(b"0")  # engine.io's open packet
+
+    def send(self, data: bytes) -> None:
+        """A masked binary frame (the mask is zeros: the payload goes as it is)."""
+        assert len(data) < 126
+        self.writer.write(bytes([0x82, 0x80 | len(data)]) + b"\0\0\0\0" + data)
+
+    async def frame(self) -> bytes:
+        _, second = await self.reader.readexactly(2)
+        length = second & 0x7F
+        if length >= 126:
+            size = 2 if length == 126 else 8
+            length = int.from_bytes(await self.reader.readexactly(size), "big")
+        return await self.reader.readexactly(length)
+
+
+async def test_a_reader_that_stops_reading_holds_up_no_one(team: Any) -> None:
+    """A collaborator whose connection stops taking data (a stalled laptop, or someone
+    doing it on purpose) gets nothing more once its connection backs up; the others of
+    its document keep getting every keystroke (the hub writes small frames itself only
+    to connections with nothing waiting to go out)."""
+    project_id, (alice, bob, mallory) = await team(3)
+    a, b = alice.client(encoding="msgpack"), bob.client(encoding="msgpack")
+    await a.connect()
+    await b.connect()
+    await a.join(project_id, "stall.txt")
+    await b.join(project_id, "stall.txt")
+    stalled = _StalledReader()
+    await stalled.open(mallory.url, mallory.key)
+    stalled.send(CONNECT)
+    await stalled.frame()
+    join = {"project_id": project_id, "path": "stall.txt", "epoch": None, "state_vector": None}
+    stalled.send(msgpack.packb({"type": 2, "nsp": NS, "data": ["join", join], "id": 1}))
+    while msgpack.unpackb(await stalled.frame()).get("type") != 3:
+        pass  # joined; from here on it reads nothing
+    for i in range(24):  # 6 MB for mallory (more than the kernel buffers), 0 kept
+        assert (await asyncio.wait_for(a.append(f"{i:x}" * 250_000), 10))["ok"]
+        assert (await asyncio.wait_for(a.delete(0, len(a.text)), 10))["ok"]
+    for i in range(100):  # a keystroke each, mallory's connection full
+        assert (await asyncio.wait_for(a.append(f"k{i}"), 10))["ok"]
+    await wait_for(lambda: b.text == a.text, within=10)
+    stalled.writer.close()
+    await a.close()
+    await b.close()
 
 
 def test_msgpack_packets_carry_data_and_id_only_when_present() -> None:
