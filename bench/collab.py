@@ -52,6 +52,17 @@ spread per document:
   25 documents: hub p50 17-18 -> 8-10 ms, p99 299-300 -> 108-110 ms (before spreading the
   saves and versions: 228-236 ms; a second in which 25 documents saved at once held every
   document's edits), CPU 0.67-0.74 -> 0.57-0.58 ms.
+
+Session 7 (CPU now counted while typing only, the hub's own process apart; `--timeline`
+prints each second's p50 / p99). A/B in alternation, 50 documents:
+  TimeTravel appends a version in one statement: the hub's process 0.386-0.393 ->
+  0.350-0.357 ms per delivery.
+  Packets written to an idle WebSocket at once (realtime/wire.py `_Socket`): 0.368-0.370
+  -> 0.279-0.311 ms per delivery, busy 88-91% -> 75-81% of the time; p50 60-67 -> 28-32 ms
+  (relay 8-10 ms), p99 still 370-540 ms. The seconds without periodic work run at p50
+  23-32 / p99 43-60 ms; the bad ones are those in which most documents record their first
+  version (after 40-60 updates) or save (5-6 s), a burst the remaining ~20% of a core
+  cannot absorb. 25 documents: p50 10 ms, p99 37 ms (before: 8-10 / 108-110 ms).
 """
 
 from __future__ import annotations
