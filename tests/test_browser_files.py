@@ -10,6 +10,7 @@ import contextlib
 import io
 import os
 import struct
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -40,6 +41,12 @@ async def project_page(browser: Browser, hub: str, client: Any) -> tuple[Page, P
     url = await create_project(page, hub, "Files")
     home = client.app[SETTINGS].data_dir / "projects" / url.rsplit("/", 1)[-1]
     await open_tab(page, "Files")
+    # The tab's first listing makes the home; the tab can show before that request ends
+    # (a full run once wrote into a home that did not exist yet).
+    deadline = time.monotonic() + 20
+    while not home.is_dir():
+        assert time.monotonic() < deadline, f"the project's home {home} was never made"
+        await asyncio.sleep(0.05)
     return page, home
 
 
