@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import engineio
@@ -146,12 +147,9 @@ class _Manager(socketio.AsyncManager):  # type: ignore[misc]
             return
         args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
         skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-        message = _Event(namespace, [event, *args])
         tasks = [
             asyncio.create_task(self.server._send_eio_packet(eio_sid, p))
-            for sid, eio_sid in self.get_participants(namespace, to or room)
-            if sid not in skip
-            for p in message.packets(self.server.encoding(eio_sid))
+            for eio_sid, p in self.server.packets_for(namespace, to or room, [event, *args], skip)
         ]
         if tasks:
             await asyncio.wait(tasks)
@@ -287,11 +285,19 @@ class DualServer(socketio.AsyncServer):  # type: ignore[misc]
         recipient (see the module's docstring: single events only)."""
         if namespace not in self.manager.rooms:
             return
-        message = _Event(namespace, [event, data])
+        for eio_sid, p in self.packets_for(namespace, room, [event, data], [skip_sid]):
+            await self.eio.send_packet(eio_sid, p)
+
+    def packets_for(
+        self, namespace: str, room: Any, data: list[Any], skip: list[Any]
+    ) -> Iterator[tuple[str, eio_packet.Packet]]:
+        """(engine.io sid, packet) for each participant of `room` not in `skip`: the
+        event encoded once per encoding, a packet of its own per recipient."""
+        message = _Event(namespace, data)
         for sid, eio_sid in self.manager.get_participants(namespace, room):
-            if sid != skip_sid:
+            if sid not in skip:
                 for p in message.packets(self.encoding(eio_sid)):
-                    await self.eio.send_packet(eio_sid, p)
+                    yield eio_sid, p
 
     # -- python-socketio's internals, per encoding -------------------------------------
 

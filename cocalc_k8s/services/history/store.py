@@ -205,7 +205,7 @@ class HistoryStore:
         key = (project_id, path)
         history_id = self._ids.get(key)
         cached = self._texts.get(history_id) if history_id is not None else None
-        if cached is None:
+        if history_id is None or cached is None:
             return None
         last, previous, _ = cached
         if previous == text:
@@ -223,7 +223,7 @@ class HistoryStore:
             })  # fmt: skip
         if appended is None:
             return None
-        self._remember(history_id, number, text, key)  # type: ignore[arg-type]
+        self._remember(history_id, number, text, key)
         return number
 
     # -- reading ----------------------------------------------------------------------
