@@ -151,7 +151,9 @@ async def test_token_on_a_descriptor_and_clean_sigterm(tmp_path: Path) -> None:
         async with aiohttp.ClientSession(agent.url, headers=agent.headers) as http:
             async with http.get("/health") as r:
                 assert r.status == 200
-            slow = asyncio.create_task(run(http, {"command": "echo $$ > sh.pid; sleep 300"}))
+            # Written aside and renamed: the test never reads a half-written pid.
+            command = "echo $$ > sh.tmp && mv sh.tmp sh.pid; sleep 300"
+            slow = asyncio.create_task(run(http, {"command": command}))
             await wait_for(lambda: (tmp_path / "sh.pid").exists())
             shell = int((tmp_path / "sh.pid").read_text())
             agent.process.send_signal(signal.SIGTERM)
