@@ -446,6 +446,22 @@ def test_json_access_log(tmp_path: Path, fresh_database: str, hubs: list[Hub]) -
     assert any(e["message"].startswith("init_web done") for e in entries)
 
 
+def test_a_started_hub_leaves_startups_objects_out_of_collections(
+    tmp_path: Path, fresh_database: str, hubs: list[Hub]
+) -> None:
+    """A full collection over the ~250,000 objects of the started hub stopped its event
+    loop for 250-300 ms every few seconds under editing load (bench/collab.py)."""
+    env = hub_env(DATABASE_URL=fresh_database, COCALC_DATA_DIR=str(tmp_path))
+    metrics_port = free_port()
+    hub, _ = start("--port", str(free_port()), "--metrics-port", str(metrics_port), env=env)
+    hubs.append(hub)
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    frozen = next(line for line in text.splitlines() if line.startswith("cocalc_gc_frozen"))
+    assert float(frozen.split()[1]) > 50_000, frozen
+    assert hub.stop() == 0
+
+
 def test_purge_projects_removes_old_deleted_projects_only(
     tmp_path: Path, fresh_database: str
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import socket
 import uuid
@@ -9,6 +10,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestClient
+from prometheus_client import generate_latest
 
 from tests.conftest import sign_up, unique_email
 
@@ -91,11 +93,27 @@ async def test_metrics_are_admin_only(make_client: Any) -> None:
         "cocalc_http_request_duration_seconds_bucket",
         "cocalc_event_loop_lag_seconds",
         "cocalc_db_pool_checked_out",
+        "cocalc_gc_pause_seconds_bucket",
+        "cocalc_gc_frozen_objects",
     ):
         assert name in text, name
     # Routes are labelled by pattern, so ids never become label values.
     assert 'route="/api/v2/api-keys/{key_id}",status="404"' in text
     assert "0b9b3c52" not in text
+
+
+async def test_garbage_collections_are_timed_by_generation(client: Client) -> None:
+    from cocalc_k8s.keys import METRICS
+
+    def full_collections() -> float:
+        text = generate_latest(client.app[METRICS].registry).decode()
+        prefix = 'cocalc_gc_pause_seconds_count{generation="2"}'
+        return float(next(x for x in text.splitlines() if x.startswith(prefix)).split()[1])
+
+    before = full_collections()
+    gc.collect()
+    gc.collect()
+    assert full_collections() >= before + 2  # (and any the tests' own work started)
 
 
 def _free_port() -> int:

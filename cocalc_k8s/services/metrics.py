@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import gc
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -55,6 +58,18 @@ class ConnectionsCollector(Collector):
         yield accounts
 
 
+class GcCollector(Collector):
+    """Objects the garbage collector leaves out: what the hub made while starting
+    (`cli.freeze_what_startup_made`), read at scrape time."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        frozen = GaugeMetricFamily(
+            "cocalc_gc_frozen_objects", "Objects left out of garbage collections (startup's)"
+        )
+        frozen.add_metric([], float(gc.get_freeze_count()))
+        yield frozen
+
+
 class HubMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -77,6 +92,28 @@ class HubMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+        self.gc_pause = Histogram(
+            "cocalc_gc_pause_seconds",
+            "How long a garbage collection stopped the hub, by generation (2: a full one)",
+            ["generation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(GcCollector())
+
+    def gc_callback(self) -> Callable[[str, dict[str, Any]], None]:
+        """For `gc.callbacks`: times each collection into `gc_pause`."""
+        pauses = {generation: self.gc_pause.labels(str(generation)) for generation in range(3)}
+        started = [0.0]
+
+        def callback(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            elif started[0]:
+                pauses[info["generation"]].observe(time.perf_counter() - started[0])
+
+        return callback
 
     def watch_pool(self, engine: AsyncEngine) -> None:
         self.registry.register(PoolCollector(engine))

@@ -4,6 +4,7 @@ admins on the hub's port, anyone who reaches the optional separate metrics port.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator
 
@@ -63,9 +64,15 @@ async def _probe_loop_lag(metrics: HubMetrics) -> None:
 
 
 async def loop_lag_probe(app: web.Application) -> AsyncIterator[None]:
+    """The event loop's lag, and the garbage collector's pauses (one cause of it)."""
     task = asyncio.create_task(_probe_loop_lag(app[METRICS]))
-    yield
-    await cancel(task)
+    callback = app[METRICS].gc_callback()
+    gc.callbacks.append(callback)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(callback)
+        await cancel(task)
 
 
 async def start_metrics_site(metrics: HubMetrics, host: str, port: int) -> web.AppRunner:
