@@ -211,10 +211,10 @@ def freeze_what_startup_made() -> None:
     A full collection walks every tracked object; with these in it, it stopped the event
     loop for 250-300 ms every 6-10 s under editing load (the objects that keystrokes leave
     behind for a while start one), which was the whole of the editor's p99 at 50
-    documents (bench/collab.py). What startup made lives as long as the hub, so nothing
-    collectable is lost: its garbage is collected first, and later garbage (what requests
+    documents (bench/collab.py). What startup made lives as long as the hub. It is
+    frozen without a collection first: that would add 200 ms to every start to find a
+    dozen objects of garbage (measured), which then stay. Later garbage (what requests
     and documents make) is collected as before, in far shorter pauses."""
-    gc.collect()
     gc.freeze()
 
 
