@@ -174,7 +174,8 @@ class _Socket(eio_socket.AsyncSocket):  # type: ignore[misc]
     instead of a queue, a wake of the writer task and its `poll` (whose `wait_for`
     starts a task per packet). Otherwise (long-polling, an upgrade under way, a busy
     writer, a backed-up connection, a large frame) the packet is queued as the library
-    does. The writer's `poll` waits with `asyncio.timeout` instead of `wait_for`."""
+    does. The writer's `poll` waits with `asyncio.timeout` instead of `wait_for`, and on
+    a WebSocket for as long as the socket is open (see `poll`)."""
 
     _request: web.Request | None = None  # the WebSocket's request, while its handler runs
     _ws: Any = None  # engine.io's WebSocket of this socket, likewise
@@ -218,9 +219,20 @@ class _Socket(eio_socket.AsyncSocket):  # type: ignore[misc]
     async def poll(self) -> list[eio_packet.Packet]:
         queue = self.queue
         self._writer_busy = False  # (the writer wrote what it had before asking again)
+        wait = self.server.ping_interval + self.server.ping_timeout
         try:
-            async with asyncio.timeout(self.server.ping_interval + self.server.ping_timeout):
-                first = await queue.get()
+            while True:
+                try:
+                    async with asyncio.timeout(wait):
+                        first = await queue.get()
+                    break
+                except TimeoutError:
+                    # The library's writer gives up after a quiet `wait`, a wait that its
+                    # queued pings always broke. Written at once, they leave the queue
+                    # quiet on a healthy WebSocket: it stays until the socket closes
+                    # (a None queued) or its pongs stop (the ping check closes it).
+                    if self._ws is None or self.closed:
+                        raise
             queue.task_done()
         except (TimeoutError, asyncio.CancelledError):
             raise eio_exceptions.QueueEmpty() from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import socket
 import time
@@ -16,6 +17,7 @@ import msgpack
 import pytest
 
 from cocalc_k8s.realtime import awareness
+from cocalc_k8s.realtime.server import REALTIME
 from cocalc_k8s.realtime.wire import decode_msgpack, encode_msgpack
 from tests.realtime.client import wait_for
 
@@ -221,8 +223,11 @@ class _StalledReader:
         assert len(data) < 126
         self.writer.write(bytes([0x82, 0x80 | len(data)]) + b"\0\0\0\0" + data)
 
+    opcode = 0  # of the last frame read (8: the server closes the connection)
+
     async def frame(self) -> bytes:
-        _, second = await self.reader.readexactly(2)
+        first, second = await self.reader.readexactly(2)
+        self.opcode = first & 0x0F
         length = second & 0x7F
         if length >= 126:
             size = 2 if length == 126 else 8
@@ -273,3 +278,41 @@ def test_msgpack_packets_carry_data_and_id_only_when_present() -> None:
     )  # fmt: skip
     with pytest.raises(ValueError):
         decode_msgpack(msgpack.packb({"type": True, "nsp": NS}))  # a bool is no type
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling", "websocket"]])
+async def test_a_websocket_stays_open_while_nothing_is_queued_for_it(
+    team: Any, transports: list[str]
+) -> None:
+    """Pings written at once leave engine.io's queue empty; its writer task used to give
+    up after ping_interval + ping_timeout (45 s by default) of an empty queue and close a
+    healthy connection. With a 1 s interval, the sockets must outlive that twice over,
+    and edit still; one whose pongs stop is closed."""
+    project_id, (alice, bob) = await team(2)
+    eio = alice.user.client.app[REALTIME].sio.eio
+    eio.ping_interval, eio.ping_timeout = 1.0, 1.5  # (the handshake tells the clients)
+    a, b = alice.client(encoding="msgpack"), bob.client()
+    await a.connect(transports)
+    await b.connect(transports)
+    await a.join(project_id, "quiet.txt")
+    await b.join(project_id, "quiet.txt")
+    sids = {a.sio.get_sid(NS), b.sio.get_sid(NS)}
+    until = time.monotonic() + 2 * (eio.ping_interval + eio.ping_timeout)
+    while time.monotonic() < until:  # the period observed, failing at the first drop
+        assert a.sio.connected and b.sio.connected
+        await asyncio.sleep(0.05)
+    assert {a.sio.get_sid(NS), b.sio.get_sid(NS)} == sids
+    assert (await a.append("still here"))["ok"]
+    await wait_for(lambda: b.text == "still here")
+    await b.close()
+    await a.close()
+
+    silent = _StalledReader()  # answers no ping: closed within the ping timeout
+    await silent.open(alice.url, alice.key)
+
+    async def read_until_closed() -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while silent.opcode != 8:  # a close frame (or the connection's end)
+                await silent.frame()
+
+    await asyncio.wait_for(read_until_closed(), 10)
