@@ -74,6 +74,10 @@ stopped collecting during typing too: its collections stalled every client at on
 A/B in alternation, 50 documents, 30 s (both with the clients' change): without the
 freeze p50 8 / 15 ms, p99 194 / 298 ms; with it p50 7 / 9 ms, p99 27 / 43 ms (relay p50
 4-5, p99 16-26 ms). 10 s runs: p50 6-8 ms, p99 44-46 ms. The goal is met.
+The whole script on a quiet machine: 50 documents p50 2.9 / p99 11 ms (relay 1.8 / 6.0
+ms); the B4-sized trace through the hub in 58 s (4,492 updates/s; it failed at 45 s
+before the writer fix in realtime/wire.py `_Socket.poll`), 259,778 rows, 8.2 MB, open
+afterwards 42 ms; 23.1 KiB per idle client (~45,000 in 1 GiB), 7.1 KiB per open document.
 """
 
 from __future__ import annotations
