@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -101,19 +102,30 @@ class HubMetrics:
             registry=self.registry,
         )
         self.registry.register(GcCollector())
+        self._gc_children = {g: self.gc_pause.labels(str(g)) for g in range(3)}
+        self._gc_pauses: deque[tuple[int, float]] = deque(maxlen=10_000)
 
     def gc_callback(self) -> Callable[[str, dict[str, Any]], None]:
-        """For `gc.callbacks`: times each collection into `gc_pause`."""
-        pauses = {generation: self.gc_pause.labels(str(generation)) for generation in range(3)}
+        """For `gc.callbacks`: notes how long each collection took, for `observe_gc`.
+        It takes no lock (a collection may start in any thread, inside any code, even
+        a metric's own update): a bounded deque's append is atomic."""
         started = [0.0]
+        pauses = self._gc_pauses
 
         def callback(phase: str, info: dict[str, Any]) -> None:
             if phase == "start":
                 started[0] = time.perf_counter()
             elif started[0]:
-                pauses[info["generation"]].observe(time.perf_counter() - started[0])
+                pauses.append((info["generation"], time.perf_counter() - started[0]))
 
         return callback
+
+    def observe_gc(self) -> None:
+        """Move the pauses noted since the last call into `gc_pause` (the lag probe's)."""
+        children = self._gc_children
+        while self._gc_pauses:
+            generation, seconds = self._gc_pauses.popleft()
+            children[generation].observe(seconds)
 
     def watch_pool(self, engine: AsyncEngine) -> None:
         self.registry.register(PoolCollector(engine))

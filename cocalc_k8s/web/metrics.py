@@ -61,6 +61,7 @@ async def _probe_loop_lag(metrics: HubMetrics) -> None:
         expected = loop.time() + LAG_INTERVAL
         await asyncio.sleep(LAG_INTERVAL)
         metrics.loop_lag.observe(max(0.0, loop.time() - expected))
+        metrics.observe_gc()
 
 
 async def loop_lag_probe(app: web.Application) -> AsyncIterator[None]:
