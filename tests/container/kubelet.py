@@ -18,6 +18,7 @@ fails the pod; the fixture asserts `errors` is empty.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import os
 import shutil
@@ -74,18 +75,29 @@ class ContainerKubelet(TestKubelet):
         shutil.rmtree(self._secrets, ignore_errors=True)
 
     async def run_podman(self, *args: str, check: bool = True) -> str:
-        process = await asyncio.create_subprocess_exec(
-            *self.podman, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        out, err = await process.communicate()
-        if check and process.returncode != 0:
+        code, out, err = await self._podman(*args)
+        if check and code != 0:
             raise RuntimeError(f"podman {args[0]}: {err.decode().strip()[-500:]}")
         return out.decode().strip()
 
+    async def _podman(self, *args: str) -> tuple[int, bytes, bytes]:
+        """podman's exit code and output; a call cancelled (the kubelet stopping) kills
+        and reaps its process, so nothing of it outlives the test's event loop."""
+        process = await asyncio.create_subprocess_exec(
+            *self.podman, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            out, err = await process.communicate()
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.communicate()
+            raise
+        return int(process.returncode or 0), out, err
+
     async def _image_present(self, image: str) -> bool:
-        image = self.aliases.get(image, image)
-        process = await asyncio.create_subprocess_exec(*self.podman, "image", "exists", image)
-        return await process.wait() == 0
+        code, _, _ = await self._podman("image", "exists", self.aliases.get(image, image))
+        return code == 0
 
     def _secret_file(self, pod: Obj, token: str) -> Any:
         fs_group = pod["spec"]["securityContext"].get("fsGroup", 0)
